@@ -1,0 +1,1 @@
+"""Training and evaluation data: the procedural shapes scenes and image-text folders."""

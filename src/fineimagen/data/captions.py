@@ -1,0 +1,117 @@
+"""Captions for shapes scenes from a small grammar with varied phrasing.
+
+`caption(scene, rng)` mentions exactly the attributes set in `scene` (a spec may leave some
+open); `mention(scene, rng)` drops attributes of a complete scene at random, so training
+captions range from terse to exhaustive. Deterministic for a given generator state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import vocab
+from .scene import Group, Scene
+
+SHAPE_WORDS = {
+    "circle": ("circle", "circle", "disk"),
+    "square": ("square",),
+    "triangle": ("triangle",),
+    "star": ("star",),
+    "heart": ("heart",),
+}
+COLOR_WORDS = {"purple": ("purple", "violet"), "cyan": ("cyan", "turquoise")}
+SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "medium-sized"),
+              "large": ("large", "big")}
+TEXTURE_ADJECTIVES = {"solid": ("solid", "plain"), "striped": ("striped",),
+                      "dotted": ("dotted", "polka-dot", "spotted"),
+                      "checkered": ("checkered", "checked")}
+TEXTURE_PHRASES = {"solid": "in a solid colour", "striped": "with stripes",
+                   "dotted": "with dots", "checkered": "with a checkerboard pattern"}
+COUNT_WORDS = {1: ("a", "one", "1"), 2: ("two", "2", "a pair of"), 3: ("three", "3"),
+               4: ("four", "4")}
+POSITION_PHRASES = {
+    "top left": ("at the top left", "in the upper left corner", "in the top-left corner"),
+    "top": ("at the top", "at the top center", "in the upper middle"),
+    "top right": ("at the top right", "in the upper right corner", "in the top-right corner"),
+    "left": ("on the left", "at the left side", "in the middle left"),
+    "center": ("in the center", "in the middle", "at the centre"),
+    "right": ("on the right", "at the right side", "in the middle right"),
+    "bottom left": ("at the bottom left", "in the lower left corner",
+                    "in the bottom-left corner"),
+    "bottom": ("at the bottom", "at the bottom center", "in the lower middle"),
+    "bottom right": ("at the bottom right", "in the lower right corner",
+                     "in the bottom-right corner"),
+}
+BACKGROUND_PHRASES = ("on a {} background", "against a {} background", "on {}")
+BACKGROUND_WORDS = {"gray": ("gray", "grey")}
+
+
+def _choose(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def group_phrase(g: Group, rng: np.random.Generator, with_position: bool = True) -> str:
+    """'two small red striped circles at the top left' with the attributes `g` sets."""
+    count = g.count if g.count is not None else 2  # an open count reads as a bare plural
+    words = [_choose(rng, COUNT_WORDS[count])] if g.count is not None else []
+    if g.size:
+        words.append(_choose(rng, SIZE_WORDS[g.size]))
+    if g.color:
+        words.append(_choose(rng, COLOR_WORDS.get(g.color, (g.color,))))
+    texture_after = g.texture is not None and rng.random() < 0.3
+    if g.texture and not texture_after:
+        words.append(_choose(rng, TEXTURE_ADJECTIVES[g.texture]))
+    noun = _choose(rng, SHAPE_WORDS[g.shape])
+    words.append(noun + ("s" if count > 1 else ""))
+    if texture_after:
+        words.append(TEXTURE_PHRASES[g.texture])
+    if g.position and with_position:
+        words.append(_choose(rng, POSITION_PHRASES[g.position]))
+    phrase = " ".join(words)
+    return "an" + phrase[1:] if phrase.startswith("a ") and phrase[2] in "aeiou" else phrase
+
+
+
+def _relation(a: Group, b: Group) -> str | None:
+    """A spatial relation of a to b that holds for their cells, if one is simple to say."""
+    (ra, ca), (rb, cb) = vocab.cell_of(a.position), vocab.cell_of(b.position)
+    if ra == rb:
+        return "to the left of" if ca < cb else "to the right of"
+    if ca == cb:
+        return "above" if ra < rb else "below"
+    return None
+
+
+def caption(scene: Scene, rng: np.random.Generator, relations: bool = True) -> str:
+    """A caption that states exactly the attributes `scene` sets."""
+    groups = list(scene.groups)
+    order = rng.permutation(len(groups))
+    groups = [groups[i] for i in order]
+    phrases = []
+    if relations and len(groups) == 2 and all(g.position for g in groups) and rng.random() < 0.3:
+        rel = _relation(groups[0], groups[1])
+        if rel is not None:  # absolute positions stay: the relation is extra phrasing
+            phrases = [f"{group_phrase(groups[0], rng)} {rel} {group_phrase(groups[1], rng)}"]
+    if not phrases:
+        phrases = [group_phrase(g, rng) for g in groups]
+    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    if scene.background:
+        word = _choose(rng, BACKGROUND_WORDS.get(scene.background, (scene.background,)))
+        text += " " + _choose(rng, BACKGROUND_PHRASES).format(word)
+    return text
+
+
+def mention(scene: Scene, rng: np.random.Generator, keep: float = 0.8) -> Scene:
+    """The scene with each optional attribute kept with probability `keep` (training captions).
+
+    Shape and count are always kept: "a circle" must mean one circle.
+    """
+
+    def drop(g: Group) -> Group:
+        fields = {k: v for k, v in g.fields().items()
+                  if k in ("shape", "count") or rng.random() < keep}
+        return Group(**fields)
+
+    background = scene.background if rng.random() < keep * 0.6 else None
+    return Scene(tuple(drop(g) for g in scene.groups), background)
+

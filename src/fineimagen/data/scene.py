@@ -1,0 +1,276 @@
+"""Scene specs: parsing and validation, random completion, and layout of objects on the canvas.
+
+A *spec* may leave any attribute but `shape` open; `complete` fills the open ones at random
+and `layout` places every object. Coordinates are fractions of the image side, y downwards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from ..errors import InputError
+from . import vocab
+
+MAX_GROUPS = 3
+GAP = 0.09  # least distance between the bounding boxes of two objects
+MARGIN = 0.02  # least distance between an object and the image border
+CELL_MARGIN = 0.02  # a group's centroid keeps this far inside its cell
+GROUP_JITTER = 0.03  # random shift of a group's centre from its cell's centre
+
+# Arrangements of a group's objects, as offsets in units of (object size + GAP).
+ARRANGEMENTS = {
+    1: [((0.0, 0.0),)],
+    2: [((-0.5, 0.0), (0.5, 0.0)), ((0.0, -0.5), (0.0, 0.5))],
+    3: [
+        ((-1.0, 0.0), (0.0, 0.0), (1.0, 0.0)),
+        ((0.0, -1.0), (0.0, 0.0), (0.0, 1.0)),
+        ((-0.5, 0.45), (0.5, 0.45), (0.0, -0.45)),
+        ((-0.5, -0.45), (0.5, -0.45), (0.0, 0.45)),
+    ],
+    4: [
+        ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)),
+        ((-1.5, 0.0), (-0.5, 0.0), (0.5, 0.0), (1.5, 0.0)),
+        ((0.0, -1.5), (0.0, -0.5), (0.0, 0.5), (0.0, 1.5)),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group of `count` identical objects; None means "not constrained"."""
+
+    shape: str
+    color: str | None = None
+    size: str | None = None
+    position: str | None = None
+    texture: str | None = None
+    count: int | None = None
+
+    def fields(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Scene:
+    groups: tuple[Group, ...]
+    background: str | None = None
+
+    def to_spec(self) -> dict:
+        spec: dict = {"objects": [g.fields() for g in self.groups]}
+        if self.background is not None:
+            spec = {"background": self.background, **spec}
+        return spec
+
+    def is_complete(self) -> bool:
+        return self.background is not None and all(
+            None not in asdict(g).values() for g in self.groups
+        )
+
+
+@dataclass(frozen=True)
+class PlacedObject:
+    """One object on the canvas: centre (x, y) and extent `size`, as fractions of the side."""
+
+    group: int
+    shape: str
+    color: str
+    texture: str
+    x: float
+    y: float
+    size: float
+
+
+# ----------------------------------------------------------------------------- parsing
+def parse_spec(spec: dict | str) -> Scene:
+    """Validate a scene spec (a dict or JSON text) and return it as a `Scene`."""
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as err:
+            raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
+    if not isinstance(spec, dict):
+        raise InputError("a scene spec must be a JSON object with an 'objects' list")
+    unknown = set(spec) - {"objects", "background"}
+    if unknown:
+        raise InputError(f"unknown scene key {sorted(unknown)[0]!r} (allowed: objects, background)")
+    background = spec.get("background")
+    if background is not None and background not in vocab.BACKGROUNDS:
+        raise InputError(_unknown("background", background, vocab.BACKGROUNDS))
+    objects = spec.get("objects")
+    if not isinstance(objects, list) or not 1 <= len(objects) <= MAX_GROUPS:
+        raise InputError(f"'objects' must be a list of 1 to {MAX_GROUPS} object groups")
+    scene = Scene(tuple(_parse_group(o, i) for i, o in enumerate(objects)), background)
+    _check_distinct(scene.groups)
+    return scene
+
+
+def _parse_group(obj: object, index: int) -> Group:
+    where = f"object {index}"
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: must be a JSON object")
+    unknown = set(obj) - set(vocab.ATTRIBUTES)
+    if unknown:
+        raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    if "shape" not in obj:
+        raise InputError(f"{where}: 'shape' is required")
+    for key in vocab.ATTRIBUTES:
+        value = obj.get(key)
+        if value is None and key != "shape":
+            continue
+        allowed = vocab.VOCAB[key]
+        if key == "count" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InputError(f"{where}: count must be an integer from 1 to 4, got {value!r}")
+        if value not in allowed:
+            raise InputError(f"{where}: " + _unknown(key, value, allowed))
+    return Group(**obj)
+
+
+def _unknown(key: str, value: object, allowed: tuple) -> str:
+    return f"unknown {key} {value!r} (choose from {', '.join(map(str, allowed))})"
+
+
+def _check_distinct(groups: tuple[Group, ...]) -> None:
+    """Groups must be told apart: different positions, and different shape or colour."""
+    for i, a in enumerate(groups):
+        for j in range(i):
+            b = groups[j]
+            if a.position is not None and a.position == b.position:
+                raise InputError(f"objects {j} and {i} both take position {a.position!r}")
+            if a.shape == b.shape and a.color is not None and a.color == b.color:
+                raise InputError(
+                    f"objects {j} and {i} are both {a.color} {a.shape}s: groups in one scene "
+                    "differ in shape or colour (use count for several identical objects)"
+                )
+
+
+# ----------------------------------------------------------------------------- completion
+def complete(
+    scene: Scene, rng: np.random.Generator, avoid_heldout: bool = False, tries: int = 200
+) -> tuple[Scene, list[PlacedObject]]:
+    """Fill every open attribute at random and lay the scene out.
+
+    With `avoid_heldout`, open attributes never form a held-out combination (training data).
+    Raises InputError when no completion of the spec fits on the canvas.
+    """
+    for _ in range(tries):
+        filled = _fill(scene, rng, avoid_heldout)
+        if filled is None:
+            continue
+        placed = layout(filled, rng)
+        if placed is not None:
+            return filled, placed
+    raise InputError("the scene does not fit on the canvas (too many or too large objects)")
+
+
+def _fill(scene: Scene, rng: np.random.Generator, avoid_heldout: bool) -> Scene | None:
+    background = scene.background or str(rng.choice(vocab.BACKGROUNDS))
+    used_positions = {g.position for g in scene.groups if g.position}
+    used_looks: set[tuple[str, str]] = {(g.shape, g.color) for g in scene.groups if g.color}
+    groups = []
+    for g in scene.groups:
+        for _ in range(20):
+            new = replace(
+                g,
+                color=g.color or str(rng.choice(vocab.COLORS)),
+                size=g.size or str(rng.choice(vocab.SIZES)),
+                texture=g.texture or str(rng.choice(vocab.TEXTURES)),
+                count=g.count or int(rng.choice(vocab.COUNTS, p=(0.4, 0.25, 0.2, 0.15))),
+                position=g.position or str(rng.choice(vocab.POSITIONS)),
+            )
+            fresh_look = g.color is not None or (new.shape, new.color) not in used_looks
+            fresh_cell = g.position is not None or new.position not in used_positions
+            allowed = not (avoid_heldout and vocab.heldout_combinations(new.fields()))
+            if fresh_look and fresh_cell and allowed:
+                break
+        else:
+            return None
+        used_positions.add(new.position)
+        used_looks.add((new.shape, new.color))
+        groups.append(new)
+    return Scene(tuple(groups), background)
+
+
+def layout(scene: Scene, rng: np.random.Generator) -> list[PlacedObject] | None:
+    """Place every object of a complete scene without overlap; None when it does not fit."""
+    placed: list[PlacedObject] = []
+    for index, g in enumerate(scene.groups):
+        side = vocab.SIZE_FRACTION[g.size] * (1 + rng.uniform(-1, 1) * vocab.SIZE_JITTER)
+        objects = _place_group(index, g, side, placed, rng)
+        if objects is None:
+            return None
+        placed.extend(objects)
+    return placed
+
+
+def _place_group(index, g, side, placed, rng, tries=8):
+    row, col = vocab.cell_of(g.position)
+    options = ARRANGEMENTS[g.count]
+    for _ in range(tries):
+        offsets = np.array(options[rng.integers(len(options))]) * (side + GAP)
+        centre = (np.array([col, row]) + 0.5) / 3 + rng.uniform(-1, 1, 2) * GROUP_JITTER
+        points = offsets + centre
+        lo = points.min(0) - side / 2 - MARGIN
+        hi = points.max(0) + side / 2 + MARGIN
+        points -= np.minimum(lo, 0) + np.maximum(hi - 1, 0)  # push inside the canvas
+        cx, cy = points.mean(0)
+        inside_cell = (
+            col / 3 + CELL_MARGIN < cx < (col + 1) / 3 - CELL_MARGIN
+            and row / 3 + CELL_MARGIN < cy < (row + 1) / 3 - CELL_MARGIN
+        )
+        low, high = points.min() - side / 2, points.max() + side / 2
+        fits = low > MARGIN - 1e-9 and high < 1 - MARGIN + 1e-9  # wider groups cannot fit
+        if not (inside_cell and fits):
+            continue
+        objects = [
+            PlacedObject(index, g.shape, g.color, g.texture, float(x), float(y), float(side))
+            for x, y in points
+        ]
+        if all(_apart(a, b) for a in objects for b in placed):
+            return objects
+    return None
+
+
+def _apart(a: PlacedObject, b: PlacedObject) -> bool:
+    reach = (a.size + b.size) / 2 + GAP
+    return abs(a.x - b.x) >= reach or abs(a.y - b.y) >= reach
+
+
+# ----------------------------------------------------------------------------- sampling
+def sample_scene(
+    rng: np.random.Generator, split: str = "train", n_groups: int | None = None
+) -> tuple[Scene, list[PlacedObject]]:
+    """A random complete scene of the split: `train` avoids every held-out combination,
+    `heldout` gives one group a held-out combination."""
+    if split not in ("train", "heldout"):
+        raise InputError(f"unknown split {split!r} (choose from train, heldout)")
+    n = n_groups or int(rng.choice((1, 2, 3), p=(0.4, 0.35, 0.25)))
+    shapes = [str(s) for s in rng.choice(vocab.SHAPES, size=n)]
+    groups = [Group(shape=s) for s in shapes]
+    if split == "heldout":
+        groups[0] = heldout_group(rng)
+    scene = Scene(tuple(groups))
+    if split == "heldout":
+        return complete(scene, rng)
+    return complete(scene, rng, avoid_heldout=True)
+
+
+def heldout_group(rng: np.random.Generator) -> Group:
+    """A partial group that uses one held-out combination, of a kind chosen at random."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        shape, color = _pick(rng, vocab.HELDOUT_SHAPE_COLOR)
+        return Group(shape=shape, color=color)
+    if kind == 1:
+        count, position = _pick(rng, vocab.HELDOUT_COUNT_POSITION)
+        return Group(shape=str(rng.choice(vocab.SHAPES)), count=count, position=position,
+                     size=str(rng.choice(("small", "medium"))))
+    texture, shape = _pick(rng, vocab.HELDOUT_TEXTURE_SHAPE)
+    return Group(shape=shape, texture=texture)
+
+
+def _pick(rng: np.random.Generator, combos: frozenset) -> tuple:
+    ordered = sorted(combos, key=str)
+    return ordered[int(rng.integers(len(ordered)))]
