@@ -68,15 +68,15 @@ def read_prompts(path: str | Path) -> list[EvalItem]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{number}: malformed JSON ({err.msg})") from None
+                raise InputError(f"{path}, line {number}: malformed JSON ({err.msg})") from None
             if not isinstance(record, dict) or "scene" not in record:
-                raise InputError(f"{path}:{number}: a line needs 'prompt' and 'scene'")
+                raise InputError(f"{path}, line {number}: a line needs 'prompt' and 'scene'")
             if not isinstance(record.get("prompt"), str):
-                raise InputError(f"{path}:{number}: 'prompt' must be a string")
+                raise InputError(f"{path}, line {number}: 'prompt' must be a string")
             try:
                 scene = parse_spec(record["scene"])
             except InputError as err:
-                raise InputError(f"{path}:{number}: {err}") from None
+                raise InputError(f"{path}, line {number}: {err}") from None
             items.append(EvalItem(record["prompt"], scene, category_of(scene), is_unseen(scene)))
     if not items:
         raise InputError(f"{path}: no prompts")

@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fineimagen.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "fineimagen.cli", *args],
+                          capture_output=True, text=True)
+
+
+def test_dataset_evalset_then_truth_scoring(tmp_path, capsys):
+    prompts = tmp_path / "p.jsonl"
+    assert main(["dataset", "evalset", "--out", str(prompts), "--n", "16"]) == 0
+    assert len(prompts.read_text().splitlines()) == 16
+    out = tmp_path / "imgs"
+    assert main(["eval", "--prompts", str(prompts), "--render-truth", "--size", "64",
+                 "--save-images", str(out), "--json", str(tmp_path / "s.json")]) == 0
+    assert len(list(out.glob("*.png"))) == 16
+    truth = json.loads((tmp_path / "s.json").read_text())
+    assert truth["overall"] >= 0.99
+    capsys.readouterr()
+    assert main(["eval", "--prompts", str(prompts), "--images", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "overall" in table and "1.000" in table
+
+
+def test_dataset_shapes_cli(tmp_path):
+    assert main(["dataset", "shapes", "--out", str(tmp_path / "d"), "--n", "3",
+                 "--size", "32", "--split", "heldout"]) == 0
+    assert len(list((tmp_path / "d").glob("*.png"))) == 3
+
+
+def test_selftest_cli(tmp_path, capsys):
+    assert main(["eval", "--selftest", "--n", "20", "--sizes", "64",
+                 "--json", str(tmp_path / "t.json")]) == 0
+    assert "64px perturbed" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert rows["64px clean"]["all_attributes"] > 0.9
+
+
+@pytest.mark.parametrize("args, words", [
+    (["dataset", "shapes", "--out", "X", "--n", "0"], "must be positive"),
+    (["dataset", "shapes", "--out", "X", "--n", "2", "--size", "8"], "16 to 4096"),
+    (["dataset", "evalset", "--out", "X", "--n", "-3"], "must be positive"),
+    (["eval", "--prompts", "missing.jsonl", "--render-truth"], "prompts file not found"),
+    (["eval"], "eval needs --selftest"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
+    result = subprocess.run([sys.executable, "-m", "fineimagen.cli", *args], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_jsonl_line_and_missing_images(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    good = json.dumps({"prompt": "a star", "scene": {"objects": [{"shape": "star"}]}})
+    prompts.write_text(good + "\n" + '{"prompt": "x", "scene": {"objects": [{"shape": '
+                       '"star", "color": "teal"}]}}\n')
+    result = run("eval", "--prompts", str(prompts), "--render-truth")
+    assert result.returncode == 2 and "line 2" in result.stderr and "teal" in result.stderr
+    prompts.write_text(good + "\n")
+    (tmp_path / "img").mkdir()
+    result = run("eval", "--prompts", str(prompts), "--images", str(tmp_path / "img"))
+    assert result.returncode == 2 and "no image for prompt line 1" in result.stderr
+
+
+def test_json_output_is_not_written_on_error(tmp_path):
+    result = run("eval", "--prompts", str(tmp_path / "none.jsonl"), "--render-truth",
+                 "--json", str(tmp_path / "out.json"))
+    assert result.returncode == 2 and not (tmp_path / "out.json").exists()

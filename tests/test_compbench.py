@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fineimagen.data.render import render
+from fineimagen.data.scene import complete, parse_spec
+from fineimagen.errors import InputError
+from fineimagen.eval import compbench
+from fineimagen.eval.scenes import parse_image
+
+
+def write_prompts(path, items):
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    return path
+
+
+def test_evalset_is_balanced_and_heldout_has_unseen_items():
+    items = compbench.make_evalset(64, "heldout", seed=0)
+    counts = {c: sum(i.category == c for i in items) for c in compbench.CATEGORIES}
+    assert set(counts.values()) == {8}
+    unseen = [i for i in items if i.unseen]
+    assert {i.category for i in unseen} == {"colors", "position", "texture", "color_attribution"}
+    assert len(unseen) == 16
+    assert not any(i.unseen for i in compbench.make_evalset(64, "train", seed=0))
+
+
+def test_truth_renders_score_perfectly():
+    items = compbench.make_evalset(48, "heldout", seed=3)
+    scores = compbench.render_truth(items, 128, samples=2)
+    assert scores["overall"] >= 0.99
+    assert set(scores["categories"]) == set(compbench.CATEGORIES)
+
+
+def test_wrong_images_score_zero(tmp_path, rng):
+    # images of the right shapes in the wrong colour fail a colour prompt
+    spec = {"objects": [{"shape": "circle", "color": "red", "count": 1}]}
+    prompts = write_prompts(tmp_path / "p.jsonl", [{"prompt": "a red circle", "scene": spec}])
+    wrong = {"objects": [{"shape": "circle", "color": "blue", "count": 1}]}
+    scene, placed = complete(parse_spec(wrong), rng)
+    (tmp_path / "img").mkdir()
+    Image.fromarray(render(placed, scene.background, 64)).save(tmp_path / "img/00000_0.png")
+    scores = compbench.score_folder(compbench.read_prompts(prompts), tmp_path / "img")
+    assert scores["overall"] == 0.0 and scores["categories"] == {"colors": 0.0}
+
+
+def test_strict_matching_rejects_extra_objects(rng):
+    asked = parse_spec({"objects": [{"shape": "star", "count": 1}]})
+    extra = parse_spec({"objects": [{"shape": "star", "count": 1}, {"shape": "heart"}]})
+    scene, placed = complete(extra, rng)
+    parsed = parse_image(render(placed, scene.background, 64))
+    assert not compbench.is_correct(asked, parsed, 64)
+    assert compbench.is_correct(extra, parsed, 64)
+
+
+def test_texture_is_not_judged_below_64_px():
+    items = compbench.make_evalset(16, "train", seed=1)
+    scores = compbench.render_truth(items, 32)
+    assert "texture" not in scores["categories"]
+
+
+@pytest.mark.parametrize("line, words", [
+    ("{bad", "line 1: malformed JSON"),
+    ('{"prompt": "x"}', "needs 'prompt' and 'scene'"),
+    ('{"prompt": 3, "scene": {"objects": [{"shape": "star"}]}}', "'prompt' must be a string"),
+    ('{"prompt": "x", "scene": {"objects": [{"shape": "cube"}]}}', "line 1: object 0: unknown"),
+])
+def test_bad_prompt_lines_name_the_line(tmp_path, line, words):
+    path = tmp_path / "p.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(InputError, match=words):
+        compbench.read_prompts(path)
+
+
+def test_missing_images_are_an_input_error(tmp_path):
+    items = compbench.make_evalset(3, "train")
+    (tmp_path / "img").mkdir()
+    with pytest.raises(InputError, match="no image for prompt line 1"):
+        compbench.score_folder(items, tmp_path / "img")
+
+
+def test_unseen_scores_are_reported_apart():
+    items = compbench.make_evalset(16, "heldout", seed=2)
+    results = [(item, not item.unseen) for item in items]  # right on seen, wrong on unseen
+    table = compbench.summarize(results)
+    assert table["seen"]["overall"] == 1.0 and table["unseen"]["overall"] == 0.0
+    assert 0 < table["overall"] < 1
+    assert np.isclose(table["overall"], np.mean(list(table["categories"].values())))
