@@ -53,8 +53,9 @@ def test_layout_respects_cells_margins_and_gaps(rng):
     for _ in range(300):
         scene, placed = sample_scene(rng)
         for obj in placed:
+            half = obj.size / 2
             for centre in (obj.x, obj.y):
-                assert MARGIN - 1e-6 <= centre - obj.size / 2 < centre + obj.size / 2 <= 1 - MARGIN + 1e-6
+                assert MARGIN - 1e-6 <= centre - half < centre + half <= 1 - MARGIN + 1e-6
         for i, a in enumerate(placed):
             for b in placed[:i]:
                 reach = (a.size + b.size) / 2 + GAP - 1e-6
