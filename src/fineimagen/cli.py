@@ -1,4 +1,4 @@
-"""The `fineimagen` command line: dataset and eval (generation and training build on these).
+"""The `fineimagen` command line: dataset, eval, train, generate.
 
 Every user error prints one line `fineimagen: error: ...` to stderr and exits with code 2.
 """
@@ -58,7 +58,63 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sizes", default="32,64,128", help="sizes for --selftest")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", help="also write the results here as JSON")
+    _add_train(commands)
+    _add_generate(commands)
     return parser
+
+
+def _add_train(commands) -> None:
+    train = commands.add_parser("train", help="train one stage of a cascade")
+    train.add_argument("--recipe", help="a named training recipe (e.g. shapes-default-base)")
+    train.add_argument("--stage", help="stage name in the preset (default: base)")
+    train.add_argument("--preset", help="preset name or JSON file (default: shapes-32-128)")
+    train.add_argument("--data", help="'shapes' or an image-text folder")
+    train.add_argument("--steps", type=int)
+    train.add_argument("--batch-size", type=int, dest="batch_size")
+    train.add_argument("--grad-accum", type=int, dest="grad_accum")
+    train.add_argument("--lr", type=float)
+    train.add_argument("--ema-decay", type=float, dest="ema_decay")
+    train.add_argument("--mixed-precision", choices=("bf16", "no"), dest="mixed_precision")
+    train.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    train.add_argument("--workers", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--out", help="run folder (checkpoint, metrics, model/)")
+    train.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
+
+
+def _add_generate(commands) -> None:
+    gen = commands.add_parser("generate", help="draw images from text")
+    gen.add_argument("prompt", nargs="?", help="the prompt (or use --prompts)")
+    gen.add_argument("--prompts", help="a prompts JSONL: one image set per line")
+    gen.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    gen.add_argument("--sampler", help="ddpm | ddim | dpm++ | unipc")
+    gen.add_argument("--steps", type=int)
+    gen.add_argument("--guidance", type=float)
+    gen.add_argument("--threshold", type=float, help="dynamic thresholding percentile")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--n", type=_positive, default=1, help="images per prompt")
+    gen.add_argument("--batch", type=_positive, default=64, help="images per model batch")
+    gen.add_argument("--out", default="out", help="output folder")
+
+
+def _train(args) -> None:
+    from .train.recipes import train_config
+
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "recipe") and v not in (None, False)}
+    from .train.trainer import train
+
+    folder = train(train_config(args.recipe, overrides))
+    print(f"model written to {folder}")
+
+
+def _generate(args) -> None:
+    from .generate import generate_to_folder
+
+    if (args.prompt is None) == (args.prompts is None):
+        raise InputError("give one prompt or --prompts FILE")
+    written = generate_to_folder(args)
+    print(f"wrote {written} images to {args.out}")
 
 
 def _dataset(args) -> None:
@@ -136,7 +192,8 @@ def _write_json(path: str | None, payload: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        {"dataset": _dataset, "eval": _eval}[args.command](args)
+        {"dataset": _dataset, "eval": _eval, "train": _train,
+         "generate": _generate}[args.command](args)
     except InputError as err:
         print(f"fineimagen: error: {err}", file=sys.stderr)
         return 2

@@ -38,36 +38,40 @@ def check_side(size: int) -> None:
 
 def make_sample(index: int, size: int, split: str = "train", seed: int = 0) -> ShapesSample:
     """Sample `index` of the stream (seed, split): a random scene, its render and a caption
-    that mentions a random subset of its attributes."""
+    that mentions a random subset of its attributes (from terse to exhaustive)."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     scene, placed = sample_scene(rng, split)
-    return ShapesSample(render(placed, scene.background, size), caption(mention(scene, rng), rng),
-                        scene)
+    said = mention(scene, rng, keep=rng.uniform(0.3, 1.0))
+    return ShapesSample(render(placed, scene.background, size), caption(said, rng), scene)
 
 
 class ShapesDataset(IterableDataset):
     """Endless (or `length`-long) stream of {"image": [3, H, W] float in [-1, 1], "caption"}.
 
-    Rendering happens on the fly; no disk. Samples are split between DataLoader workers and
-    between processes (`rank` of `world_size`) by index, so none is seen twice per pass.
+    Rendering happens on the fly; no disk. Process `rank` of `world_size` takes the samples
+    rank, rank + world_size, ... of the stream, skipping its first `start` (to resume a
+    run); DataLoader workers split a process's share between them.
     """
 
     def __init__(self, size: int, split: str = "train", seed: int = 0,
-                 length: int | None = None, rank: int = 0, world_size: int = 1):
+                 length: int | None = None, rank: int = 0, world_size: int = 1,
+                 start: int = 0):
         check_side(size)
         self.size, self.split, self.seed, self.length = size, split, seed, length
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.start = rank, world_size, start
 
     def __iter__(self):
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        stride = workers * self.world_size
-        index = self.rank * workers + worker
-        while self.length is None or index < self.length:
+        j = self.start + (worker - self.start) % workers  # this worker's first share index
+        while True:
+            index = self.rank + j * self.world_size
+            if self.length is not None and index >= self.length:
+                return
             sample = make_sample(index, self.size, self.split, self.seed)
             image = torch.from_numpy(sample.image).permute(2, 0, 1).float() / 127.5 - 1
             yield {"image": image, "caption": sample.caption}
-            index += stride
+            j += workers
 
 
 def write_folder(out: str | Path, n: int, size: int, split: str = "train", seed: int = 0,

@@ -1,0 +1,135 @@
+"""Dataclass configs with a JSON round-trip that rejects unknown keys, and named presets.
+
+A preset (`presets/NAME.json`) holds a `CascadeConfig`: the text encoder and the stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import InputError
+
+
+class ConfigMixin:
+    """`to_dict` / `from_dict` for nested dataclasses; unknown keys raise InputError."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = ""):
+        where = where or cls.__name__
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        hints = get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        values = {}
+        for key, value in data.items():
+            values[key] = _convert(hints[key], value, f"{where}.{key}")
+        return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if isinstance(hint, type) and issubclass(hint, ConfigMixin):
+        return hint.from_dict(value, where)
+    origin = getattr(hint, "__origin__", None)
+    if origin in (list, tuple) and hint.__args__ and isinstance(hint.__args__[0], type) \
+            and issubclass(hint.__args__[0], ConfigMixin):
+        return [hint.__args__[0].from_dict(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        return tuple(value)
+    return value
+
+
+@dataclass
+class TextEncoderConfig(ConfigMixin):
+    kind: str = "minilm"  # minilm | t5 | trainable
+    path: str | None = None  # t5: local folder or hub id; minilm: defaults to the package's copy
+    max_length: int = 32  # tokens kept per prompt
+    dim: int = 256  # trainable only: width of the jointly trained encoder
+    layers: int = 2  # trainable only
+    heads: int = 4  # trainable only
+    vocab_size: int = 4096  # trainable only: hashed word buckets
+
+
+@dataclass
+class UNetConfig(ConfigMixin):
+    in_channels: int = 3
+    out_channels: int = 3
+    channels: int = 64  # width at the first resolution
+    channel_mults: tuple[int, ...] = (1, 2, 3)  # width multiplier per resolution level
+    blocks_per_level: tuple[int, ...] = (1, 2, 2)  # residual blocks per level (more when lower)
+    cross_attention_levels: tuple[int, ...] = (1, 2)  # levels with per-token text attention
+    self_attention_levels: tuple[int, ...] = (2,)  # levels with self-attention
+    heads: int = 4
+    head_dim: int = 32
+    text_dim: int = 384  # width of the text encoder's token embeddings
+    groups: int = 16  # GroupNorm groups
+    lowres_cond: bool = False  # super-resolution: concatenate the upsampled low-res image
+    dropout: float = 0.0
+
+
+@dataclass
+class DiffusionConfig(ConfigMixin):
+    schedule: str = "cosine"  # cosine | linear
+    prediction: str = "v"  # v | eps
+    timesteps: int = 1000
+    cond_drop: float = 0.1  # probability of dropping the text in training (for CFG)
+
+
+@dataclass
+class SamplerConfig(ConfigMixin):
+    sampler: str = "dpm++"  # ddpm | ddim | dpm++ | unipc
+    steps: int = 20
+    guidance: float = 5.0
+    threshold: float = 0.0  # dynamic-thresholding percentile p in (0, 1); 0 = static clip
+
+
+@dataclass
+class StageConfig(ConfigMixin):
+    name: str = "base"
+    resolution: int = 32
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampling: SamplerConfig = field(default_factory=SamplerConfig)
+
+
+@dataclass
+class CascadeConfig(ConfigMixin):
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+
+    def stage(self, name: str) -> StageConfig:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise InputError(f"no stage {name!r} (stages: {', '.join(s.name for s in self.stages)})")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("presets")
+                  .iterdir() if p.name.endswith(".json"))
+
+
+def load_preset(name: str) -> CascadeConfig:
+    """A named preset (`presets/NAME.json`) or a path to a JSON file."""
+    path = Path(name)
+    if path.suffix == ".json" and path.is_file():
+        text = path.read_text()
+    elif name in preset_names():
+        text = resources.files(__package__).joinpath(f"presets/{name}.json").read_text()
+    else:
+        raise InputError(f"unknown preset {name!r} (choose from {', '.join(preset_names())})")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"preset {name}: malformed JSON ({err.msg})") from None
+    return CascadeConfig.from_dict(data, f"preset {name}")

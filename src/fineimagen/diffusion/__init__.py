@@ -1,0 +1,1 @@
+"""Diffusion: noise schedules, the denoiser (prediction types, guidance, thresholding), sampling."""

@@ -1,0 +1,68 @@
+"""Batch generation to a folder: `{index:05d}_{k}.png`, the k-th image of prompt `index`,
+the layout `fineimagen eval --images` reads. Each file is written whole (temp + rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .errors import InputError
+
+
+def read_prompt_lines(path: str | Path) -> list[str]:
+    """The `prompt` of every line of a JSONL file (other keys are ignored here)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"prompts file not found: {path}")
+    prompts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}, line {number}: malformed JSON ({err.msg})") from None
+        prompt = record.get("prompt") if isinstance(record, dict) else None
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError(f"{path}, line {number}: needs a non-empty 'prompt' string")
+        prompts.append(prompt)
+    if not prompts:
+        raise InputError(f"{path}: no prompts")
+    return prompts
+
+
+def generate_to_folder(args) -> int:
+    from .pipeline import TextToImagePipeline
+
+    prompts = read_prompt_lines(args.prompts) if args.prompts else [args.prompt]
+    if not prompts[0].strip():
+        raise InputError("prompt is empty")
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    options = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                   threshold=args.threshold)
+    pipe.check_options(**options)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    per_batch = max(1, args.batch // args.n)
+    written = 0
+    chunks = range(0, len(prompts), per_batch)
+    for start in tqdm(chunks, desc="generating", disable=len(chunks) == 1, unit="batch"):
+        chunk = prompts[start:start + per_batch]
+        images = pipe(chunk, n=args.n, seed=args.seed + start * args.n,
+                      progress=len(chunks) == 1, **options)
+        for j, image in enumerate(images):
+            index, k = start + j // args.n, j % args.n
+            _save_png(image, out / f"{index:05d}_{k}.png")
+            written += 1
+    return written
+
+
+def _save_png(image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+

@@ -1,0 +1,1 @@
+"""Neural networks: text encoders, the Efficient U-Net and its layers."""

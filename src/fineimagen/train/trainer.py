@@ -1,0 +1,287 @@
+"""Training of one cascade stage per run, through Hugging Face Accelerate.
+
+One process on a CPU, several (DDP: gloo on CPU, NCCL on GPU) through `accelerate launch` or
+`torchrun`; bf16 autocast; AdamW with linear warmup; EMA; gradient clipping and
+accumulation; atomic checkpoints and exact resume (model, EMA, optimizer, LR schedule, loss
+RNG and step; the data stream restarts at the next sample index); metrics as CSV and a
+loss-curve PNG. The EMA weights are exported as a pipeline folder at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..config import CascadeConfig, ConfigMixin, StageConfig, load_preset
+from ..diffusion.denoiser import Denoiser, TextCondition
+from ..errors import InputError
+from ..models.text_encoders import EmbeddingCache, TextEncoder, build_text_encoder
+from ..models.unet import EfficientUNet
+from .plots import plot_loss
+
+
+@dataclass
+class TrainConfig(ConfigMixin):
+    preset: str = "shapes-32-128"  # a preset name or a JSON file holding a CascadeConfig
+    stage: str = "base"
+    data: str = "shapes"  # "shapes" (rendered on the fly) or an image-text folder
+    out: str = "runs/base"
+    steps: int = 1000
+    batch_size: int = 64  # per process, per optimizer step (before accumulation)
+    grad_accum: int = 1
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    mixed_precision: str = "bf16"  # bf16 | no
+    channels_last: bool = True
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 0  # DataLoader worker processes
+    resume: bool = False
+    extra: dict = field(default_factory=dict)  # free-form notes saved with the run
+
+
+class StageModule(nn.Module):
+    """What DDP wraps: the denoiser and, when it trains jointly, the text encoder."""
+
+    def __init__(self, denoiser: Denoiser, text_encoder: TextEncoder | None):
+        super().__init__()
+        self.denoiser = denoiser
+        self.text_encoder = text_encoder  # only a trainable encoder lives here
+
+    def forward(self, images, captions, embeds=None, mask=None, generator=None):
+        if self.text_encoder is not None:
+            embeds, mask = self.text_encoder.encode(captions)
+        return self.denoiser.loss(images, TextCondition(embeds, mask), generator=generator)
+
+
+def build_stage(cascade: CascadeConfig, stage: StageConfig, text_dim: int) -> Denoiser:
+    if stage.unet.lowres_cond:
+        raise InputError(f"stage {stage.name!r} is a super-resolution stage; "
+                         "this trainer builds base stages")
+    unet_cfg = copy.deepcopy(stage.unet)
+    unet_cfg.text_dim = text_dim
+    stage.unet = unet_cfg
+    return Denoiser(EfficientUNet(unet_cfg), stage.diffusion)
+
+
+def _check(cfg: TrainConfig) -> None:
+    for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
+        if getattr(cfg, name) <= 0:
+            raise InputError(f"{name} must be positive, got {getattr(cfg, name)}")
+    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        raise InputError(f"lr must be a positive number, got {cfg.lr}")
+    if cfg.mixed_precision not in ("bf16", "no"):
+        raise InputError(f"mixed_precision must be bf16 or no, got {cfg.mixed_precision!r}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise InputError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+
+
+def _loader(cfg: TrainConfig, resolution: int, rank: int, world: int, start_index: int):
+    if cfg.data == "shapes":
+        from ..data.shapes import ShapesDataset
+
+        dataset = ShapesDataset(resolution, "train", cfg.seed, rank=rank, world_size=world,
+                                start=start_index)
+        return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers)
+    from torch.utils.data import DistributedSampler
+
+    from ..data.folders import ImageTextFolder
+
+    dataset = ImageTextFolder(cfg.data, resolution)
+    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=cfg.workers)
+
+
+def _batches(loader):
+    """Endless iteration over a loader, advancing a DistributedSampler's epoch."""
+    epoch = 0
+    while True:
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+class EMA:
+    """Exponential moving average of parameters, with the usual warm-up of the decay."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in module.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.float(), 1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train one stage as `cfg` says; returns the exported pipeline folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    _check(cfg)
+    cascade = load_preset(cfg.preset)
+    stage = cascade.stage(cfg.stage)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.grad_accum)
+    set_seed(cfg.seed, device_specific=False)  # identical initial weights on every rank
+    text_encoder = build_text_encoder(cascade.text_encoder)
+    denoiser = build_stage(cascade, stage, text_encoder.dim)
+    trainable_text = text_encoder if not text_encoder.frozen else None
+    frozen_text = None
+    if text_encoder.frozen:
+        text_encoder.to(accelerator.device)
+        frozen_text = EmbeddingCache(text_encoder) if cfg.data != "shapes" else text_encoder
+    module = StageModule(denoiser, trainable_text)
+    if cfg.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
+    ema = EMA(module, cfg.ema_decay)
+    out = Path(cfg.out)
+    state = _resume(out, module, ema, optimizer, schedule) if cfg.resume else {"step": 0}
+    step = state["step"]
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + accelerator.process_index)
+    if "generator" in state:
+        generator.set_state(state["generator"])
+    model, optimizer = accelerator.prepare(module, optimizer)
+    per_step = cfg.batch_size * cfg.grad_accum
+    loader = _loader(cfg, stage.resolution, accelerator.process_index,
+                     accelerator.num_processes, start_index=step * per_step)
+    batches = _batches(loader)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _save_json(out / "train_config.json", cfg.to_dict())
+        _save_json(out / "cascade_config.json", cascade.to_dict())
+    log = _MetricsLog(out / "metrics.csv", append=cfg.resume, active=accelerator.is_main_process)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.stage}", unit="step",
+               disable=not (progress and accelerator.is_main_process))
+    tick, seen = time.perf_counter(), 0
+    model.train()
+    while step < cfg.steps:
+        for _ in range(cfg.grad_accum):
+            batch = next(batches)
+            images = batch["image"].to(accelerator.device)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            embeds = mask = None
+            if frozen_text is not None:
+                embeds, mask = frozen_text.encode(batch["caption"])
+                embeds, mask = embeds.to(accelerator.device), mask.to(accelerator.device)
+            with accelerator.accumulate(model):
+                loss = model(images, batch["caption"], embeds, mask, generator=generator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            seen += images.shape[0] * accelerator.num_processes
+        schedule.step()
+        step += 1
+        ema.update(accelerator.unwrap_model(model), step)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            rate = seen / (time.perf_counter() - tick)
+            tick, seen = time.perf_counter(), 0
+            loss_value = accelerator.reduce(loss.detach().float(), "mean").item()
+            log.write(step, loss_value, rate, schedule.get_last_lr()[0])
+            bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{rate:.0f}")
+        bar.update(1)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                _checkpoint(out, accelerator.unwrap_model(model), ema, optimizer, schedule,
+                            step, generator)
+    bar.close()
+    accelerator.wait_for_everyone()
+    folder = out / "model"
+    if accelerator.is_main_process:
+        log.close()
+        plot_loss(out / "metrics.csv", out / "loss.png")
+        folder = export_pipeline(out, cascade, stage, module, ema, text_encoder)
+    accelerator.end_training()
+    return folder
+
+
+def export_pipeline(out: Path, cascade, stage, module, ema, text_encoder) -> Path:
+    """Write the EMA weights as a pipeline folder `out/model` (see pipeline.py)."""
+    from ..pipeline import save_stage_folder
+
+    shadow = ema.shadow
+    unet_weights = {k[len("denoiser.unet."):]: v for k, v in shadow.items()
+                    if k.startswith("denoiser.unet.")}
+    text_weights = {k[len("text_encoder."):]: v for k, v in shadow.items()
+                    if k.startswith("text_encoder.")} if not text_encoder.frozen else None
+    return save_stage_folder(out / "model", cascade, stage, unet_weights, text_weights)
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _checkpoint(out: Path, module, ema, optimizer, schedule, step, generator) -> None:
+    state = {"step": step, "model": module.state_dict(), "ema": ema.shadow,
+             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "generator": generator.get_state()}
+    tmp = out / "checkpoint.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / "checkpoint.pt")  # atomic: a crash never leaves half a checkpoint
+
+
+def _resume(out: Path, module, ema, optimizer, schedule) -> dict:
+    path = out / "checkpoint.pt"
+    if not path.is_file():
+        raise InputError(f"--resume: no checkpoint in {out}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["model"])
+    ema.shadow = {k: v.float() for k, v in state["ema"].items()}
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    return state
+
+
+def _save_json(path: Path, payload: dict) -> None:
+    from ..files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+class _MetricsLog:
+    def __init__(self, path: Path, append: bool, active: bool):
+        self.file = None
+        if active:
+            fresh = not (append and path.is_file())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = path.open("w" if fresh else "a", newline="")
+            self.writer = csv.writer(self.file)
+            if fresh:
+                self.writer.writerow(["step", "loss", "img_per_s", "lr"])
+
+    def write(self, step, loss, rate, lr):
+        if self.file:
+            self.writer.writerow([step, f"{loss:.6f}", f"{rate:.2f}", f"{lr:.3g}"])
+            self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.close()
