@@ -76,3 +76,65 @@ def test_json_output_is_not_written_on_error(tmp_path):
     result = run("eval", "--prompts", str(tmp_path / "none.jsonl"), "--render-truth",
                  "--json", str(tmp_path / "out.json"))
     assert result.returncode == 2 and not (tmp_path / "out.json").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    assert main(["train", "--preset", "tiny", "--steps", "3", "--batch-size", "4",
+                 "--out", str(run), "--mixed-precision", "no"]) == 0
+    return run / "model"
+
+
+def test_generate_and_eval_end_to_end(tmp_path, tiny_model, capsys):
+    prompts = tmp_path / "p.jsonl"
+    assert main(["dataset", "evalset", "--out", str(prompts), "--n", "3"]) == 0
+    out = tmp_path / "gen"
+    assert main(["generate", "--prompts", str(prompts), "--model", str(tiny_model), "--n", "2",
+                 "--steps", "2", "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"{i:05d}_{k}.png" for i in range(3) for k in range(2)]
+    assert main(["eval", "--prompts", str(prompts), "--images", str(out)]) == 0
+    assert "overall" in capsys.readouterr().out
+    assert main(["generate", "a blue star", "--model", str(tiny_model), "--seed", "3",
+                 "--out", str(tmp_path / "one"), "--sampler", "ddpm", "--steps", "2"]) == 0
+    assert (tmp_path / "one" / "00000_0.png").is_file()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--steps", "0"], "steps must be positive"),
+    (["--guidance", "nan"], "guidance must be a finite number"),
+    (["--sampler", "euler9"], "unknown sampler"),
+    (["--threshold", "1.5"], "threshold must be in"),
+])
+def test_bad_generate_options(tmp_path, tiny_model, extra, words):
+    result = run("generate", "a star", "--model", str(tiny_model), "--out", str(tmp_path / "o"),
+                 *extra)
+    assert result.returncode == 2 and words in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
+def test_bad_generate_inputs(tmp_path, tiny_model):
+    result = run("generate", "  ", "--model", str(tiny_model), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "prompt is empty" in result.stderr
+    result = run("generate", "a star", "--model", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "model folder not found" in result.stderr
+    (tmp_path / "junk").mkdir()
+    result = run("generate", "a star", "--model", str(tmp_path / "junk"))
+    assert result.returncode == 2 and "not a fineimagen model folder" in result.stderr
+    result = run("train", "--preset", "nope", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "unknown preset" in result.stderr
+    result = run("train", "--recipe", "nope")
+    assert result.returncode == 2 and "unknown recipe" in result.stderr
+
+
+def test_weights_that_do_not_match_the_config(tmp_path, tiny_model):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model, bad)
+    config = json.loads((bad / "base" / "config.json").read_text())
+    config["unet"]["channels"] = 24
+    (bad / "base" / "config.json").write_text(json.dumps(config))
+    result = run("generate", "a star", "--model", str(bad), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "weights do not match the config" in result.stderr

@@ -104,8 +104,8 @@ def _train(args) -> None:
                  if k not in ("command", "recipe") and v not in (None, False)}
     from .train.trainer import train
 
-    folder = train(train_config(args.recipe, overrides))
-    print(f"model written to {folder}")
+    result = train(train_config(args.recipe, overrides))
+    print(f"model written to {result.folder}")
 
 
 def _generate(args) -> None:

@@ -134,8 +134,16 @@ class EMA:
                 self.shadow[k].copy_(v)
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Train one stage as `cfg` says; returns the exported pipeline folder."""
+@dataclass
+class TrainResult:
+    folder: Path  # the exported pipeline folder (written by the main process)
+    module: StageModule  # this process's trained module (raw weights, not the EMA)
+    step: int
+    processes: int  # how many processes trained together
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train one stage as `cfg` says, export its EMA weights as a pipeline folder."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -143,7 +151,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     cascade = load_preset(cfg.preset)
     stage = cascade.stage(cfg.stage)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
-                              gradient_accumulation_steps=cfg.grad_accum)
+                              gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())  # cpu=True: DDP over gloo
     set_seed(cfg.seed, device_specific=False)  # identical initial weights on every rank
     text_encoder = build_text_encoder(cascade.text_encoder)
     denoiser = build_stage(cascade, stage, text_encoder.dim)
@@ -221,21 +230,38 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if accelerator.is_main_process:
         log.close()
         plot_loss(out / "metrics.csv", out / "loss.png")
-        folder = export_pipeline(out, cascade, stage, module, ema, text_encoder)
+        folder = export_pipeline(out / "model", cascade, stage, ema.shadow,
+                                 frozen_text=text_encoder.frozen)
+    processes = accelerator.num_processes
+    module = accelerator.unwrap_model(model)
     accelerator.end_training()
-    return folder
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # clean exits under torchrun (DESIGN.md)
+    return TrainResult(folder, module, step, processes)
 
 
-def export_pipeline(out: Path, cascade, stage, module, ema, text_encoder) -> Path:
-    """Write the EMA weights as a pipeline folder `out/model` (see pipeline.py)."""
+def export_pipeline(folder: Path, cascade: CascadeConfig, stage: StageConfig, shadow: dict,
+                    frozen_text: bool) -> Path:
+    """Write EMA weights (a StageModule state dict) as a pipeline folder (see pipeline.py)."""
     from ..pipeline import save_stage_folder
 
-    shadow = ema.shadow
     unet_weights = {k[len("denoiser.unet."):]: v for k, v in shadow.items()
                     if k.startswith("denoiser.unet.")}
     text_weights = {k[len("text_encoder."):]: v for k, v in shadow.items()
-                    if k.startswith("text_encoder.")} if not text_encoder.frozen else None
-    return save_stage_folder(out / "model", cascade, stage, unet_weights, text_weights)
+                    if k.startswith("text_encoder.")} if not frozen_text else None
+    return save_stage_folder(folder, cascade, stage, unet_weights, text_weights)
+
+
+def export_checkpoint(run: str | Path, folder: str | Path) -> Path:
+    """Export the EMA weights of a run's latest checkpoint (e.g. while it still trains)."""
+    run = Path(run)
+    if not (run / "checkpoint.pt").is_file():
+        raise InputError(f"no checkpoint in {run}")
+    cascade = load_preset(str(run / "cascade_config.json"))
+    cfg = TrainConfig.from_dict(json.loads((run / "train_config.json").read_text()))
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    frozen = not any(k.startswith("text_encoder.") for k in state["ema"])
+    return export_pipeline(Path(folder), cascade, cascade.stage(cfg.stage), state["ema"], frozen)
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from fineimagen.config import TextEncoderConfig
+from fineimagen.errors import InputError
+from fineimagen.models.text_encoders import (
+    EmbeddingCache,
+    HashTokenizer,
+    build_text_encoder,
+    minilm_path,
+)
+
+PROMPTS = ["a red circle at the top left", "two blue stars", "x"]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return build_text_encoder(TextEncoderConfig(kind="minilm", max_length=16))
+
+
+def test_minilm_gives_per_token_states_and_mask(minilm):
+    embeds, mask = minilm.encode(PROMPTS)
+    assert embeds.shape[0] == 3 and embeds.shape[2] == 384 and mask.shape == embeds.shape[:2]
+    lengths = mask.sum(1)
+    assert lengths[0] > lengths[1] > lengths[2] >= 3  # [CLS] x [SEP]
+    assert embeds[2, lengths[2]:].abs().sum() == 0  # padding zeroed
+    assert minilm.frozen and not any(p.requires_grad for p in minilm.parameters())
+    # different words, different states; the same prompt, the same states
+    again, _ = minilm.encode(PROMPTS[:1])
+    assert torch.allclose(again[0, : lengths[0]], embeds[0, : lengths[0]], atol=1e-2)
+
+
+def test_cache_encodes_each_prompt_once_and_matches(minilm):
+    cache = EmbeddingCache(minilm)
+    first, mask1 = cache.encode(PROMPTS)
+    second, mask2 = cache.encode(list(reversed(PROMPTS)))
+    assert cache.misses == 3 and cache.hits == 3
+    assert torch.equal(mask2[0, : mask1[2].sum()], mask1[2, : mask1[2].sum()])
+    direct, mask = minilm.encode(PROMPTS)
+    n = int(mask[0].sum())
+    assert torch.allclose(first[0, :n], direct[0, :n], atol=1e-2)
+
+
+def test_tiny_t5_loads_through_the_same_path(tmp_path):
+    from transformers import AutoTokenizer, T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=30522, d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                      num_heads=2, decoder_start_token_id=0)
+    T5EncoderModel(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path)
+    encoder = build_text_encoder(TextEncoderConfig(kind="t5", path=str(tmp_path)))
+    embeds, mask = encoder.encode(PROMPTS)
+    assert encoder.dim == 16 and embeds.shape[-1] == 16 and mask.shape == embeds.shape[:2]
+    assert torch.isfinite(embeds).all()
+
+
+def test_t5_without_a_model_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="cannot load T5"):
+        build_text_encoder(TextEncoderConfig(kind="t5", path=str(tmp_path / "none")))
+    with pytest.raises(InputError, match="needs a path"):
+        build_text_encoder(TextEncoderConfig(kind="t5"))
+    with pytest.raises(InputError, match="unknown text encoder"):
+        build_text_encoder(TextEncoderConfig(kind="bert"))
+
+
+def test_trainable_encoder_learns_and_hashes_deterministically():
+    cfg = TextEncoderConfig(kind="trainable", dim=32, layers=1, heads=2, vocab_size=257,
+                            max_length=8)
+    encoder = build_text_encoder(cfg)
+    ids, mask = HashTokenizer(257, 8)(["A red, circle", "a red circle"])
+    assert ids[0, 0] == ids[1, 0] and mask[0].sum() == 4 and mask[1].sum() == 3
+    embeds, _ = encoder.encode(PROMPTS)
+    embeds.sum().backward()
+    assert encoder.tokens.weight.grad.abs().sum() > 0 and not encoder.frozen
