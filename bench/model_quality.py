@@ -1,0 +1,88 @@
+"""Compositional quality of a model on a held-out eval set, for one or more guidance scales.
+
+Usage: python bench/model_quality.py [--model DIR] [--prompts P.jsonl | --n-prompts 400]
+                                     [--images-per-prompt 4] [--guidance 3,5,7] [--out DIR]
+Generates `{index:05d}_{k}.png` for each guidance scale with the shipped sampler settings,
+scores them with the scene evaluator, and writes model_quality.json and model_quality.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from fineimagen.eval import compbench
+from fineimagen.pipeline import TextToImagePipeline
+
+
+def generate(pipe, items, n, guidance, folder: Path, batch: int = 64, seed: int = 0):
+    folder.mkdir(parents=True, exist_ok=True)
+    per = max(1, batch // n)
+    start_time = time.perf_counter()
+    for start in range(0, len(items), per):
+        chunk = [it.prompt for it in items[start:start + per]]
+        images = pipe(chunk, n=n, seed=seed + start * n, guidance=guidance, progress=False)
+        for j, image in enumerate(images):
+            image.save(folder / f"{start + j // n:05d}_{j % n}.png")
+    return time.perf_counter() - start_time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    parser.add_argument("--prompts", help="eval JSONL (default: a new held-out set)")
+    parser.add_argument("--n-prompts", type=int, default=400)
+    parser.add_argument("--images-per-prompt", type=int, default=4)
+    parser.add_argument("--guidance", default="5")
+    parser.add_argument("--out", default="bench/results/model_quality")
+    args = parser.parse_args()
+    items = compbench.read_prompts(args.prompts) if args.prompts else \
+        compbench.make_evalset(args.n_prompts, "heldout", seed=123)
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    out = Path(args.out)
+    results = {}
+    for g in (float(v) for v in args.guidance.split(",")):
+        folder = out / f"guidance_{g:g}"
+        seconds = generate(pipe, items, args.images_per_prompt, g, folder)
+        scores = compbench.score_folder(items, folder)
+        scores["seconds"] = seconds
+        results[f"{g:g}"] = scores
+        print(f"guidance {g:g}: overall {scores['overall']:.3f} "
+              f"({len(items) * args.images_per_prompt / seconds:.1f} img/s)")
+        print(compbench.format_table(scores))
+    meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
+            "prompts": len(items), "images_per_prompt": args.images_per_prompt,
+            "settings": vars(pipe.check_options())}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_quality.json").write_text(json.dumps({"meta": meta, "results": results},
+                                                       indent=2) + "\n")
+    plot(results, out / "model_quality.png")
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cats = [c for c in compbench.CATEGORIES if any(c in r["categories"]
+                                                   for r in results.values())]
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    width = 0.8 / len(results)
+    for j, (g, r) in enumerate(results.items()):
+        ax.bar([i + j * width for i in range(len(cats) + 1)],
+               [r["categories"].get(c, 0) for c in cats] + [r["overall"]], width,
+               label=f"guidance {g}")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cats) + 1)], cats + ["overall"],
+                  rotation=20, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share correct")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
