@@ -1,7 +1,9 @@
-"""Writing files all or nothing: a crash or a bad input never leaves half a result behind."""
+"""Files: writing all or nothing (a crash or a bad input never leaves half a result behind),
+and reading JSONL with errors that name the line."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -45,3 +47,27 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, record) for every non-empty line of a JSONL file of JSON objects.
+
+    Errors name the file and the line; a file without records is an error too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"prompts file not found: {path}")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}, line {number}: malformed JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path}, line {number}: expected a JSON object")
+        records.append((number, record))
+    if not records:
+        raise InputError(f"{path}: no prompts")
+    return records

@@ -3,34 +3,23 @@ the layout `fineimagen eval --images` reads. Each file is written whole (temp + 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .files import read_jsonl
 
 
 def read_prompt_lines(path: str | Path) -> list[str]:
     """The `prompt` of every line of a JSONL file (other keys are ignored here)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"prompts file not found: {path}")
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}, line {number}: malformed JSON ({err.msg})") from None
-        prompt = record.get("prompt") if isinstance(record, dict) else None
+    for number, record in read_jsonl(path):
+        prompt = record.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(f"{path}, line {number}: needs a non-empty 'prompt' string")
         prompts.append(prompt)
-    if not prompts:
-        raise InputError(f"{path}: no prompts")
     return prompts
 
 

@@ -10,7 +10,6 @@ constraints are dropped and texture-category prompts are left out of the table.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from itertools import permutations
 from pathlib import Path
@@ -23,6 +22,7 @@ from ..data.captions import caption
 from ..data.render import render
 from ..data.scene import Group, Scene, complete, heldout_group, parse_spec
 from ..errors import InputError
+from ..files import read_jsonl
 from .scenes import MIN_TEXTURE_SIDE, ParsedScene, parse_image
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colors", "position", "size",
@@ -57,29 +57,18 @@ def is_unseen(scene: Scene) -> bool:
 
 def read_prompts(path: str | Path) -> list[EvalItem]:
     """Read and validate a prompts JSONL; errors name the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"prompts file not found: {path}")
     items = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}, line {number}: malformed JSON ({err.msg})") from None
-            if not isinstance(record, dict) or "scene" not in record:
-                raise InputError(f"{path}, line {number}: a line needs 'prompt' and 'scene'")
-            if not isinstance(record.get("prompt"), str):
-                raise InputError(f"{path}, line {number}: 'prompt' must be a string")
-            try:
-                scene = parse_spec(record["scene"])
-            except InputError as err:
-                raise InputError(f"{path}, line {number}: {err}") from None
-            items.append(EvalItem(record["prompt"], scene, category_of(scene), is_unseen(scene)))
-    if not items:
-        raise InputError(f"{path}: no prompts")
+    for number, record in read_jsonl(path):
+        where = f"{path}, line {number}"
+        if "scene" not in record:
+            raise InputError(f"{where}: a line needs 'prompt' and 'scene'")
+        if not isinstance(record.get("prompt"), str):
+            raise InputError(f"{where}: 'prompt' must be a string")
+        try:
+            scene = parse_spec(record["scene"])
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
+        items.append(EvalItem(record["prompt"], scene, category_of(scene), is_unseen(scene)))
     return items
 
 

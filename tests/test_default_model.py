@@ -1,0 +1,45 @@
+"""The model shipped inside the package (trained by `fineimagen train --recipe
+shapes-default-base`) loads with no path and draws images."""
+
+import numpy as np
+import pytest
+
+from fineimagen.cli import main
+from fineimagen.pipeline import TextToImagePipeline, default_model_path
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return TextToImagePipeline.from_pretrained()
+
+
+def test_shipped_model_is_small_safetensors():
+    files = list(default_model_path().rglob("*"))
+    assert not any(f.suffix in (".pt", ".pkl", ".bin") for f in files)
+    assert sum(f.stat().st_size for f in files if f.is_file()) < 60 * 2**20
+
+
+def test_shipped_model_draws_distinct_images(pipe):
+    images = pipe("a large blue star in the center", n=2, seed=1, steps=4, progress=False)
+    a, b = (np.asarray(im, dtype=float) for im in images)
+    assert a.shape == (32, 32, 3)
+    assert a.std() > 5 and np.abs(a - b).mean() > 1  # not blank, and seeds differ
+
+
+def test_generate_cli_uses_the_shipped_model(tmp_path):
+    assert main(["generate", "a large blue star in the center", "--steps", "3",
+                 "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "00000_0.png").is_file()
+
+
+@pytest.mark.slow
+def test_shipped_model_draws_the_colour_asked_for(pipe):
+    from fineimagen.eval.scenes import parse_image
+
+    hits = 0
+    for color in ("red", "blue", "green", "yellow"):
+        for image in pipe(f"a large {color} circle in the center", n=2, seed=0,
+                          progress=False):
+            parsed = parse_image(np.asarray(image))
+            hits += any(g.color == color for g in parsed.groups)
+    assert hits >= 6
