@@ -138,3 +138,9 @@ def test_weights_that_do_not_match_the_config(tmp_path, tiny_model):
     (bad / "base" / "config.json").write_text(json.dumps(config))
     result = run("generate", "a star", "--model", str(bad), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "weights do not match the config" in result.stderr
+
+
+def test_package_import_is_light_and_exports_resolve():
+    code = ("import sys, fineimagen; assert 'torch' not in sys.modules; "
+            "assert fineimagen.TextToImagePipeline.__name__ == 'TextToImagePipeline'")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
