@@ -45,7 +45,7 @@ def diffusers_peer(target: int):
             block_out_channels=(width, 2 * width, 4 * width),
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=TEXT_DIM, attention_head_dim=8, norm_num_groups=16)
+            cross_attention_dim=TEXT_DIM, attention_head_dim=8, norm_num_groups=8)
 
     width = min(range(16, 129, 8), key=lambda w: abs(count(build(w)) - target))
     return build(width), f"diffusers UNet2DConditionModel (width {width})"

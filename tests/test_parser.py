@@ -47,3 +47,10 @@ def test_selftest_agreement(size, perturbed, floor):
     result = agreement(size, 120, seed=11, perturbed=perturbed)
     assert result.all_attributes >= floor, result.per_attribute
     assert ("texture" in result.per_attribute) == (size >= 64)
+
+
+def test_pure_noise_images_parse_without_error(rng):
+    for side in (32, 64):
+        image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        parsed = parse_image(image)
+        assert all(np.isfinite(o.x) and np.isfinite(o.extent) for o in parsed.objects)

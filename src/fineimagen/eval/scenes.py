@@ -130,7 +130,8 @@ def _coverage(dist: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-pixel object coverage: 1 in the interior, distance / local contrast on the rim."""
     interior = ndimage.binary_erosion(mask, _CROSS)
     local = ndimage.grey_dilation(np.where(interior, dist, 0), size=3)
-    floor = np.median(dist[~ndimage.binary_dilation(mask, iterations=2)]) if (~mask).any() else 0
+    clear = ~ndimage.binary_dilation(mask, iterations=2)
+    floor = np.median(dist[clear]) if clear.any() else 0.0  # noise level of the background
     contrast = np.where(local > 0, local, np.percentile(dist[mask], 90))
     alpha = np.clip((dist - floor) / np.maximum(contrast - floor, 1e-3), 0, 1)
     return np.where(interior, 1.0, alpha)
