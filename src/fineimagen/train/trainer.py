@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -51,7 +51,6 @@ class TrainConfig(ConfigMixin):
     seed: int = 0
     workers: int = 0  # DataLoader worker processes
     resume: bool = False
-    extra: dict = field(default_factory=dict)  # free-form notes saved with the run
 
 
 class StageModule(nn.Module):
