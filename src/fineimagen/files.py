@@ -29,20 +29,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 @contextmanager
-def atomic_folder(out: str | Path) -> Iterator[Path]:
+def atomic_folder(out: str | Path, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `out` that becomes `out` when the block succeeds.
 
-    `out` must not exist or be empty; on any error the temporary folder is removed.
+    `out` must not exist or be empty, unless `replace` (then an old `out` is removed only
+    once the new one is complete); on any error the temporary folder is removed.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if not replace and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"output folder {out} exists and is not empty")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         yield tmp
         if out.exists():
-            out.rmdir()
+            shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

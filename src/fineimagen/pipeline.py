@@ -12,8 +12,6 @@ A pipeline folder is Hugging Face style, and no pickle is ever loaded from it:
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -26,6 +24,7 @@ from .config import CascadeConfig, StageConfig, TextEncoderConfig
 from .diffusion.denoiser import Denoiser, TextCondition
 from .diffusion.sampling import check_sampling, denoise
 from .errors import InputError
+from .files import atomic_folder
 from .models.text_encoders import TextEncoder, build_text_encoder
 from .models.unet import EfficientUNet
 
@@ -49,9 +48,7 @@ def _write_folder(out: Path, text_cfg: TextEncoderConfig, text_weights: dict | N
     from safetensors.torch import save_file
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out, replace=True) as tmp:
         index = {"format": FORMAT, "format_version": FORMAT_VERSION,
                  "text_encoder": "text_encoder", "stages": [s.name for s, _ in stages]}
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
@@ -63,12 +60,6 @@ def _write_folder(out: Path, text_cfg: TextEncoderConfig, text_weights: dict | N
             (tmp / stage.name).mkdir()
             (tmp / stage.name / "config.json").write_text(json.dumps(stage.to_dict(), indent=2))
             save_file(_contiguous(weights, torch.float16), str(tmp / stage.name / WEIGHTS))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
