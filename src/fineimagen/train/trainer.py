@@ -9,7 +9,6 @@ loss-curve PNG. The EMA weights are exported as a pipeline folder at the end.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -71,10 +70,8 @@ def build_stage(cascade: CascadeConfig, stage: StageConfig, text_dim: int) -> De
     if stage.unet.lowres_cond:
         raise InputError(f"stage {stage.name!r} is a super-resolution stage; "
                          "this trainer builds base stages")
-    unet_cfg = copy.deepcopy(stage.unet)
-    unet_cfg.text_dim = text_dim
-    stage.unet = unet_cfg
-    return Denoiser(EfficientUNet(unet_cfg), stage.diffusion)
+    stage.unet.text_dim = text_dim  # the U-Net's keys take the encoder's width
+    return Denoiser(EfficientUNet(stage.unet), stage.diffusion)
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -159,6 +156,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     frozen_text = None
     if text_encoder.frozen:
         text_encoder.to(accelerator.device)
+        # a folder repeats its captions every epoch; shapes captions are almost never repeated
         frozen_text = EmbeddingCache(text_encoder) if cfg.data != "shapes" else text_encoder
     module = StageModule(denoiser, trainable_text)
     if cfg.channels_last:
@@ -192,22 +190,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     model.train()
     while step < cfg.steps:
         for _ in range(cfg.grad_accum):
-            batch = next(batches)
-            images = batch["image"].to(accelerator.device)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            embeds = mask = None
-            if frozen_text is not None:
-                embeds, mask = frozen_text.encode(batch["caption"])
-                embeds, mask = embeds.to(accelerator.device), mask.to(accelerator.device)
-            with accelerator.accumulate(model):
-                loss = model(images, batch["caption"], embeds, mask, generator=generator)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            seen += images.shape[0] * accelerator.num_processes
+            loss = _micro_step(cfg, accelerator, model, optimizer, next(batches), frozen_text,
+                               generator)
+            seen += cfg.batch_size * accelerator.num_processes
         schedule.step()
         step += 1
         ema.update(accelerator.unwrap_model(model), step)
@@ -237,6 +222,25 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # clean exits under torchrun (DESIGN.md)
     return TrainResult(folder, module, step, processes)
+
+
+def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generator):
+    """Forward and backward on one batch; the optimizer steps when accumulation is done."""
+    images = batch["image"].to(accelerator.device)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    embeds = mask = None
+    if frozen_text is not None:
+        embeds, mask = frozen_text.encode(batch["caption"])
+        embeds, mask = embeds.to(accelerator.device), mask.to(accelerator.device)
+    with accelerator.accumulate(model):
+        loss = model(images, batch["caption"], embeds, mask, generator=generator)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss
 
 
 def export_pipeline(folder: Path, cascade: CascadeConfig, stage: StageConfig, shadow: dict,
