@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=_positive, default=2000, help="scenes per row of --selftest")
     ev.add_argument("--sizes", default="32,64,128", help="sizes for --selftest")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--fid", action="store_true",
+                    help="with --images: also the in-domain FID and mean CLIP-score, on the "
+                         "aligner of --model, against truth renders of the same prompts")
+    ev.add_argument("--model", help="pipeline folder for --fid (default: the shipped model)")
     ev.add_argument("--json", help="also write the results here as JSON")
     _add_train(commands)
     _add_generate(commands)
@@ -66,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train one stage of a cascade")
     train.add_argument("--recipe", help="a named training recipe (e.g. shapes-default-base)")
-    train.add_argument("--stage", help="stage name in the preset (default: base)")
+    train.add_argument("--stage", help="stage name in the preset (default: base), or 'align' "
+                                       "for the contrastive aligner")
     train.add_argument("--preset", help="preset name or JSON file (default: shapes-32-128)")
     train.add_argument("--data", help="'shapes' or an image-text folder")
     train.add_argument("--steps", type=int)
@@ -94,6 +99,8 @@ def _add_generate(commands) -> None:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--n", type=_positive, default=1, help="images per prompt")
     gen.add_argument("--batch", type=_positive, default=64, help="images per model batch")
+    gen.add_argument("--rerank", type=_positive, default=1,
+                     help="draw N candidates per image, keep the best by the aligner's score")
     gen.add_argument("--out", default="out", help="output folder")
 
 
@@ -150,7 +157,25 @@ def _eval(args) -> None:
     else:
         raise InputError("--prompts needs --images DIR or --render-truth")
     print(compbench.format_table(scores))
+    if args.fid:
+        scores["fid"] = _fid(items, args)
     _write_json(args.json, scores)
+
+
+def _fid(items, args) -> dict:
+    from .eval.fid import in_domain_fid
+    from .pipeline import TextToImagePipeline
+
+    if not args.images:
+        raise InputError("--fid needs --images DIR")
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    if pipe.aligner is None:
+        raise InputError("--fid needs a model with an aligner (none in this folder)")
+    result = in_domain_fid(pipe.aligner, items, args.images, args.seed)
+    print(f"in-domain FID {result['fid']:.2f} ({result['n_generated']} generated vs "
+          f"{result['n_truth']} truth renders); mean score generated "
+          f"{result['score_generated']:.3f}, truth {result['score_truth']:.3f}")
+    return result
 
 
 def _score_truth(items, args) -> dict:

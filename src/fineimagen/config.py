@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import NoneType, UnionType
+from typing import Any, get_args, get_type_hints
 
 from .errors import InputError
 
@@ -38,6 +39,10 @@ class ConfigMixin:
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
+    if isinstance(hint, UnionType):  # `X | None`: an optional sub-config
+        if value is None:
+            return None
+        hint = next(a for a in get_args(hint) if a is not NoneType)
     if isinstance(hint, type) and issubclass(hint, ConfigMixin):
         return hint.from_dict(value, where)
     origin = getattr(hint, "__origin__", None)
@@ -83,6 +88,7 @@ class DiffusionConfig(ConfigMixin):
     prediction: str = "v"  # v | eps
     timesteps: int = 1000
     cond_drop: float = 0.1  # probability of dropping the text in training (for CFG)
+    min_snr_gamma: float = 5.0  # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = plain MSE
 
 
 @dataclass
@@ -103,9 +109,32 @@ class StageConfig(ConfigMixin):
 
 
 @dataclass
+class ViTConfig(ConfigMixin):
+    image_size: int = 64  # inputs of other sizes are resized to this
+    patch: int = 8  # side of a square patch; image_size must be a multiple
+    width: int = 192
+    depth: int = 6
+    heads: int = 3
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class AlignerConfig(ConfigMixin):
+    """The contrastive image-text pair (CLIP-style) that scores how well an image fits a text."""
+
+    vit: ViTConfig = field(default_factory=ViTConfig)
+    text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(
+        kind="trainable", max_length=48, dim=192, layers=3, heads=3))
+    embed_dim: int = 128  # shared embedding space
+    init_temperature: float = 0.07  # InfoNCE temperature at the start (learned)
+    hard_negatives: int = 4  # training: single-attribute edits of each caption
+
+
+@dataclass
 class CascadeConfig(ConfigMixin):
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    aligner: AlignerConfig | None = None  # trained with `--stage align`
 
     def stage(self, name: str) -> StageConfig:
         for stage in self.stages:

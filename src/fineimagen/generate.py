@@ -33,15 +33,17 @@ def generate_to_folder(args) -> int:
     options = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                    threshold=args.threshold)
     pipe.check_options(**options)
+    if args.rerank > 1 and pipe.aligner is None:
+        raise InputError("--rerank needs a model with an aligner (none in this folder)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    per_batch = max(1, args.batch // args.n)
+    per_batch = max(1, args.batch // (args.n * args.rerank))
     written = 0
     chunks = range(0, len(prompts), per_batch)
     for start in tqdm(chunks, desc="generating", disable=len(chunks) == 1, unit="batch"):
         chunk = prompts[start:start + per_batch]
         images = pipe(chunk, n=args.n, seed=args.seed + start * args.n,
-                      progress=len(chunks) == 1, **options)
+                      progress=len(chunks) == 1, rerank=args.rerank, **options)
         for j, image in enumerate(images):
             index, k = start + j // args.n, j % args.n
             _save_png(image, out / f"{index:05d}_{k}.png")

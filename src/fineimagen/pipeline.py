@@ -7,6 +7,7 @@ A pipeline folder is Hugging Face style, and no pickle is ever loaded from it:
     text_encoder/config.json    TextEncoderConfig (+ model.safetensors when trained jointly)
     base/config.json            StageConfig (U-Net, diffusion, default sampling settings)
     base/model.safetensors      the U-Net's (EMA) weights
+    aligner/                    optional: AlignerConfig + weights (`"aligner": "aligner"`)
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from .diffusion.denoiser import Denoiser, TextCondition
 from .diffusion.sampling import check_sampling, denoise
 from .errors import InputError
 from .files import atomic_folder
+from .models.alignment import Aligner
 from .models.text_encoders import TextEncoder, build_text_encoder
 from .models.unet import EfficientUNet
 
 FORMAT = "fineimagen-pipeline"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
+RERANK_SEED_STRIDE = 1_000_003  # seed offset between rerank candidates of one image
 
 
 def default_model_path() -> Path:
@@ -44,13 +47,18 @@ def save_stage_folder(out: Path, cascade: CascadeConfig, stage: StageConfig,
 
 
 def _write_folder(out: Path, text_cfg: TextEncoderConfig, text_weights: dict | None,
-                  stages: list[tuple[StageConfig, dict]]) -> Path:
+                  stages: list[tuple[StageConfig, dict]], aligner: Aligner | None = None) -> Path:
     from safetensors.torch import save_file
+
+    from .models.alignment import save_aligner_folder
 
     out = Path(out)
     with atomic_folder(out, replace=True) as tmp:
         index = {"format": FORMAT, "format_version": FORMAT_VERSION,
                  "text_encoder": "text_encoder", "stages": [s.name for s, _ in stages]}
+        if aligner is not None:
+            index["aligner"] = "aligner"
+            save_aligner_folder(tmp / "aligner", aligner.cfg, aligner.trained_state())
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         (tmp / "text_encoder").mkdir()
         (tmp / "text_encoder/config.json").write_text(json.dumps(text_cfg.to_dict(), indent=2))
@@ -68,7 +76,7 @@ def _contiguous(weights: dict, dtype: torch.dtype | None = None) -> dict:
             .detach().cpu().contiguous() for k, v in weights.items()}
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise InputError(f"not a fineimagen model folder: {what} is missing ({path})")
     try:
@@ -77,7 +85,10 @@ def _read_json(path: Path, what: str) -> dict:
         raise InputError(f"{path}: malformed JSON ({err.msg})") from None
 
 
-def _load_weights(module: torch.nn.Module, path: Path, what: str) -> None:
+def load_weights(module: torch.nn.Module, path: Path, what: str,
+                 skip_frozen: bool = False) -> None:
+    """Load safetensors into `module`, or say precisely how they do not match its config.
+    With `skip_frozen`, the module's frozen pretrained `text_encoder.*` is not expected."""
     from safetensors.torch import load_file
 
     if not path.is_file():
@@ -86,7 +97,8 @@ def _load_weights(module: torch.nn.Module, path: Path, what: str) -> None:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types
         raise InputError(f"{what}: unreadable weights ({err})") from None
-    reference = module.state_dict()
+    reference = {k: v for k, v in module.state_dict().items()
+                 if not (skip_frozen and k.startswith("text_encoder."))}
     missing = sorted(set(reference) - set(state))
     extra = sorted(set(state) - set(reference))
     wrong = [k for k in reference if k in state and state[k].shape != reference[k].shape]
@@ -95,16 +107,17 @@ def _load_weights(module: torch.nn.Module, path: Path, what: str) -> None:
                   else f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, config says "
                        f"{tuple(reference[wrong[0]].shape)}")
         raise InputError(f"{what}: weights do not match the config ({detail})")
-    module.load_state_dict({k: v.float() for k, v in state.items()})
+    module.load_state_dict({k: v.float() for k, v in state.items()}, strict=not skip_frozen)
 
 
 class TextToImagePipeline:
     """Text in, images out: encode the prompt once, run the stages."""
 
     def __init__(self, text_encoder: TextEncoder, text_config: TextEncoderConfig,
-                 stages: list[tuple[StageConfig, Denoiser]]):
+                 stages: list[tuple[StageConfig, Denoiser]], aligner: Aligner | None = None):
         self.text_encoder, self.text_config = text_encoder, text_config
         self.stages = stages
+        self.aligner = aligner  # scores image-text fit; None when the folder has none
         self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------ folders
@@ -114,7 +127,7 @@ class TextToImagePipeline:
         root = Path(path) if path is not None else default_model_path()
         if not root.is_dir():
             raise InputError(f"model folder not found: {root}")
-        index = _read_json(root / "model_index.json", "model_index.json")
+        index = read_json(root / "model_index.json", "model_index.json")
         if index.get("format") != FORMAT or not isinstance(index.get("stages"), list):
             raise InputError(f"{root}: model_index.json is not a fineimagen pipeline index")
         if index.get("format_version", 0) > FORMAT_VERSION:
@@ -122,30 +135,34 @@ class TextToImagePipeline:
                              f"this fineimagen reads ({FORMAT_VERSION}); upgrade fineimagen")
         text_dir = root / index.get("text_encoder", "text_encoder")
         text_cfg = TextEncoderConfig.from_dict(
-            _read_json(text_dir / "config.json", "text_encoder/config.json"), "text_encoder")
+            read_json(text_dir / "config.json", "text_encoder/config.json"), "text_encoder")
         text_encoder = build_text_encoder(text_cfg)
         if not text_encoder.frozen:
-            _load_weights(text_encoder, text_dir / WEIGHTS, "text_encoder")
+            load_weights(text_encoder, text_dir / WEIGHTS, "text_encoder")
         stages = []
         for name in index["stages"]:
-            cfg = StageConfig.from_dict(_read_json(root / name / "config.json",
+            cfg = StageConfig.from_dict(read_json(root / name / "config.json",
                                                    f"{name}/config.json"), name)
             denoiser = Denoiser(EfficientUNet(cfg.unet), cfg.diffusion)
-            _load_weights(denoiser.unet, root / name / WEIGHTS, name)
+            load_weights(denoiser.unet, root / name / WEIGHTS, name)
             denoiser.unet.to(memory_format=torch.channels_last)  # the CPU fast path
             stages.append((cfg, denoiser.eval()))
         if not stages:
             raise InputError(f"{root}: the pipeline has no stages")
-        return cls(text_encoder.eval(), text_cfg, stages)
+        aligner = Aligner.from_folder(root / index["aligner"]) if index.get("aligner") else None
+        return cls(text_encoder.eval(), text_cfg, stages, aligner)
 
     def save_pretrained(self, path: str | Path) -> Path:
         text_weights = None if self.text_encoder.frozen else self.text_encoder.state_dict()
         return _write_folder(Path(path), self.text_config, text_weights,
-                             [(cfg, d.unet.state_dict()) for cfg, d in self.stages])
+                             [(cfg, d.unet.state_dict()) for cfg, d in self.stages],
+                             self.aligner)
 
     def to(self, device: str | torch.device) -> TextToImagePipeline:
         self.device = torch.device(device)
         self.text_encoder.to(self.device)
+        if self.aligner is not None:
+            self.aligner.to(self.device)
         for _, denoiser in self.stages:
             denoiser.to(self.device)
         return self
@@ -178,19 +195,35 @@ class TextToImagePipeline:
     def __call__(self, prompt: str | list[str], n: int = 1, seed: int = 0,
                  sampler: str | None = None, steps: int | None = None,
                  guidance: float | None = None, threshold: float | None = None,
-                 progress: bool = True, bf16: bool = True) -> list[Image.Image]:
+                 progress: bool = True, bf16: bool = True, rerank: int = 1) -> list[Image.Image]:
         """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone.
 
-        Unset sampling options take the stage's defaults (its config's `sampling`).
+        Unset sampling options take the stage's defaults (its config's `sampling`). With
+        `rerank` N > 1, image j is the best by `score` of N candidates drawn with seeds
+        `seed + j + k * RERANK_SEED_STRIDE`, k < N (k = 0 is the image drawn without rerank).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if n <= 0:
             raise InputError(f"n must be positive, got {n}")
-        cfg, denoiser = self.stages[0]
+        if not isinstance(rerank, int) or rerank < 1:
+            raise InputError(f"rerank must be a positive integer, got {rerank}")
+        if rerank > 1 and self.aligner is None:
+            raise InputError("rerank needs a model with an aligner (none in this folder)")
         settings = self.check_options(sampler, steps, guidance, threshold)
-        repeated = [p for p in prompts for _ in range(n)]
-        cond = self.encode(repeated)
-        seeds = [seed + j for j in range(len(repeated))]
+        wanted = [p for p in prompts for _ in range(n)]
+        repeated = wanted * rerank  # candidate k of image j sits at k * len(wanted) + j
+        seeds = [seed + j + k * RERANK_SEED_STRIDE for k in range(rerank)
+                 for j in range(len(wanted))]
+        x = self._sample(self.encode(repeated), seeds, settings, progress, bf16)
+        if rerank > 1:
+            scores = self._score_tensor(x, repeated).view(rerank, len(wanted))
+            best = scores.argmax(0)  # [len(wanted)]
+            x = x.view(rerank, len(wanted), *x.shape[1:])[best, torch.arange(len(wanted))]
+        return to_pil(x)
+
+    def _sample(self, cond: TextCondition, seeds: list[int], settings, progress: bool,
+                bf16: bool) -> torch.Tensor:
+        cfg, denoiser = self.stages[0]
         use_bf16 = bf16 and self.device.type == "cpu"
 
         def predict(x_t, t):
@@ -199,9 +232,41 @@ class TextToImagePipeline:
                                        settings.threshold)
 
         shape = (cfg.unet.out_channels, cfg.resolution, cfg.resolution)
-        x = denoise(predict, cfg.diffusion, settings.sampler, settings.steps, seeds, shape,
-                    self.device, progress)
-        return to_pil(x)
+        return denoise(predict, cfg.diffusion, settings.sampler, settings.steps, seeds, shape,
+                       self.device, progress)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
+        """CLIP-score: the aligner's cosine similarity of each (image, prompt) pair."""
+        if self.aligner is None:
+            raise InputError("this model has no aligner (train one: fineimagen train --stage "
+                             "align)")
+        if len(images) != len(prompts):
+            raise InputError(f"{len(images)} images but {len(prompts)} prompts")
+        for p in prompts:
+            if not isinstance(p, str) or not p.strip():
+                raise InputError("prompt is empty")
+        batch = from_pil(images, self.aligner.cfg.vit.image_size).to(self.device)
+        return self._score_tensor(batch, prompts).tolist()
+
+    @torch.no_grad()
+    def _score_tensor(self, x: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        return torch.cat([self.aligner.score(x[i:i + 256], prompts[i:i + 256])
+                          for i in range(0, len(prompts), 256)]).cpu()
+
+
+def from_pil(images: list[Image.Image], size: int) -> torch.Tensor:
+    """RGB PIL images -> [B, 3, size, size] in [-1, 1] (resized, bilinear with antialias)."""
+    arrays = []
+    for i, image in enumerate(images):
+        if not isinstance(image, Image.Image):
+            raise InputError(f"image {i} is not a PIL image ({type(image).__name__})")
+        if image.mode != "RGB":
+            raise InputError(f"image {i} is not RGB (mode {image.mode})")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.BILINEAR)
+        arrays.append(np.asarray(image))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def to_pil(x: torch.Tensor) -> list[Image.Image]:

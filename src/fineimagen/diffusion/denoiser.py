@@ -7,6 +7,10 @@ With alpha = sqrt(abar_t), sigma = sqrt(1 - abar_t) and x_t = alpha x0 + sigma e
   x0  = (x_t - sigma eps) / alpha
 Guidance (Ho & Salimans 2022, eq. 6; Imagen sec. 2.2): out = out_u + w (out_c - out_u).
 Dynamic thresholding (Imagen sec. 2.3): s = max(quantile_p(|x0|), 1), x0 <- clip(x0, -s, s) / s.
+Min-SNR-gamma (Hang et al. 2023, eq. 9): weight the x0 error by min(SNR, gamma),
+SNR = alpha^2 / sigma^2; since |v err|^2 = (SNR + 1) |x0 err|^2 and
+|eps err|^2 = SNR |x0 err|^2, the v (eps) loss is weighted by min(SNR, gamma) / (SNR + 1)
+(resp. / SNR).
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ class Denoiser(nn.Module):
     def loss(self, x0: torch.Tensor, cond: TextCondition, generator: torch.Generator | None = None,
              **extra) -> torch.Tensor:
         """Mean squared error of the prediction target at a uniformly drawn t (Ho et al. eq. 14),
-        with the text dropped with probability cond_drop (for classifier-free guidance)."""
+        Min-SNR-gamma weighted, with the text dropped with probability cond_drop (for
+        classifier-free guidance)."""
         b = x0.shape[0]
         t = torch.randint(0, self.cfg.timesteps, (b,), device=x0.device, generator=generator)
         eps = torch.randn(x0.shape, device=x0.device, generator=generator)
@@ -61,7 +66,17 @@ class Denoiser(nn.Module):
         cond = TextCondition(cond.embeds * ~drop[:, None, None], cond.mask & ~drop[:, None])
         target = eps if self.cfg.prediction == "eps" else alpha * eps - sigma * x0
         out = self(x_t, t.float(), cond, **extra)
-        return F.mse_loss(out.float(), target)
+        per_image = F.mse_loss(out.float(), target, reduction="none").flatten(1).mean(1)
+        return (self.loss_weight(t) * per_image).mean()
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-timestep weight of the prediction-space MSE; ones when min_snr_gamma is 0."""
+        if self.cfg.min_snr_gamma <= 0:
+            return torch.ones(t.shape, device=t.device)
+        abar = self.abar[t.long()]
+        snr = abar / (1 - abar)
+        clipped = snr.clamp(max=self.cfg.min_snr_gamma)
+        return clipped / (snr + 1) if self.cfg.prediction == "v" else clipped / snr
 
     # ------------------------------------------------------------------ sampling
     def to_x0(self, out, x_t, t):

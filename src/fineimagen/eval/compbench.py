@@ -215,19 +215,24 @@ def _draw(category: str, unseen: bool, rng: np.random.Generator) -> Scene:
     return Scene((first, Group(other, color=second_color, count=1)))
 
 
-def render_truth(items: list[EvalItem], size: int, samples: int = 1, seed: int = 0,
-                 save_to: Path | None = None) -> dict:
-    """Score ground-truth renders of every spec (open attributes drawn at random); optionally
-    save them in the `{index:05d}_{k}.png` layout."""
-    results = []
+def truth_renders(items: list[EvalItem], size: int, samples: int = 1, seed: int = 0):
+    """Yield (index, k, item, image): `samples` ground-truth renders of every spec, open
+    attributes drawn at random (deterministic per seed, index, k)."""
     for index, item in enumerate(items):
         for k in range(samples):
             rng = np.random.default_rng([seed, index, k])
-            if not judged(item, size):
-                continue
             scene, placed = complete(item.scene, rng)
-            image = render(placed, scene.background, size)
-            if save_to is not None:
-                Image.fromarray(image).save(Path(save_to) / f"{index:05d}_{k}.png")
+            yield index, k, item, render(placed, scene.background, size)
+
+
+def render_truth(items: list[EvalItem], size: int, samples: int = 1, seed: int = 0,
+                 save_to: Path | None = None) -> dict:
+    """Score ground-truth renders of every spec; optionally save them in the
+    `{index:05d}_{k}.png` layout."""
+    results = []
+    for index, k, item, image in truth_renders(items, size, samples, seed):
+        if save_to is not None:
+            Image.fromarray(image).save(Path(save_to) / f"{index:05d}_{k}.png")
+        if judged(item, size):
             results.append((item, is_correct(item.scene, parse_image(image), size)))
     return summarize(results)

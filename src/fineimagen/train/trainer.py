@@ -1,4 +1,4 @@
-"""Training of one cascade stage per run, through Hugging Face Accelerate.
+"""Training of one cascade stage (or the aligner) per run, through Hugging Face Accelerate.
 
 One process on a CPU, several (DDP: gloo on CPU, NCCL on GPU) through `accelerate launch` or
 `torchrun`; bf16 autocast; AdamW with linear warmup; EMA; gradient clipping and
@@ -32,7 +32,7 @@ from .plots import plot_loss
 @dataclass
 class TrainConfig(ConfigMixin):
     preset: str = "shapes-32-128"  # a preset name or a JSON file holding a CascadeConfig
-    stage: str = "base"
+    stage: str = "base"  # a stage of the preset, or "align" for its aligner
     data: str = "shapes"  # "shapes" (rendered on the fly) or an image-text folder
     out: str = "runs/base"
     steps: int = 1000
@@ -86,13 +86,58 @@ def _check(cfg: TrainConfig) -> None:
         raise InputError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
 
 
-def _loader(cfg: TrainConfig, resolution: int, rank: int, world: int, start_index: int):
-    if cfg.data == "shapes":
-        from ..data.shapes import ShapesDataset
+@dataclass
+class _Job:
+    """What differs between a diffusion stage and the aligner."""
 
-        dataset = ShapesDataset(resolution, "train", cfg.seed, rank=rank, world_size=world,
-                                start=start_index)
+    module: nn.Module  # forward(images, captions, embeds, mask, generator, **batch extras)
+    text_encoder: TextEncoder | None  # frozen encoder run outside the module, if any
+    resolution: int
+    export: object  # (folder, EMA state dict) -> Path
+    shapes_data: object  # (rank, world, start) -> IterableDataset
+
+
+def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int) -> _Job:
+    from ..data.shapes import ShapesDataset
+
+    text_encoder = build_text_encoder(cascade.text_encoder)
+    denoiser = build_stage(cascade, stage, text_encoder.dim)
+    module = StageModule(denoiser, None if text_encoder.frozen else text_encoder)
+    return _Job(
+        module, text_encoder if text_encoder.frozen else None, stage.resolution,
+        lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow,
+                                               text_encoder.frozen),
+        lambda rank, world, start: ShapesDataset(stage.resolution, "train", seed, rank=rank,
+                                                 world_size=world, start=start))
+
+
+def _align_job(cascade: CascadeConfig, seed: int) -> _Job:
+    from ..data.contrast import ContrastDataset
+    from ..models.alignment import Aligner
+
+    if cascade.aligner is None:
+        raise InputError("the preset has no aligner section (needed by --stage align)")
+    cfg = cascade.aligner
+    size, low = cfg.vit.image_size, cascade.stages[0].resolution
+    return _Job(
+        Aligner(cfg), None, size,
+        lambda folder, shadow: export_aligner(folder, cfg, shadow),
+        lambda rank, world, start: ContrastDataset(
+            size, cfg.hard_negatives, "train", seed, rank, world, start,
+            low_res=low if low < size else None))
+
+
+def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
+    if cfg.stage == "align":
+        return _align_job(cascade, cfg.seed)
+    return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed)
+
+
+def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int):
+    if cfg.data == "shapes":
+        dataset = job.shapes_data(rank, world, start_index)
         return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers)
+    resolution = job.resolution
     from torch.utils.data import DistributedSampler
 
     from ..data.folders import ImageTextFolder
@@ -145,20 +190,19 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
 
     _check(cfg)
     cascade = load_preset(cfg.preset)
-    stage = cascade.stage(cfg.stage)
+    if cfg.stage != "align":
+        cascade.stage(cfg.stage)  # an unknown stage fails before any process group starts
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())  # cpu=True: DDP over gloo
     set_seed(cfg.seed, device_specific=False)  # identical initial weights on every rank
-    text_encoder = build_text_encoder(cascade.text_encoder)
-    denoiser = build_stage(cascade, stage, text_encoder.dim)
-    trainable_text = text_encoder if not text_encoder.frozen else None
-    frozen_text = None
-    if text_encoder.frozen:
-        text_encoder.to(accelerator.device)
+    job = _build_job(cfg, cascade)  # built after seeding: identical weights on every rank
+    frozen_text = job.text_encoder
+    if frozen_text is not None:
+        frozen_text.to(accelerator.device)
         # a folder repeats its captions every epoch; shapes captions are almost never repeated
-        frozen_text = EmbeddingCache(text_encoder) if cfg.data != "shapes" else text_encoder
-    module = StageModule(denoiser, trainable_text)
+        frozen_text = EmbeddingCache(frozen_text) if cfg.data != "shapes" else frozen_text
+    module = job.module
     if cfg.channels_last:
         module = module.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -174,7 +218,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         generator.set_state(state["generator"])
     model, optimizer = accelerator.prepare(module, optimizer)
     per_step = cfg.batch_size * cfg.grad_accum
-    loader = _loader(cfg, stage.resolution, accelerator.process_index,
+    loader = _loader(cfg, job, accelerator.process_index,
                      accelerator.num_processes, start_index=step * per_step)
     batches = _batches(loader)
     if accelerator.is_main_process:
@@ -214,8 +258,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if accelerator.is_main_process:
         log.close()
         plot_loss(out / "metrics.csv", out / "loss.png")
-        folder = export_pipeline(out / "model", cascade, stage, ema.shadow,
-                                 frozen_text=text_encoder.frozen)
+        folder = job.export(out / ("aligner" if cfg.stage == "align" else "model"), ema.shadow)
     processes = accelerator.num_processes
     module = accelerator.unwrap_model(model)
     accelerator.end_training()
@@ -233,8 +276,11 @@ def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generato
     if frozen_text is not None:
         embeds, mask = frozen_text.encode(batch["caption"])
         embeds, mask = embeds.to(accelerator.device), mask.to(accelerator.device)
+    extra = {}
+    if "negatives" in batch:  # collated as K tuples of B captions
+        extra["negatives"] = [c for group in batch["negatives"] for c in group]
     with accelerator.accumulate(model):
-        loss = model(images, batch["caption"], embeds, mask, generator=generator)
+        loss = model(images, batch["caption"], embeds, mask, generator=generator, **extra)
         accelerator.backward(loss)
         if accelerator.sync_gradients and cfg.grad_clip > 0:
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -255,6 +301,19 @@ def export_pipeline(folder: Path, cascade: CascadeConfig, stage: StageConfig, sh
     return save_stage_folder(folder, cascade, stage, unet_weights, text_weights)
 
 
+def export_aligner(folder: Path, cfg, shadow: dict) -> Path:
+    """Write EMA weights of an Aligner as an aligner folder (config.json + safetensors)."""
+    from ..files import atomic_folder
+    from ..models.alignment import save_aligner_folder
+
+    frozen_text = cfg.text.kind != "trainable"
+    weights = {k: v for k, v in shadow.items()
+               if not (frozen_text and k.startswith("text_encoder."))}
+    with atomic_folder(Path(folder), replace=True) as tmp:
+        save_aligner_folder(tmp, cfg, weights)
+    return Path(folder)
+
+
 def export_checkpoint(run: str | Path, folder: str | Path) -> Path:
     """Export the EMA weights of a run's latest checkpoint (e.g. while it still trains)."""
     run = Path(run)
@@ -263,6 +322,8 @@ def export_checkpoint(run: str | Path, folder: str | Path) -> Path:
     cascade = load_preset(str(run / "cascade_config.json"))
     cfg = TrainConfig.from_dict(json.loads((run / "train_config.json").read_text()))
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if cfg.stage == "align":
+        return export_aligner(Path(folder), cascade.aligner, state["ema"])
     frozen = not any(k.startswith("text_encoder.") for k in state["ema"])
     return export_pipeline(Path(folder), cascade, cascade.stage(cfg.stage), state["ema"], frozen)
 

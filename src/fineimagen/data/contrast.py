@@ -1,0 +1,99 @@
+"""Image-caption pairs with hard negatives for contrastive training of the aligner.
+
+A hard negative is the caption of the same scene with one *mentioned* attribute of one group
+changed ("red circle on the left" -> "red circle on the right"); it is phrased with the
+same random choices as the true caption, so only that attribute's words differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from . import vocab
+from .captions import caption, mention
+from .render import render
+from .scene import Scene, sample_scene
+from .shapes import check_side
+
+EDITABLE = ("shape", "color", "size", "position", "texture", "count")
+
+
+@dataclass
+class ContrastSample:
+    image: np.ndarray  # uint8 [size, size, 3]
+    caption: str
+    negatives: list[str]  # captions of the same scene with one attribute changed each
+    scene: Scene  # complete
+
+
+def edit_one(said: Scene, rng: np.random.Generator) -> Scene:
+    """`said` with one attribute that it sets changed to another value of the vocabulary."""
+    choices = [(i, name) for i, g in enumerate(said.groups) for name in EDITABLE
+               if getattr(g, name) is not None]
+    i, name = choices[int(rng.integers(len(choices)))]
+    group = said.groups[i]
+    old = getattr(group, name)
+    taken = {getattr(g, name) for g in said.groups} if name == "position" else {old}
+    values = [v for v in vocab.VOCAB[name] if v not in taken] or \
+        [v for v in vocab.VOCAB[name] if v != old]
+    new = values[int(rng.integers(len(values)))]
+    groups = list(said.groups)
+    groups[i] = replace(group, **{name: new})
+    return Scene(tuple(groups), said.background)
+
+
+def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str = "train",
+                         seed: int = 0, low_res: int | None = None) -> ContrastSample:
+    """Sample `index` of the stream: a render, its caption and `negatives` hard negatives.
+
+    With `low_res`, half the renders are drawn at that side and enlarged (bilinear) to
+    `size`, so the aligner also scores the base stage's small images fairly.
+    """
+    rng = np.random.default_rng([seed, index, 0 if split == "train" else 1, 7])
+    scene, placed = sample_scene(rng, split)
+    said = mention(scene, rng, keep=rng.uniform(0.5, 1.0))
+    phrasing = int(rng.integers(2**31))
+    text = caption(said, np.random.default_rng(phrasing))
+    wrong = []
+    for _ in range(20 * negatives):  # an edit can read the same as the truth; draw again
+        if len(wrong) == negatives:
+            break
+        other = caption(edit_one(said, rng), np.random.default_rng(phrasing))
+        if other != text and other not in wrong:
+            wrong.append(other)
+    assert len(wrong) == negatives  # shape and count alone give seven distinct edits
+    if low_res and rng.random() < 0.5:
+        small = Image.fromarray(render(placed, scene.background, low_res))
+        image = np.asarray(small.resize((size, size), Image.BILINEAR))
+    else:
+        image = render(placed, scene.background, size)
+    return ContrastSample(image, text, wrong, scene)
+
+
+class ContrastDataset(IterableDataset):
+    """Endless stream of {"image": [3, H, W] in [-1, 1], "caption", "negatives": [K]},
+    sharded like `ShapesDataset` (rank, world_size, resume offset, workers)."""
+
+    def __init__(self, size: int, negatives: int = 4, split: str = "train", seed: int = 0,
+                 rank: int = 0, world_size: int = 1, start: int = 0,
+                 low_res: int | None = None):
+        check_side(size)
+        self.size, self.negatives, self.split, self.seed = size, negatives, split, seed
+        self.rank, self.world_size, self.start, self.low_res = rank, world_size, start, low_res
+
+    def __iter__(self):
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        j = self.start + (worker - self.start) % workers
+        while True:
+            index = self.rank + j * self.world_size
+            s = make_contrast_sample(index, self.size, self.negatives, self.split, self.seed,
+                                     self.low_res)
+            image = torch.from_numpy(s.image.copy()).permute(2, 0, 1).float() / 127.5 - 1
+            yield {"image": image, "caption": s.caption, "negatives": s.negatives}
+            j += workers

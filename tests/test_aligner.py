@@ -1,0 +1,179 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fineimagen.cli import main
+from fineimagen.config import ViTConfig, load_preset
+from fineimagen.data.captions import mention
+from fineimagen.data.contrast import ContrastDataset, edit_one, make_contrast_sample
+from fineimagen.data.scene import sample_scene
+from fineimagen.errors import InputError
+from fineimagen.eval.fid import frechet_distance
+from fineimagen.models.alignment import Aligner
+from fineimagen.models.vit import ViT
+from fineimagen.pipeline import TextToImagePipeline
+from fineimagen.train.trainer import TrainConfig, train
+
+
+@pytest.fixture
+def aligner():
+    torch.manual_seed(0)
+    return Aligner(load_preset("tiny").aligner).eval()
+
+
+def test_vit_shapes_and_resizing():
+    vit = ViT(ViTConfig(image_size=16, patch=4, width=32, depth=1, heads=2))
+    assert vit(torch.zeros(3, 3, 16, 16)).shape == (3, 32)
+    assert vit(torch.zeros(2, 3, 40, 40)).shape == (2, 32)  # other sizes are resized
+    with pytest.raises(InputError, match="multiple of patch"):
+        ViT(ViTConfig(image_size=18, patch=4))
+
+
+def test_infonce_matches_the_formula(aligner):
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    captions = ["a red circle", "two blue stars", "a green heart", "a large square"]
+    negatives = ["a blue circle", "three blue stars", "a green star", "a small square"]
+    loss = aligner(images, captions, negatives=negatives)
+    u, w = aligner.embed_images(images), aligner.embed_texts(captions + negatives)
+    s = aligner.logit_scale.exp()
+    i2t = -torch.log_softmax(s * u @ w.T, 1).diagonal().mean()
+    t2i = -torch.log_softmax(s * w[:4] @ u.T, 1).diagonal().mean()
+    assert loss.item() == pytest.approx(((i2t + t2i) / 2).item(), rel=1e-5)
+    assert torch.allclose(u.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_a_few_steps_learn_to_match_a_fixed_batch(aligner):
+    items = [make_contrast_sample(i, 16, negatives=2) for i in range(8)]
+    images = torch.stack([torch.from_numpy(s.image.copy()).permute(2, 0, 1).float() / 127.5 - 1
+                          for s in items])
+    captions = [s.caption for s in items]
+    negatives = [n for s in items for n in s.negatives]
+    aligner.train()
+    opt = torch.optim.AdamW(aligner.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = aligner(images, captions, negatives=negatives)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3 * first
+    aligner.eval()
+    scores = aligner.embed_images(images) @ aligner.embed_texts(captions).T
+    assert (scores.argmax(1) == torch.arange(8)).float().mean() >= 0.75
+
+
+def test_hard_negatives_change_exactly_one_attribute(rng):
+    for _ in range(50):
+        scene, _ = sample_scene(rng)
+        said = mention(scene, rng, keep=0.7)
+        edited = edit_one(said, rng)
+        diffs = [(a, b) for a, b in zip(said.groups, edited.groups, strict=True) if a != b]
+        assert len(diffs) == 1
+        before, after = diffs[0][0].fields(), diffs[0][1].fields()
+        assert before.keys() == after.keys()
+        assert sum(before[k] != after[k] for k in before) == 1
+
+
+def test_contrast_samples_are_deterministic_and_negatives_differ():
+    a, b = make_contrast_sample(5, 32, 4), make_contrast_sample(5, 32, 4)
+    assert a.caption == b.caption and a.negatives == b.negatives
+    assert np.array_equal(a.image, b.image)
+    assert len(set(a.negatives)) == 4 and a.caption not in a.negatives
+    batch = next(iter(torch.utils.data.DataLoader(ContrastDataset(32, 3), batch_size=5)))
+    assert batch["image"].shape == (5, 3, 32, 32)
+    assert len(batch["negatives"]) == 3 and len(batch["negatives"][0]) == 5
+
+
+def test_frechet_distance():
+    r = np.random.default_rng(0)
+    a = r.normal(size=(4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shifted = a + np.array([1.0, 2.0, 0.0])
+    assert frechet_distance(a, shifted) == pytest.approx(5.0, rel=1e-3)
+    scaled = a * 2  # same mean; Tr(S + 4S - 2*2S) = Tr(S) ~ 3
+    assert frechet_distance(a, scaled) == pytest.approx(3.0, rel=0.05)
+    with pytest.raises(InputError):
+        frechet_distance(a[:1], a)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline_with_aligner(tmp_path_factory):
+    root = tmp_path_factory.mktemp("align")
+    common = dict(preset="tiny", steps=4, batch_size=4, warmup=1, log_every=1,
+                  mixed_precision="no", channels_last=False)
+    base = train(TrainConfig(out=str(root / "base"), **common), progress=False)
+    aligned = train(TrainConfig(out=str(root / "align"), stage="align", **common),
+                    progress=False)
+    pipe = TextToImagePipeline.from_pretrained(base.folder)
+    pipe.aligner = Aligner.from_folder(aligned.folder)
+    pipe.save_pretrained(root / "model")
+    return root / "model"
+
+
+def test_score_round_trip_and_bad_input(tiny_pipeline_with_aligner, tmp_path):
+    pipe = TextToImagePipeline.from_pretrained(tiny_pipeline_with_aligner)
+    images = pipe(["a red circle", "a blue star"], seed=1, progress=False)
+    scores = pipe.score(images, ["a red circle", "a blue star"])
+    assert len(scores) == 2 and all(-1 <= s <= 1 for s in scores)
+    x = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images])
+    u = pipe.aligner.embed_images(x.float() / 127.5 - 1)
+    w = pipe.aligner.embed_texts(["a red circle", "a blue star"])
+    assert scores == pytest.approx(F.cosine_similarity(u, w).tolist(), abs=1e-5)
+    pipe.save_pretrained(tmp_path / "copy")
+    again = TextToImagePipeline.from_pretrained(tmp_path / "copy")
+    assert again.score(images, ["a red circle", "a blue star"]) == pytest.approx(scores)
+    with pytest.raises(InputError, match="2 images but 1 prompts"):
+        pipe.score(images, ["a red circle"])
+    with pytest.raises(InputError, match="prompt is empty"):
+        pipe.score(images[:1], [" "])
+    with pytest.raises(InputError, match="not RGB"):
+        pipe.score([images[0].convert("L")], ["a red circle"])
+    with pytest.raises(InputError, match="not a PIL image"):
+        pipe.score([np.zeros((16, 16, 3))], ["a red circle"])
+
+
+def test_rerank_keeps_the_best_scored_candidate(tiny_pipeline_with_aligner):
+    from fineimagen.pipeline import RERANK_SEED_STRIDE
+
+    pipe = TextToImagePipeline.from_pretrained(tiny_pipeline_with_aligner)
+    prompt = "two green squares"
+    best = pipe(prompt, n=2, seed=3, rerank=3, progress=False)
+    candidates = [pipe(prompt, seed=3 + j + k * RERANK_SEED_STRIDE, progress=False)[0]
+                  for j in range(2) for k in range(3)]
+    scores = pipe.score(candidates, [prompt] * 6)
+    for j in range(2):
+        own = scores[3 * j: 3 * j + 3]
+        chosen = candidates[3 * j + int(np.argmax(own))]
+        assert np.array_equal(np.asarray(best[j]), np.asarray(chosen))
+    plain = pipe(prompt, n=2, seed=3, progress=False)
+    assert np.array_equal(np.asarray(plain[0]), np.asarray(candidates[0]))
+    with pytest.raises(InputError, match="rerank must be"):
+        pipe(prompt, rerank=0, progress=False)
+
+
+def test_cli_rerank_and_fid(tiny_pipeline_with_aligner, tmp_path, capsys):
+    model = str(tiny_pipeline_with_aligner)
+    prompts = tmp_path / "p.jsonl"
+    assert main(["dataset", "evalset", "--out", str(prompts), "--n", "4"]) == 0
+    out = tmp_path / "gen"
+    assert main(["generate", "--prompts", str(prompts), "--model", model, "--n", "2",
+                 "--rerank", "2", "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 8
+    report = tmp_path / "r.json"
+    assert main(["eval", "--prompts", str(prompts), "--images", str(out), "--fid",
+                 "--model", model, "--json", str(report)]) == 0
+    assert "in-domain FID" in capsys.readouterr().out
+    import json
+
+    fid = json.loads(report.read_text())["fid"]
+    assert fid["fid"] > 0 and fid["n_generated"] == fid["n_truth"] == 8
+
+
+def test_cli_rerank_without_aligner_is_refused(tiny_pipeline_with_aligner, tmp_path, capsys):
+    no_aligner = tiny_pipeline_with_aligner.parent / "base" / "model"
+    code = main(["generate", "a red circle", "--model", str(no_aligner), "--rerank", "2",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "needs a model with an aligner" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
