@@ -152,3 +152,17 @@ def test_presets_load_and_build():
         assert EfficientUNet(stage.unet) is not None
     with pytest.raises(InputError, match="unknown preset"):
         load_preset("huge-9000")
+
+
+@pytest.mark.parametrize("prediction", ["v", "eps"])
+def test_min_snr_weight_is_gamma_clipped_x0_weight(prediction):
+    d = tiny_denoiser(prediction)
+    t = torch.tensor([0, 200, 500, 800, 999])
+    abar = d.abar[t]
+    snr = abar / (1 - abar)
+    x0_weight = snr.clamp(max=5.0)  # Hang et al.: min(SNR, gamma) on the x0 error
+    to_x0 = snr + 1 if prediction == "v" else snr  # |pred err|^2 = to_x0 * |x0 err|^2
+    assert torch.allclose(d.loss_weight(t) * to_x0, x0_weight, rtol=1e-4)
+    assert d.loss_weight(t)[0] < 0.01 and d.loss_weight(t).max() <= 1.0 + 1e-6
+    plain = Denoiser(d.unet, DiffusionConfig(prediction=prediction, min_snr_gamma=0.0))
+    assert torch.equal(plain.loss_weight(t), torch.ones(5))
