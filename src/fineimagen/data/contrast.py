@@ -48,15 +48,18 @@ def edit_one(said: Scene, rng: np.random.Generator) -> Scene:
 
 
 def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str = "train",
-                         seed: int = 0, low_res: int | None = None) -> ContrastSample:
+                         seed: int = 0, low_res: int | None = None,
+                         keep: float | None = None) -> ContrastSample:
     """Sample `index` of the stream: a render, its caption and `negatives` hard negatives.
 
     With `low_res`, half the renders are drawn at that side and enlarged (bilinear) to
-    `size`, so the aligner also scores the base stage's small images fairly.
+    `size`, so the aligner also scores the base stage's small images fairly. `keep` is the
+    share of attributes the caption mentions (default: drawn from U(0.5, 1)).
     """
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1, 7])
     scene, placed = sample_scene(rng, split)
-    said = mention(scene, rng, keep=rng.uniform(0.5, 1.0))
+    share = rng.uniform(0.5, 1.0)
+    said = mention(scene, rng, keep=share if keep is None else keep)
     phrasing = int(rng.integers(2**31))
     text = caption(said, np.random.default_rng(phrasing))
     wrong = []
