@@ -89,6 +89,7 @@ class DiffusionConfig(ConfigMixin):
     timesteps: int = 1000
     cond_drop: float = 0.1  # probability of dropping the text in training (for CFG)
     min_snr_gamma: float = 5.0  # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = plain MSE
+    noise_aug_max: float = 0.0  # SR training: augmentation level ~ U[0, max] (fraction of T)
 
 
 @dataclass
@@ -97,13 +98,25 @@ class SamplerConfig(ConfigMixin):
     steps: int = 20
     guidance: float = 5.0
     threshold: float = 0.0  # dynamic-thresholding percentile p in (0, 1); 0 = static clip
+    aug_level: float = 0.0  # SR stages: noise-augmentation level of the low-res input (0-1)
+
+
+@dataclass
+class RegressionConfig(ConfigMixin):
+    """Regression super-resolution: bilinear upsampling plus a residual conv stack (L1)."""
+
+    channels: int = 32
+    blocks: int = 6  # residual blocks of two 3x3 convs at the output resolution
 
 
 @dataclass
 class StageConfig(ConfigMixin):
     name: str = "base"
     resolution: int = 32
+    kind: str = "diffusion"  # diffusion | regression (SR stages only)
+    input_resolution: int = 0  # SR stages: the side they enlarge from; 0 for a base stage
     unet: UNetConfig = field(default_factory=UNetConfig)
+    regression: RegressionConfig = field(default_factory=RegressionConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampling: SamplerConfig = field(default_factory=SamplerConfig)
 
@@ -135,6 +148,21 @@ class CascadeConfig(ConfigMixin):
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     aligner: AlignerConfig | None = None  # trained with `--stage align`
+
+    def __post_init__(self):
+        for i, stage in enumerate(self.stages):
+            if stage.kind not in ("diffusion", "regression"):
+                raise InputError(f"stage {stage.name!r}: unknown kind {stage.kind!r} "
+                                 "(choose from diffusion, regression)")
+            sr = stage.kind == "regression" or stage.unet.lowres_cond
+            if sr != bool(stage.input_resolution):
+                raise InputError(f"stage {stage.name!r}: a super-resolution stage (unet."
+                                 "lowres_cond, or kind regression) needs input_resolution > 0, "
+                                 "a base stage 0")
+            if i and stage.input_resolution != self.stages[i - 1].resolution:
+                raise InputError(f"stage {stage.name!r} enlarges from "
+                                 f"{stage.input_resolution} px, but the stage before it "
+                                 f"draws {self.stages[i - 1].resolution} px")
 
     def stage(self, name: str) -> StageConfig:
         for stage in self.stages:

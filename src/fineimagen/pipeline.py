@@ -7,13 +7,13 @@ A pipeline folder is Hugging Face style, and no pickle is ever loaded from it:
     text_encoder/config.json    TextEncoderConfig (+ model.safetensors when trained jointly)
     base/config.json            StageConfig (U-Net, diffusion, default sampling settings)
     base/model.safetensors      the U-Net's (EMA) weights
+    sr/ ...                     further stages in cascade order (super-resolution)
     aligner/                    optional: AlignerConfig + weights (`"aligner": "aligner"`)
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import CascadeConfig, StageConfig, TextEncoderConfig
+from .cascade import Stage, run_stages
+from .config import CascadeConfig, SamplerConfig, StageConfig, TextEncoderConfig
 from .diffusion.denoiser import Denoiser, TextCondition
-from .diffusion.sampling import check_sampling, denoise
 from .errors import InputError
 from .files import atomic_folder
 from .models.alignment import Aligner
+from .models.sr import RegressionSR
 from .models.text_encoders import TextEncoder, build_text_encoder
 from .models.unet import EfficientUNet
 
@@ -111,14 +112,16 @@ def load_weights(module: torch.nn.Module, path: Path, what: str,
 
 
 class TextToImagePipeline:
-    """Text in, images out: encode the prompt once, run the stages."""
+    """Text in, images out: encode the prompt once, run the cascade's stages."""
 
     def __init__(self, text_encoder: TextEncoder, text_config: TextEncoderConfig,
-                 stages: list[tuple[StageConfig, Denoiser]], aligner: Aligner | None = None):
+                 stages: list[Stage], aligner: Aligner | None = None):
+        CascadeConfig(text_config, [s.cfg for s in stages])  # validates the stage chain
         self.text_encoder, self.text_config = text_encoder, text_config
         self.stages = stages
         self.aligner = aligner  # scores image-text fit; None when the folder has none
         self.device = torch.device("cpu")
+        self.offload = False  # set by `to("cuda")`: one stage on the GPU at a time
 
     # ------------------------------------------------------------------ folders
     @classmethod
@@ -139,32 +142,38 @@ class TextToImagePipeline:
         text_encoder = build_text_encoder(text_cfg)
         if not text_encoder.frozen:
             load_weights(text_encoder, text_dir / WEIGHTS, "text_encoder")
-        stages = []
-        for name in index["stages"]:
-            cfg = StageConfig.from_dict(read_json(root / name / "config.json",
-                                                   f"{name}/config.json"), name)
-            denoiser = Denoiser(EfficientUNet(cfg.unet), cfg.diffusion)
-            load_weights(denoiser.unet, root / name / WEIGHTS, name)
-            denoiser.unet.to(memory_format=torch.channels_last)  # the CPU fast path
-            stages.append((cfg, denoiser.eval()))
+        stages = [_load_stage(root, name) for name in index["stages"]]
         if not stages:
             raise InputError(f"{root}: the pipeline has no stages")
         aligner = Aligner.from_folder(root / index["aligner"]) if index.get("aligner") else None
         return cls(text_encoder.eval(), text_cfg, stages, aligner)
 
+    @classmethod
+    def assemble(cls, paths: list[str | Path]) -> TextToImagePipeline:
+        """One pipeline from folders trained apart (e.g. a base run, an SR run, an aligner
+        run's model): their stages in the given order, the first aligner found."""
+        parts = [cls.from_pretrained(p) for p in paths]
+        for part, path in zip(parts[1:], paths[1:], strict=True):
+            if part.text_config != parts[0].text_config:
+                raise InputError(f"{path}: its text encoder differs from the first folder's")
+        stages = [s for part in parts for s in part.stages]
+        aligner = next((p.aligner for p in parts if p.aligner is not None), None)
+        return cls(parts[0].text_encoder, parts[0].text_config, stages, aligner)
+
     def save_pretrained(self, path: str | Path) -> Path:
         text_weights = None if self.text_encoder.frozen else self.text_encoder.state_dict()
         return _write_folder(Path(path), self.text_config, text_weights,
-                             [(cfg, d.unet.state_dict()) for cfg, d in self.stages],
-                             self.aligner)
+                             [(s.cfg, s.weights()) for s in self.stages], self.aligner)
 
     def to(self, device: str | torch.device) -> TextToImagePipeline:
+        """Move to `device`; on a GPU, stages wait on the CPU until they run (offload)."""
         self.device = torch.device(device)
+        self.offload = self.device.type == "cuda"
         self.text_encoder.to(self.device)
         if self.aligner is not None:
             self.aligner.to(self.device)
-        for _, denoiser in self.stages:
-            denoiser.to(self.device)
+        for stage in self.stages:
+            stage.model.to("cpu" if self.offload else self.device)
         return self
 
     # ------------------------------------------------------------------ generation
@@ -176,31 +185,45 @@ class TextToImagePipeline:
             embeds, mask = self.text_encoder.encode(prompts)
         return TextCondition(embeds.float().to(self.device), mask.to(self.device))
 
-    def check_options(self, sampler=None, steps=None, guidance=None, threshold=None):
-        """The base stage's sampling settings with the given ones applied, validated."""
-        from .diffusion.schedules import SAMPLERS
+    def stage_index(self, stage: int | str) -> int:
+        """A stage by position or name."""
+        names = [s.name for s in self.stages]
+        if isinstance(stage, str):
+            if stage not in names:
+                raise InputError(f"no stage {stage!r} (stages: {', '.join(names)})")
+            return names.index(stage)
+        if not isinstance(stage, int) or not -len(names) <= stage < len(names):
+            raise InputError(f"stage index {stage} out of range (the pipeline has "
+                             f"{len(names)} stages: {', '.join(names)})")
+        return stage % len(names)
 
-        settings = replace(self.stages[0][0].sampling, **{k: v for k, v in dict(
-            sampler=sampler, steps=steps, guidance=guidance, threshold=threshold).items()
-            if v is not None})
-        if settings.sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler {settings.sampler!r} "
-                             f"(choose from {', '.join(SAMPLERS)})")
-        check_sampling(settings.steps, settings.guidance)
-        if not 0 <= settings.threshold < 1:
-            raise InputError(f"threshold must be in [0, 1), got {settings.threshold}")
-        return settings
+    def check_options(self, sampler=None, steps=None, guidance=None, threshold=None,
+                      stage_options: dict | None = None) -> list[SamplerConfig]:
+        """Every stage's sampling settings, validated: the named arguments apply to the base
+        stage, `stage_options` ({stage name or index: {option: value}}) to any stage."""
+        per_stage = [{} for _ in self.stages]
+        per_stage[0] = dict(sampler=sampler, steps=steps, guidance=guidance, threshold=threshold)
+        for key, options in (stage_options or {}).items():
+            if not isinstance(options, dict):
+                raise InputError(f"options of stage {key!r} must be a dict")
+            per_stage[self.stage_index(key)].update(options)
+        return [stage.settings(**o) for stage, o in zip(self.stages, per_stage, strict=True)]
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str], n: int = 1, seed: int = 0,
                  sampler: str | None = None, steps: int | None = None,
                  guidance: float | None = None, threshold: float | None = None,
-                 progress: bool = True, bf16: bool = True, rerank: int = 1) -> list[Image.Image]:
+                 progress: bool = True, bf16: bool = True, rerank: int = 1,
+                 stages: int | str | None = None, stage_options: dict | None = None,
+                 return_stages: bool = False):
         """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone.
 
-        Unset sampling options take the stage's defaults (its config's `sampling`). With
-        `rerank` N > 1, image j is the best by `score` of N candidates drawn with seeds
-        `seed + j + k * RERANK_SEED_STRIDE`, k < N (k = 0 is the image drawn without rerank).
+        Unset sampling options take each stage's defaults (its config's `sampling`); the
+        named ones set the base stage, `stage_options` any stage. `stages` is the last stage
+        to run (name or index; default: all). With `rerank` N > 1, the base image j is the
+        best by `score` of N candidates drawn with seeds `seed + j + k * RERANK_SEED_STRIDE`,
+        k < N (k = 0 is the image drawn without rerank). With `return_stages`, returns
+        (images, {stage name: images}).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if n <= 0:
@@ -209,31 +232,62 @@ class TextToImagePipeline:
             raise InputError(f"rerank must be a positive integer, got {rerank}")
         if rerank > 1 and self.aligner is None:
             raise InputError("rerank needs a model with an aligner (none in this folder)")
-        settings = self.check_options(sampler, steps, guidance, threshold)
+        if self.stages[0].is_sr:
+            raise InputError("this pipeline starts with a super-resolution stage: use upscale")
+        stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
+        settings = self.check_options(sampler, steps, guidance, threshold, stage_options)
         wanted = [p for p in prompts for _ in range(n)]
         repeated = wanted * rerank  # candidate k of image j sits at k * len(wanted) + j
         seeds = [seed + j + k * RERANK_SEED_STRIDE for k in range(rerank)
                  for j in range(len(wanted))]
-        x = self._sample(self.encode(repeated), seeds, settings, progress, bf16)
+        cond = self.encode(repeated)
+        x = self._run(cond, seeds, settings, None, 0, 1, progress, bf16)[self.stages[0].name]
+        outputs = {self.stages[0].name: x}
         if rerank > 1:
             scores = self._score_tensor(x, repeated).view(rerank, len(wanted))
             best = scores.argmax(0)  # [len(wanted)]
             x = x.view(rerank, len(wanted), *x.shape[1:])[best, torch.arange(len(wanted))]
-        return to_pil(x)
+            seeds = [seeds[int(k) * len(wanted) + j] for j, k in enumerate(best)]
+            cond = TextCondition(cond.embeds[: len(wanted)], cond.mask[: len(wanted)])
+            outputs[self.stages[0].name] = x
+        outputs.update(self._run(cond, seeds, settings, x, 1, stop, progress, bf16))
+        images = to_pil(outputs[self.stages[stop - 1].name])
+        if return_stages:
+            return images, {name: to_pil(v) for name, v in outputs.items()}
+        return images
 
-    def _sample(self, cond: TextCondition, seeds: list[int], settings, progress: bool,
-                bf16: bool) -> torch.Tensor:
-        cfg, denoiser = self.stages[0]
-        use_bf16 = bf16 and self.device.type == "cpu"
+    @torch.no_grad()
+    def upscale(self, images: list[Image.Image], prompt: str | list[str], seed: int = 0,
+                stage: int | str = 1, stages: int | str | None = None,
+                stage_options: dict | None = None, progress: bool = True,
+                bf16: bool = True) -> list[Image.Image]:
+        """Run the SR stages from `stage` (through `stages`, default the last) on given
+        images: square RGB, at most the stage's output side, resized to its input side."""
+        start = self.stage_index(stage)
+        first = self.stages[start]
+        if not first.is_sr:
+            raise InputError(f"stage {first.name!r} is not a super-resolution stage")
+        stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
+        if stop <= start:
+            raise InputError("the last stage to run comes before the first")
+        prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != len(images):
+            raise InputError(f"{len(images)} images but {len(prompts)} prompts")
+        for i, image in enumerate(images):
+            if isinstance(image, Image.Image) and image.width != image.height:
+                raise InputError(f"image {i} is not square ({image.width}x{image.height})")
+            if isinstance(image, Image.Image) and image.width > first.cfg.resolution:
+                raise InputError(f"image {i} is too large ({image.width} px; stage "
+                                 f"{first.name!r} enlarges to {first.cfg.resolution} px)")
+        settings = self.check_options(stage_options=stage_options)
+        x = from_pil(images, first.cfg.input_resolution, Image.BICUBIC).to(self.device)
+        seeds = [seed + j for j in range(len(images))]
+        out = self._run(self.encode(prompts), seeds, settings, x, start, stop, progress, bf16)
+        return to_pil(out[self.stages[stop - 1].name])
 
-        def predict(x_t, t):
-            with torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
-                return denoiser.guided(x_t, t.to(self.device), cond, settings.guidance,
-                                       settings.threshold)
-
-        shape = (cfg.unet.out_channels, cfg.resolution, cfg.resolution)
-        return denoise(predict, cfg.diffusion, settings.sampler, settings.steps, seeds, shape,
-                       self.device, progress)
+    def _run(self, cond, seeds, settings, x, start, stop, progress, bf16):
+        return run_stages(self.stages, cond, seeds, settings, x, start, stop, self.device,
+                          progress, bf16, self.offload)
 
     # ------------------------------------------------------------------ scoring
     def score(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
@@ -255,8 +309,23 @@ class TextToImagePipeline:
                           for i in range(0, len(prompts), 256)]).cpu()
 
 
-def from_pil(images: list[Image.Image], size: int) -> torch.Tensor:
-    """RGB PIL images -> [B, 3, size, size] in [-1, 1] (resized, bilinear with antialias)."""
+
+def _load_stage(root: Path, name: str) -> Stage:
+    cfg = StageConfig.from_dict(read_json(root / name / "config.json", f"{name}/config.json"),
+                                name)
+    if cfg.kind == "regression":
+        model = RegressionSR(cfg.regression)
+        load_weights(model, root / name / WEIGHTS, name)
+    else:
+        model = Denoiser(EfficientUNet(cfg.unet), cfg.diffusion)
+        load_weights(model.unet, root / name / WEIGHTS, name)
+    model.to(memory_format=torch.channels_last)  # the CPU fast path
+    return Stage(cfg, model.eval())
+
+
+def from_pil(images: list[Image.Image], size: int,
+             resample: Image.Resampling = Image.BILINEAR) -> torch.Tensor:
+    """RGB PIL images -> [B, 3, size, size] in [-1, 1] (resized with antialias)."""
     arrays = []
     for i, image in enumerate(images):
         if not isinstance(image, Image.Image):
@@ -264,7 +333,7 @@ def from_pil(images: list[Image.Image], size: int) -> torch.Tensor:
         if image.mode != "RGB":
             raise InputError(f"image {i} is not RGB (mode {image.mode})")
         if image.size != (size, size):
-            image = image.resize((size, size), Image.BILINEAR)
+            image = image.resize((size, size), resample)
         arrays.append(np.asarray(image))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
 

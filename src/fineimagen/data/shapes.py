@@ -29,6 +29,7 @@ class ShapesSample:
     image: np.ndarray  # uint8 [size, size, 3]
     caption: str
     scene: Scene  # complete: every attribute as rendered
+    lowres: np.ndarray | None = None  # the same scene rendered at `low_size`, if asked
 
 
 def check_side(size: int) -> None:
@@ -36,17 +37,26 @@ def check_side(size: int) -> None:
         raise InputError(f"image size must be from {MIN_SIDE} to {MAX_SIDE} px, got {size}")
 
 
-def make_sample(index: int, size: int, split: str = "train", seed: int = 0) -> ShapesSample:
+def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
+                low_size: int | None = None) -> ShapesSample:
     """Sample `index` of the stream (seed, split): a random scene, its render and a caption
-    that mentions a random subset of its attributes (from terse to exhaustive)."""
+    that mentions a random subset of its attributes (from terse to exhaustive); with
+    `low_size`, also the same scene rendered at that side (super-resolution pairs)."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     scene, placed = sample_scene(rng, split)
     said = mention(scene, rng, keep=rng.uniform(0.3, 1.0))
-    return ShapesSample(render(placed, scene.background, size), caption(said, rng), scene)
+    low = render(placed, scene.background, low_size) if low_size else None
+    return ShapesSample(render(placed, scene.background, size), caption(said, rng), scene, low)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float [3, H, W] in [-1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
 
 
 class ShapesDataset(IterableDataset):
-    """Endless (or `length`-long) stream of {"image": [3, H, W] float in [-1, 1], "caption"}.
+    """Endless (or `length`-long) stream of {"image": [3, H, W] float in [-1, 1], "caption"}
+    (plus "lowres" [3, h, h] with `low_size`).
 
     Rendering happens on the fly; no disk. Process `rank` of `world_size` takes the samples
     rank, rank + world_size, ... of the stream, skipping its first `start` (to resume a
@@ -55,10 +65,10 @@ class ShapesDataset(IterableDataset):
 
     def __init__(self, size: int, split: str = "train", seed: int = 0,
                  length: int | None = None, rank: int = 0, world_size: int = 1,
-                 start: int = 0):
+                 start: int = 0, low_size: int | None = None):
         check_side(size)
         self.size, self.split, self.seed, self.length = size, split, seed, length
-        self.rank, self.world_size, self.start = rank, world_size, start
+        self.rank, self.world_size, self.start, self.low_size = rank, world_size, start, low_size
 
     def __iter__(self):
         info = get_worker_info()
@@ -68,9 +78,11 @@ class ShapesDataset(IterableDataset):
             index = self.rank + j * self.world_size
             if self.length is not None and index >= self.length:
                 return
-            sample = make_sample(index, self.size, self.split, self.seed)
-            image = torch.from_numpy(sample.image).permute(2, 0, 1).float() / 127.5 - 1
-            yield {"image": image, "caption": sample.caption}
+            sample = make_sample(index, self.size, self.split, self.seed, self.low_size)
+            item = {"image": to_tensor(sample.image), "caption": sample.caption}
+            if sample.lowres is not None:
+                item["lowres"] = to_tensor(sample.lowres)
+            yield item
             j += workers
 
 

@@ -53,11 +53,19 @@ class Denoiser(nn.Module):
 
     # ------------------------------------------------------------------ training
     def loss(self, x0: torch.Tensor, cond: TextCondition, generator: torch.Generator | None = None,
-             **extra) -> torch.Tensor:
+             lowres: torch.Tensor | None = None) -> torch.Tensor:
         """Mean squared error of the prediction target at a uniformly drawn t (Ho et al. eq. 14),
         Min-SNR-gamma weighted, with the text dropped with probability cond_drop (for
-        classifier-free guidance)."""
+        classifier-free guidance). SR stages take `lowres` (already at x0's size), noise-
+        augmented at a level drawn from U[0, noise_aug_max]."""
         b = x0.shape[0]
+        extra = {}
+        if lowres is not None:
+            top = self.cfg.noise_aug_max * (self.cfg.timesteps - 1)
+            level = (torch.rand(b, device=x0.device, generator=generator) * top).round().long()
+            noise = torch.randn(lowres.shape, device=x0.device, generator=generator)
+            extra = {"lowres": self.noise_augment(lowres, level, noise),
+                     "aug_level": level.float()}
         t = torch.randint(0, self.cfg.timesteps, (b,), device=x0.device, generator=generator)
         eps = torch.randn(x0.shape, device=x0.device, generator=generator)
         alpha, sigma = self.coefficients(t)
@@ -77,6 +85,13 @@ class Denoiser(nn.Module):
         snr = abar / (1 - abar)
         clipped = snr.clamp(max=self.cfg.min_snr_gamma)
         return clipped / (snr + 1) if self.cfg.prediction == "v" else clipped / snr
+
+    def noise_augment(self, lowres: torch.Tensor, level: torch.Tensor,
+                      noise: torch.Tensor) -> torch.Tensor:
+        """Noise-conditioning augmentation (Ho et al. 2022, cascaded diffusion, sec. 4.1;
+        Imagen sec. 2.5): the low-res input diffused to timestep `level` [B]."""
+        alpha, sigma = self.coefficients(level, lowres.dim())
+        return alpha * lowres + sigma * noise
 
     # ------------------------------------------------------------------ sampling
     def to_x0(self, out, x_t, t):

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import CascadeConfig, ConfigMixin, StageConfig, load_preset
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..errors import InputError
+from ..models.sr import RegressionSR
 from ..models.text_encoders import EmbeddingCache, TextEncoder, build_text_encoder
 from ..models.unet import EfficientUNet
 from .plots import plot_loss
@@ -49,27 +51,70 @@ class TrainConfig(ConfigMixin):
     log_every: int = 10
     seed: int = 0
     workers: int = 0  # DataLoader worker processes
+    crop: int = 0  # SR stages: train on random crops of this side (0: whole images)
     resume: bool = False
 
 
 class StageModule(nn.Module):
-    """What DDP wraps: the denoiser and, when it trains jointly, the text encoder."""
+    """What DDP wraps: the denoiser and, when it trains jointly, the text encoder. SR stages
+    get `lowres` (the previous stage's resolution), enlarged and cropped with the target."""
 
-    def __init__(self, denoiser: Denoiser, text_encoder: TextEncoder | None):
+    def __init__(self, denoiser: Denoiser, text_encoder: TextEncoder | None,
+                 sr: SRInput | None = None):
         super().__init__()
         self.denoiser = denoiser
         self.text_encoder = text_encoder  # only a trainable encoder lives here
+        self.sr = sr
 
-    def forward(self, images, captions, embeds=None, mask=None, generator=None):
+    def forward(self, images, captions, embeds=None, mask=None, generator=None, lowres=None):
         if self.text_encoder is not None:
             embeds, mask = self.text_encoder.encode(captions)
-        return self.denoiser.loss(images, TextCondition(embeds, mask), generator=generator)
+        if self.sr is not None:
+            images, lowres = self.sr(images, lowres, generator)
+        return self.denoiser.loss(images, TextCondition(embeds, mask), generator, lowres)
+
+
+class RegressionModule(nn.Module):
+    """A regression SR stage under training: L1 on (cropped) targets."""
+
+    def __init__(self, model: RegressionSR, sr: SRInput):
+        super().__init__()
+        self.model, self.sr = model, sr
+
+    def forward(self, images, captions, embeds=None, mask=None, generator=None, lowres=None):
+        images, lowres_up = self.sr(images, lowres, generator)
+        return self.model.loss(images, lowres_up)
+
+
+@dataclass
+class SRInput:
+    """Pairs an SR target with its low-res input: the given low-res image (else the target
+    reduced to `low_size`), enlarged to the target's size, and the same random crop of both
+    (offsets on the low-res pixel grid, so a crop sees the phase of a whole image)."""
+
+    low_size: int
+    crop: int = 0
+
+    def __call__(self, images, lowres, generator):
+        from ..models.sr import upsample
+
+        size = images.shape[-1]
+        if lowres is None:
+            lowres = F.interpolate(images, size=(self.low_size,) * 2, mode="bilinear",
+                                   antialias=True, align_corners=False)
+        up = upsample(lowres, images.shape[-2:])
+        if not self.crop or self.crop >= size:
+            return images, up
+        step = size // self.low_size
+        offsets = torch.randint(0, (size - self.crop) // step + 1, (images.shape[0], 2),
+                                generator=generator) * step
+        pick = [(slice(None), slice(y, y + self.crop), slice(x, x + self.crop))
+                for y, x in offsets.tolist()]
+        return (torch.stack([im[p] for im, p in zip(images, pick, strict=True)]),
+                torch.stack([u[p] for u, p in zip(up, pick, strict=True)]))
 
 
 def build_stage(cascade: CascadeConfig, stage: StageConfig, text_dim: int) -> Denoiser:
-    if stage.unet.lowres_cond:
-        raise InputError(f"stage {stage.name!r} is a super-resolution stage; "
-                         "this trainer builds base stages")
     stage.unet.text_dim = text_dim  # the U-Net's keys take the encoder's width
     return Denoiser(EfficientUNet(stage.unet), stage.diffusion)
 
@@ -97,18 +142,28 @@ class _Job:
     shapes_data: object  # (rank, world, start) -> IterableDataset
 
 
-def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int) -> _Job:
+def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: int) -> _Job:
     from ..data.shapes import ShapesDataset
 
+    low = stage.input_resolution or None
+    sr = SRInput(low, crop) if low else None
+
+    def data(rank, world, start):
+        return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
+                             start=start, low_size=low)
+
+    if stage.kind == "regression":
+        return _Job(RegressionModule(RegressionSR(stage.regression), sr), None,
+                    stage.resolution,
+                    lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow, True),
+                    data)
     text_encoder = build_text_encoder(cascade.text_encoder)
     denoiser = build_stage(cascade, stage, text_encoder.dim)
-    module = StageModule(denoiser, None if text_encoder.frozen else text_encoder)
+    module = StageModule(denoiser, None if text_encoder.frozen else text_encoder, sr)
     return _Job(
         module, text_encoder if text_encoder.frozen else None, stage.resolution,
         lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow,
-                                               text_encoder.frozen),
-        lambda rank, world, start: ShapesDataset(stage.resolution, "train", seed, rank=rank,
-                                                 world_size=world, start=start))
+                                               text_encoder.frozen), data)
 
 
 def _align_job(cascade: CascadeConfig, seed: int) -> _Job:
@@ -130,7 +185,7 @@ def _align_job(cascade: CascadeConfig, seed: int) -> _Job:
 def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
         return _align_job(cascade, cfg.seed)
-    return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed)
+    return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop)
 
 
 def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int):
@@ -277,6 +332,8 @@ def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generato
         embeds, mask = frozen_text.encode(batch["caption"])
         embeds, mask = embeds.to(accelerator.device), mask.to(accelerator.device)
     extra = {}
+    if "lowres" in batch:
+        extra["lowres"] = batch["lowres"].to(accelerator.device)
     if "negatives" in batch:  # collated as K tuples of B captions
         extra["negatives"] = [c for group in batch["negatives"] for c in group]
     with accelerator.accumulate(model):
@@ -294,8 +351,8 @@ def export_pipeline(folder: Path, cascade: CascadeConfig, stage: StageConfig, sh
     """Write EMA weights (a StageModule state dict) as a pipeline folder (see pipeline.py)."""
     from ..pipeline import save_stage_folder
 
-    unet_weights = {k[len("denoiser.unet."):]: v for k, v in shadow.items()
-                    if k.startswith("denoiser.unet.")}
+    prefix = "model." if stage.kind == "regression" else "denoiser.unet."
+    unet_weights = {k[len(prefix):]: v for k, v in shadow.items() if k.startswith(prefix)}
     text_weights = {k[len("text_encoder."):]: v for k, v in shadow.items()
                     if k.startswith("text_encoder.")} if not frozen_text else None
     return save_stage_folder(folder, cascade, stage, unet_weights, text_weights)

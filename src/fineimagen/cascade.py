@@ -1,0 +1,107 @@
+"""The cascade: the only module that knows about stages. A base stage draws from noise;
+each super-resolution stage enlarges the previous stage's output (Imagen sec. 2.5): a
+diffusion SR stage samples conditioned on the noise-augmented, enlarged low-res image, a
+regression SR stage maps it in one pass. Text is encoded once and shared by all stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .config import SamplerConfig, StageConfig
+from .diffusion.denoiser import Denoiser, TextCondition
+from .diffusion.sampling import check_sampling, denoise, initial_noise
+from .errors import InputError
+from .models.sr import RegressionSR, upsample
+
+STAGE_SEED_STRIDE = 7_000_003  # seed offset between the stages of one image
+SAMPLING_OPTIONS = ("sampler", "steps", "guidance", "threshold", "aug_level")
+
+
+@dataclass
+class Stage:
+    cfg: StageConfig
+    model: Denoiser | RegressionSR
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def is_sr(self) -> bool:
+        return bool(self.cfg.input_resolution)
+
+    def weights(self) -> dict:
+        module = self.model if isinstance(self.model, RegressionSR) else self.model.unet
+        return module.state_dict()
+
+    def settings(self, **overrides) -> SamplerConfig:
+        """This stage's sampling settings with `overrides` (None = keep), validated."""
+        from .diffusion.schedules import SAMPLERS
+
+        unknown = set(overrides) - set(SAMPLING_OPTIONS)
+        if unknown:
+            raise InputError(f"unknown option {sorted(unknown)[0]!r} for stage {self.name!r} "
+                             f"(choose from {', '.join(SAMPLING_OPTIONS)})")
+        s = replace(self.cfg.sampling, **{k: v for k, v in overrides.items() if v is not None})
+        if s.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler {s.sampler!r} (choose from {', '.join(SAMPLERS)})")
+        check_sampling(s.steps, s.guidance)
+        if not 0 <= s.threshold < 1:
+            raise InputError(f"threshold must be in [0, 1), got {s.threshold}")
+        if not 0 <= s.aug_level < 1:
+            raise InputError(f"aug_level must be in [0, 1), got {s.aug_level}")
+        return s
+
+    def run(self, cond: TextCondition, seeds: list[int], settings: SamplerConfig,
+            lowres: torch.Tensor | None, device: torch.device, progress: bool = True,
+            bf16: bool = True) -> torch.Tensor:
+        """[len(seeds), 3, R, R] in about [-1, 1]; SR stages enlarge `lowres` [B, 3, r, r]."""
+        size = (self.cfg.resolution, self.cfg.resolution)
+        use_bf16 = bf16 and device.type == "cpu"  # the CPU fast path (DESIGN.md)
+        if self.is_sr and lowres is None:
+            raise InputError(f"stage {self.name!r} enlarges an image: give one")
+        if isinstance(self.model, RegressionSR):
+            with torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
+                return self.model(lowres, size).float().clamp(-1, 1)
+        extra = {}
+        if self.is_sr:
+            level = round(settings.aug_level * (self.cfg.diffusion.timesteps - 1))
+            levels = torch.full((len(seeds),), level, device=device)
+            noise = initial_noise([s + 1 for s in seeds], (3, *size), device)
+            extra = {"lowres": self.model.noise_augment(upsample(lowres, size), levels, noise),
+                     "aug_level": levels.float()}
+        model = self.model
+
+        def predict(x_t, t):
+            with torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
+                return model.guided(x_t, t.to(device), cond, settings.guidance,
+                                    settings.threshold, **extra)
+
+        return denoise(predict, self.cfg.diffusion, settings.sampler, settings.steps, seeds,
+                       (self.cfg.unet.out_channels, *size), device, progress)
+
+
+def stage_seeds(seeds: list[int], index: int) -> list[int]:
+    """The seeds of stage `index` for images drawn with `seeds` (index 0: the seeds)."""
+    return [s + index * STAGE_SEED_STRIDE for s in seeds]
+
+
+def run_stages(stages: list[Stage], cond: TextCondition, seeds: list[int],
+               settings: list[SamplerConfig], x: torch.Tensor | None, start: int, stop: int,
+               device: torch.device, progress: bool = True, bf16: bool = True,
+               offload: bool = False) -> dict[str, torch.Tensor]:
+    """Run stages start..stop-1 (SR stages on `x`, the previous output); each stage's output
+    by name. With `offload`, a stage sits on `device` only while it runs (GPU memory)."""
+    outputs = {}
+    for i in range(start, stop):
+        stage = stages[i]
+        if offload:
+            stage.model.to(device)
+        x = stage.run(cond, stage_seeds(seeds, i), settings[i], x, device, progress, bf16)
+        if offload:
+            stage.model.to("cpu")
+        outputs[stage.name] = x
+    return outputs
