@@ -1,4 +1,4 @@
-"""The `fineimagen` command line: dataset, eval, train, generate.
+"""The `fineimagen` command line: dataset, eval, train, generate, upscale.
 
 Every user error prints one line `fineimagen: error: ...` to stderr and exits with code 2.
 """
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", help="also write the results here as JSON")
     _add_train(commands)
     _add_generate(commands)
+    _add_upscale(commands)
     return parser
 
 
@@ -82,6 +83,7 @@ def _add_train(commands) -> None:
     train.add_argument("--mixed-precision", choices=("bf16", "no"), dest="mixed_precision")
     train.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
     train.add_argument("--workers", type=int)
+    train.add_argument("--crop", type=int, help="SR stages: train on random crops of this side")
     train.add_argument("--seed", type=int)
     train.add_argument("--out", help="run folder (checkpoint, metrics, model/)")
     train.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
@@ -101,7 +103,29 @@ def _add_generate(commands) -> None:
     gen.add_argument("--batch", type=_positive, default=64, help="images per model batch")
     gen.add_argument("--rerank", type=_positive, default=1,
                      help="draw N candidates per image, keep the best by the aligner's score")
+    _add_stage_options(gen)
+    gen.add_argument("--stages", help="last stage to run, by name or index (default: all)")
     gen.add_argument("--out", default="out", help="output folder")
+
+
+def _add_stage_options(parser) -> None:
+    parser.add_argument("--stage-option", action="append", default=[], dest="stage_option",
+                        metavar="STAGE.KEY=VALUE",
+                        help="a sampling option of one stage, e.g. sr.steps=8 or "
+                             "sr.aug_level=0.2 (keys: sampler, steps, guidance, threshold, "
+                             "aug_level); repeatable")
+
+
+def _add_upscale(commands) -> None:
+    up = commands.add_parser("upscale", help="enlarge images with the super-resolution stages")
+    up.add_argument("images", nargs="+", help="square RGB images (PNG/JPEG)")
+    up.add_argument("--prompt", required=True, help="what the images show")
+    up.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    up.add_argument("--stage", default="1", help="first SR stage, by name or index (default 1)")
+    up.add_argument("--stages", help="last stage to run, by name or index (default: all)")
+    _add_stage_options(up)
+    up.add_argument("--seed", type=int, default=0)
+    up.add_argument("--out", default="out", help="output folder (same file names, PNG)")
 
 
 def _train(args) -> None:
@@ -121,6 +145,13 @@ def _generate(args) -> None:
     if (args.prompt is None) == (args.prompts is None):
         raise InputError("give one prompt or --prompts FILE")
     written = generate_to_folder(args)
+    print(f"wrote {written} images to {args.out}")
+
+
+def _upscale(args) -> None:
+    from .generate import upscale_files
+
+    written = upscale_files(args)
     print(f"wrote {written} images to {args.out}")
 
 
@@ -217,8 +248,8 @@ def _write_json(path: str | None, payload: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        {"dataset": _dataset, "eval": _eval, "train": _train,
-         "generate": _generate}[args.command](args)
+        {"dataset": _dataset, "eval": _eval, "train": _train, "generate": _generate,
+         "upscale": _upscale}[args.command](args)
     except InputError as err:
         print(f"fineimagen: error: {err}", file=sys.stderr)
         return 2

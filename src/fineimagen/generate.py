@@ -23,6 +23,31 @@ def read_prompt_lines(path: str | Path) -> list[str]:
     return prompts
 
 
+def parse_stage_options(items: list[str]) -> dict:
+    """["sr.steps=8", "sr.aug_level=0.2"] -> {"sr": {"steps": 8, "aug_level": 0.2}}; a stage
+    may be a name or an index."""
+    options: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        stage, dot, name = key.rpartition(".")
+        if not sep or not dot or not stage or not name:
+            raise InputError(f"--stage-option {item!r}: expected STAGE.KEY=VALUE")
+        parsed: object = value
+        if name == "steps":
+            try:
+                parsed = int(value)
+            except ValueError:
+                raise InputError(f"--stage-option {item!r}: steps must be an integer") from None
+        elif name != "sampler":
+            try:
+                parsed = float(value)
+            except ValueError:
+                raise InputError(f"--stage-option {item!r}: {name} must be a number") from None
+        target = int(stage) if stage.lstrip("-").isdigit() else stage
+        options.setdefault(target, {})[name] = parsed
+    return options
+
+
 def generate_to_folder(args) -> int:
     from .pipeline import TextToImagePipeline
 
@@ -31,8 +56,12 @@ def generate_to_folder(args) -> int:
         raise InputError("prompt is empty")
     pipe = TextToImagePipeline.from_pretrained(args.model)
     options = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                   threshold=args.threshold)
+                   threshold=args.threshold,
+                   stage_options=parse_stage_options(args.stage_option))
     pipe.check_options(**options)
+    last = _stage_arg(args.stages)
+    if last is not None:
+        pipe.stage_index(last)
     if args.rerank > 1 and pipe.aligner is None:
         raise InputError("--rerank needs a model with an aligner (none in this folder)")
     out = Path(args.out)
@@ -43,12 +72,45 @@ def generate_to_folder(args) -> int:
     for start in tqdm(chunks, desc="generating", disable=len(chunks) == 1, unit="batch"):
         chunk = prompts[start:start + per_batch]
         images = pipe(chunk, n=args.n, seed=args.seed + start * args.n,
-                      progress=len(chunks) == 1, rerank=args.rerank, **options)
+                      progress=len(chunks) == 1, rerank=args.rerank, stages=last, **options)
         for j, image in enumerate(images):
             index, k = start + j // args.n, j % args.n
             _save_png(image, out / f"{index:05d}_{k}.png")
             written += 1
     return written
+
+
+def _stage_arg(value: str | None) -> int | str | None:
+    return int(value) if value is not None and value.lstrip("-").isdigit() else value
+
+
+def upscale_files(args) -> int:
+    """`fineimagen upscale`: every input checked before anything is written."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .pipeline import TextToImagePipeline
+
+    images = []
+    for name in args.images:
+        try:
+            with Image.open(name) as im:
+                im.load()
+                images.append(im.convert("RGB") if im.mode in ("RGBA", "P", "L") else im.copy())
+        except (OSError, UnidentifiedImageError):
+            raise InputError(f"not an image (or unreadable): {name}") from None
+    if not args.prompt.strip():
+        raise InputError("prompt is empty")
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    stage_options = parse_stage_options(args.stage_option)
+    pipe.check_options(stage_options=stage_options)
+    stage, last = _stage_arg(args.stage), _stage_arg(args.stages)
+    outputs = pipe.upscale(images, args.prompt, seed=args.seed, stage=stage, stages=last,
+                           stage_options=stage_options, progress=len(images) == 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, image in zip(args.images, outputs, strict=True):
+        _save_png(image, out / (Path(name).stem + ".png"))
+    return len(outputs)
 
 
 def _save_png(image, path: Path) -> None:

@@ -75,7 +75,10 @@ class EfficientUNet(nn.Module):
             Level(ch[max(i - 1, 0)], ch[i], cfg.blocks_per_level[i], cond_dim, cfg,
                   i in cfg.cross_attention_levels, i in cfg.self_attention_levels)
             for i in range(n))
-        self.mid = Level(ch[-1], ch[-1], 2, cond_dim, cfg, True, True)
+        # the middle attends like the U-Net does anywhere: no text (or self) attention at all
+        # when no level has it (Imagen's last SR stage)
+        self.mid = Level(ch[-1], ch[-1], 2, cond_dim, cfg, bool(cfg.cross_attention_levels),
+                         bool(cfg.self_attention_levels))
         self.up = nn.ModuleList(
             Level(2 * ch[i], ch[i], cfg.blocks_per_level[i], cond_dim, cfg,
                   i in cfg.cross_attention_levels, i in cfg.self_attention_levels)
