@@ -156,7 +156,8 @@ def test_presets_load_and_build():
 
 @pytest.mark.parametrize("prediction", ["v", "eps"])
 def test_min_snr_weight_is_gamma_clipped_x0_weight(prediction):
-    d = tiny_denoiser(prediction)
+    d = Denoiser(tiny_denoiser(prediction).unet, DiffusionConfig(prediction=prediction,
+                                                                  min_snr_gamma=5.0))
     t = torch.tensor([0, 200, 500, 800, 999])
     abar = d.abar[t]
     snr = abar / (1 - abar)
@@ -164,5 +165,5 @@ def test_min_snr_weight_is_gamma_clipped_x0_weight(prediction):
     to_x0 = snr + 1 if prediction == "v" else snr  # |pred err|^2 = to_x0 * |x0 err|^2
     assert torch.allclose(d.loss_weight(t) * to_x0, x0_weight, rtol=1e-4)
     assert d.loss_weight(t)[0] < 0.01 and d.loss_weight(t).max() <= 1.0 + 1e-6
-    plain = Denoiser(d.unet, DiffusionConfig(prediction=prediction, min_snr_gamma=0.0))
+    plain = Denoiser(d.unet, DiffusionConfig(prediction=prediction))  # the default: off
     assert torch.equal(plain.loss_weight(t), torch.ones(5))

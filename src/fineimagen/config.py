@@ -88,7 +88,7 @@ class DiffusionConfig(ConfigMixin):
     prediction: str = "v"  # v | eps
     timesteps: int = 1000
     cond_drop: float = 0.1  # probability of dropping the text in training (for CFG)
-    min_snr_gamma: float = 5.0  # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = plain MSE
+    min_snr_gamma: float = 0.0  # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = plain MSE
     noise_aug_max: float = 0.0  # SR training: augmentation level ~ U[0, max] (fraction of T)
 
 
