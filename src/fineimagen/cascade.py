@@ -6,6 +6,7 @@ regression SR stage maps it in one pass. Text is encoded once and shared by all 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -18,6 +19,16 @@ from .models.sr import RegressionSR, upsample
 
 STAGE_SEED_STRIDE = 7_000_003  # seed offset between the stages of one image
 SAMPLING_OPTIONS = ("sampler", "steps", "guidance", "threshold", "aug_level")
+
+
+@dataclass
+class StageControl:
+    """How control plugs into one stage's loop (all optional)."""
+
+    guide: Callable | None = None  # (denoiser, x_t, t, **extra) -> guided prediction
+    callback: Callable | None = None  # after each step (see diffusion.sampling.StepCallback)
+    x_start: torch.Tensor | None = None  # img2img: the noised start, at `start_step`
+    start_step: int = 0
 
 
 @dataclass
@@ -57,8 +68,9 @@ class Stage:
 
     def run(self, cond: TextCondition, seeds: list[int], settings: SamplerConfig,
             lowres: torch.Tensor | None, device: torch.device, progress: bool = True,
-            bf16: bool = True) -> torch.Tensor:
+            bf16: bool = True, control: StageControl | None = None) -> torch.Tensor:
         """[len(seeds), 3, R, R] in about [-1, 1]; SR stages enlarge `lowres` [B, 3, r, r]."""
+        control = control or StageControl()
         size = (self.cfg.resolution, self.cfg.resolution)
         use_bf16 = bf16 and device.type == "cpu"  # the CPU fast path (DESIGN.md)
         if self.is_sr and lowres is None:
@@ -73,15 +85,18 @@ class Stage:
             noise = initial_noise([s + 1 for s in seeds], (3, *size), device)
             extra = {"lowres": self.model.noise_augment(upsample(lowres, size), levels, noise),
                      "aug_level": levels.float()}
-        model = self.model
+        model, guide = self.model, control.guide
 
         def predict(x_t, t):
             with torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
+                if guide is not None:
+                    return guide(model, x_t, t.to(device), **extra)
                 return model.guided(x_t, t.to(device), cond, settings.guidance,
                                     settings.threshold, **extra)
 
         return denoise(predict, self.cfg.diffusion, settings.sampler, settings.steps, seeds,
-                       (self.cfg.unet.out_channels, *size), device, progress)
+                       (self.cfg.unet.out_channels, *size), device, progress,
+                       control.callback, control.x_start, control.start_step)
 
 
 def stage_seeds(seeds: list[int], index: int) -> list[int]:
@@ -92,15 +107,18 @@ def stage_seeds(seeds: list[int], index: int) -> list[int]:
 def run_stages(stages: list[Stage], cond: TextCondition, seeds: list[int],
                settings: list[SamplerConfig], x: torch.Tensor | None, start: int, stop: int,
                device: torch.device, progress: bool = True, bf16: bool = True,
-               offload: bool = False) -> dict[str, torch.Tensor]:
+               offload: bool = False, controls: dict[int, StageControl] | None = None
+               ) -> dict[str, torch.Tensor]:
     """Run stages start..stop-1 (SR stages on `x`, the previous output); each stage's output
-    by name. With `offload`, a stage sits on `device` only while it runs (GPU memory)."""
+    by name. With `offload`, a stage sits on `device` only while it runs (GPU memory);
+    `controls` plug control into stages by index."""
     outputs = {}
     for i in range(start, stop):
         stage = stages[i]
         if offload:
             stage.model.to(device)
-        x = stage.run(cond, stage_seeds(seeds, i), settings[i], x, device, progress, bf16)
+        x = stage.run(cond, stage_seeds(seeds, i), settings[i], x, device, progress, bf16,
+                      (controls or {}).get(i))
         if offload:
             stage.model.to("cpu")
         outputs[stage.name] = x

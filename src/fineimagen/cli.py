@@ -1,4 +1,4 @@
-"""The `fineimagen` command line: dataset, eval, train, generate, upscale.
+"""The `fineimagen` command line: dataset, eval, train, generate, upscale, edit.
 
 Every user error prints one line `fineimagen: error: ...` to stderr and exits with code 2.
 """
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_generate(commands)
     _add_upscale(commands)
+    _add_edit(commands)
     return parser
 
 
@@ -105,7 +106,36 @@ def _add_generate(commands) -> None:
                      help="draw N candidates per image, keep the best by the aligner's score")
     _add_stage_options(gen)
     gen.add_argument("--stages", help="last stage to run, by name or index (default: all)")
+    gen.add_argument("--negative", help="negative prompt (replaces the unconditional branch)")
+    gen.add_argument("--region", action="append", default=[], metavar="'NAME: PROMPT'",
+                     help="a prompt for a named region (top left ... bottom right, left half "
+                          "...); repeatable")
+    gen.add_argument("--box", action="append", nargs=2, default=[], metavar=("X0,Y0,X1,Y1",
+                     "PROMPT"), help="a prompt for a box (fractions of the side); repeatable")
+    gen.add_argument("--mask-region", action="append", nargs=2, default=[],
+                     dest="mask_region", metavar=("MASK", "PROMPT"),
+                     help="a prompt for a mask image (white = inside); repeatable")
+    gen.add_argument("--scene", help="a scene spec JSON file: one region per object")
+    gen.add_argument("--control", choices=("scene",),
+                     help="with --prompts: compile each line's scene to regions")
     gen.add_argument("--out", default="out", help="output folder")
+
+
+def _add_edit(commands) -> None:
+    ed = commands.add_parser("edit", help="img2img or inpainting through the cascade")
+    ed.add_argument("--image", required=True, help="a square RGB image")
+    ed.add_argument("--prompt", required=True)
+    ed.add_argument("--mask", help="inpainting mask of the image's size (white = repaint)")
+    ed.add_argument("--strength", type=float,
+                    help="share of the schedule to run (default 0.6; 1 with --mask)")
+    ed.add_argument("--negative", help="negative prompt")
+    ed.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    ed.add_argument("--n", type=_positive, default=1)
+    ed.add_argument("--seed", type=int, default=0)
+    ed.add_argument("--steps", type=int)
+    ed.add_argument("--guidance", type=float)
+    _add_stage_options(ed)
+    ed.add_argument("--out", default="out", help="output folder ({k:02d}.png)")
 
 
 def _add_stage_options(parser) -> None:
@@ -145,6 +175,13 @@ def _generate(args) -> None:
     if (args.prompt is None) == (args.prompts is None):
         raise InputError("give one prompt or --prompts FILE")
     written = generate_to_folder(args)
+    print(f"wrote {written} images to {args.out}")
+
+
+def _edit(args) -> None:
+    from .generate import edit_files
+
+    written = edit_files(args)
     print(f"wrote {written} images to {args.out}")
 
 
@@ -249,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         {"dataset": _dataset, "eval": _eval, "train": _train, "generate": _generate,
-         "upscale": _upscale}[args.command](args)
+         "upscale": _upscale, "edit": _edit}[args.command](args)
     except InputError as err:
         print(f"fineimagen: error: {err}", file=sys.stderr)
         return 2

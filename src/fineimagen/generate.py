@@ -64,8 +64,11 @@ def generate_to_folder(args) -> int:
         pipe.stage_index(last)
     if args.rerank > 1 and pipe.aligner is None:
         raise InputError("--rerank needs a model with an aligner (none in this folder)")
+    control = _control_options(args, pipe, prompts)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if control:
+        return _generate_controlled(args, pipe, prompts, control, options, last, out)
     per_batch = max(1, args.batch // (args.n * args.rerank))
     written = 0
     chunks = range(0, len(prompts), per_batch)
@@ -78,6 +81,93 @@ def generate_to_folder(args) -> int:
             _save_png(image, out / f"{index:05d}_{k}.png")
             written += 1
     return written
+
+
+def _control_options(args, pipe, prompts: list[str]) -> dict:
+    """Every control flag parsed and checked (before anything is written)."""
+    from .control.build import is_plain
+    from .control.regions import Region, box_mask, check_regions, image_mask, parse_region
+    from .data.scene import parse_spec
+
+    size = pipe.stages[0].cfg.resolution
+    for prompt in prompts:
+        is_plain(prompt)  # raises PromptSyntaxError with the column of the first bad char
+    regions = [parse_region(r, size) for r in args.region]
+    for box, prompt in args.box:
+        regions.append(Region(prompt, box_mask(box.split(","), size)))
+    for path, prompt in args.mask_region:
+        sides = tuple(sorted({size, pipe.stages[-1].cfg.resolution}))
+        regions.append(Region(prompt, image_mask(_open_image(path, "L"), size, sides)))
+    check_regions(regions)
+    control = {}
+    if regions:
+        control["regions"] = regions
+    if args.negative is not None:
+        control["negative_prompt"] = args.negative
+    if args.scene:
+        try:
+            text = Path(args.scene).read_text(encoding="utf-8")
+        except OSError as err:
+            raise InputError(f"cannot read scene {args.scene}: {err.strerror}") from None
+        control["scene"] = parse_spec(text).to_spec()
+    if args.control == "scene":
+        if not args.prompts:
+            raise InputError("--control scene needs --prompts (a JSONL with scenes)")
+        from .eval.compbench import read_prompts
+
+        control["scenes"] = [item.scene.to_spec() for item in read_prompts(args.prompts)]
+    if args.rerank > 1 and control:
+        raise InputError("--rerank does not combine with control options")
+    return control
+
+
+def _generate_controlled(args, pipe, prompts, control, options, last, out: Path) -> int:
+    scenes = control.pop("scenes", None)
+    written = 0
+    for index in tqdm(range(len(prompts)), desc="generating", disable=len(prompts) == 1):
+        extra = dict(control, scene=scenes[index]) if scenes else control
+        images = pipe(prompts[index], n=args.n, seed=args.seed + index * args.n,
+                      progress=len(prompts) == 1, stages=last, **options, **extra)
+        for k, image in enumerate(images):
+            _save_png(image, out / f"{index:05d}_{k}.png")
+            written += 1
+    return written
+
+
+def _open_image(path: str, mode: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert(mode)
+    except (OSError, UnidentifiedImageError):
+        raise InputError(f"not an image (or unreadable): {path}") from None
+
+
+def edit_files(args) -> int:
+    """`fineimagen edit`: img2img or inpainting; inputs checked before anything is written."""
+    from .pipeline import TextToImagePipeline
+
+    image = _open_image(args.image, "RGB")
+    mask = _open_image(args.mask, "L") if args.mask else None
+    if not args.prompt.strip():
+        raise InputError("prompt is empty")
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    stage_options = parse_stage_options(args.stage_option)
+    options = dict(steps=args.steps, guidance=args.guidance)
+    pipe.check_options(stage_options=stage_options, **options)
+    if mask is not None and mask.size != image.size:
+        raise InputError(f"the mask is {mask.width}x{mask.height}, the image "
+                         f"{image.width}x{image.height}: they must match")
+    images = pipe.edit(image, args.prompt, mask=mask, strength=args.strength, n=args.n,
+                       seed=args.seed, negative_prompt=args.negative,
+                       stage_options=stage_options, progress=args.n == 1, **options)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, im in enumerate(images):
+        _save_png(im, out / f"{k:02d}.png")
+    return len(images)
 
 
 def _stage_arg(value: str | None) -> int | str | None:

@@ -215,7 +215,8 @@ class TextToImagePipeline:
                  guidance: float | None = None, threshold: float | None = None,
                  progress: bool = True, bf16: bool = True, rerank: int = 1,
                  stages: int | str | None = None, stage_options: dict | None = None,
-                 return_stages: bool = False):
+                 return_stages: bool = False, negative_prompt: str | None = None,
+                 regions: list | None = None, scene: dict | str | None = None):
         """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone.
 
         Unset sampling options take each stage's defaults (its config's `sampling`); the
@@ -224,6 +225,11 @@ class TextToImagePipeline:
         best by `score` of N candidates drawn with seeds `seed + j + k * RERANK_SEED_STRIDE`,
         k < N (k = 0 is the image drawn without rerank). With `return_stages`, returns
         (images, {stage name: images}).
+
+        Control (`control/`): a prompt may carry word weights and AND / NOT clauses;
+        `negative_prompt` replaces the unconditional branch; `regions` (control.regions.Region)
+        guide their masks with their own prompts; `scene` (a scene spec) compiles to one region
+        per object on a known background.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if n <= 0:
@@ -236,6 +242,17 @@ class TextToImagePipeline:
             raise InputError("this pipeline starts with a super-resolution stage: use upscale")
         stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
         settings = self.check_options(sampler, steps, guidance, threshold, stage_options)
+        from .control.build import is_plain
+
+        if negative_prompt is not None or regions or scene is not None or \
+                not all(is_plain(p) for p in prompts):
+            if rerank > 1:
+                raise InputError("rerank does not combine with control options")
+            parts = [self._controlled(p, n, seed + i * n, settings, stop, negative_prompt,
+                                      regions or [], scene, progress, bf16)
+                     for i, p in enumerate(prompts)]
+            outputs = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+            return self._finish(outputs, stop, return_stages)
         wanted = [p for p in prompts for _ in range(n)]
         repeated = wanted * rerank  # candidate k of image j sits at k * len(wanted) + j
         seeds = [seed + j + k * RERANK_SEED_STRIDE for k in range(rerank)
@@ -251,10 +268,80 @@ class TextToImagePipeline:
             cond = TextCondition(cond.embeds[: len(wanted)], cond.mask[: len(wanted)])
             outputs[self.stages[0].name] = x
         outputs.update(self._run(cond, seeds, settings, x, 1, stop, progress, bf16))
+        return self._finish(outputs, stop, return_stages)
+
+    def _finish(self, outputs: dict, stop: int, return_stages: bool):
         images = to_pil(outputs[self.stages[stop - 1].name])
         if return_stages:
             return images, {name: to_pil(v) for name, v in outputs.items()}
         return images
+
+    def _controlled(self, prompt, n, seed, settings, stop, negative, regions, scene, progress,
+                    bf16) -> dict:
+        from .control.build import composition, keep_known, stage_controls
+        from .control.regions import background_image, compile_scene
+
+        base = self.stages[0].cfg
+        regions, known = list(regions), None
+        if scene is not None:
+            compiled = compile_scene(scene, base.resolution, seed, prompt or None)
+            regions += compiled.regions
+            prompt = compiled.prompt
+            known = background_image(compiled.background, base.resolution)
+        comp = composition(self, prompt, regions, negative, settings[0].guidance,
+                           settings[0].threshold)
+        controls = stage_controls(self, comp, settings, stop)
+        seeds = [seed + k for k in range(n)]
+        if known is not None:
+            inside = torch.stack([r.mask for r in regions]).sum(0).clamp(max=1)
+            keep_known(self, controls, 0, known, 1 - inside, seeds)
+        cond = comp.terms[0].cond
+        cond = TextCondition(cond.embeds.expand(n, -1, -1), cond.mask.expand(n, -1))
+        return self._run(cond, seeds, settings, None, 0, stop, progress, bf16, controls)
+
+    @torch.no_grad()
+    def edit(self, image: Image.Image, prompt: str, mask: Image.Image | None = None,
+             strength: float | None = None, n: int = 1, seed: int = 0,
+             negative_prompt: str | None = None, stage_options: dict | None = None,
+             progress: bool = True, bf16: bool = True, **base_options) -> list[Image.Image]:
+        """Image-guided generation through the cascade: img2img (SDEdit) with `strength`
+        (default 0.6), or inpainting with `mask` (white: repaint; the rest is kept at every
+        stage; default strength 1)."""
+        from .control.build import composition, img2img_start, keep_known, stage_controls
+
+        if n <= 0:
+            raise InputError(f"n must be positive, got {n}")
+        if not isinstance(image, Image.Image) or image.mode != "RGB":
+            raise InputError("the image must be an RGB image")
+        if image.width != image.height:
+            raise InputError(f"the image is not square ({image.width}x{image.height})")
+        if mask is not None and (not isinstance(mask, Image.Image) or mask.size != image.size):
+            got = f"{mask.width}x{mask.height}" if isinstance(mask, Image.Image) else "no image"
+            raise InputError(f"the mask must be an image of the image's size "
+                             f"({image.width}x{image.height}), got {got}")
+        strength = strength if strength is not None else (1.0 if mask is not None else 0.6)
+        settings = self.check_options(stage_options=stage_options, **base_options)
+        stop = len(self.stages)
+        comp = composition(self, prompt, [], negative_prompt, settings[0].guidance,
+                           settings[0].threshold)
+        controls = stage_controls(self, comp, settings, stop)
+        seeds = [seed + k for k in range(n)]
+        base = self.stages[0].cfg.resolution
+        img2img_start(self, controls[0], from_pil([image], base, Image.BICUBIC).to(self.device),
+                      strength, settings[0], seeds)
+        if mask is not None:
+            for i, stage in enumerate(self.stages):
+                if stage.cfg.kind != "diffusion":
+                    continue
+                side = stage.cfg.resolution
+                known = from_pil([image], side, Image.BICUBIC)
+                repaint = torch.from_numpy(np.asarray(mask.convert("L").resize(
+                    (side, side), Image.BILINEAR), np.float32) / 255)[None, None]
+                keep_known(self, controls, i, known, 1 - repaint, seeds)
+        cond = comp.terms[0].cond
+        cond = TextCondition(cond.embeds.expand(n, -1, -1), cond.mask.expand(n, -1))
+        outputs = self._run(cond, seeds, settings, None, 0, stop, progress, bf16, controls)
+        return to_pil(outputs[self.stages[-1].name])
 
     @torch.no_grad()
     def upscale(self, images: list[Image.Image], prompt: str | list[str], seed: int = 0,
@@ -285,9 +372,9 @@ class TextToImagePipeline:
         out = self._run(self.encode(prompts), seeds, settings, x, start, stop, progress, bf16)
         return to_pil(out[self.stages[stop - 1].name])
 
-    def _run(self, cond, seeds, settings, x, start, stop, progress, bf16):
+    def _run(self, cond, seeds, settings, x, start, stop, progress, bf16, controls=None):
         return run_stages(self.stages, cond, seeds, settings, x, start, stop, self.device,
-                          progress, bf16, self.offload)
+                          progress, bf16, self.offload, controls)
 
     # ------------------------------------------------------------------ scoring
     def score(self, images: list[Image.Image], prompts: list[str]) -> list[float]:

@@ -16,7 +16,10 @@ from ..errors import InputError
 from .schedules import make_scheduler
 
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+# after each step: (step index, t, x_{t_next}, t_next or None at the end) -> a replacement
+# for x (e.g. a known region put back, for inpainting) or None to keep it
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor | None],
+                        torch.Tensor | None]
 
 
 def initial_noise(seeds: list[int], shape: tuple[int, ...], device="cpu") -> torch.Tensor:
@@ -55,5 +58,14 @@ def denoise(predict: Predict, diffusion: DiffusionConfig, sampler: str, steps: i
         out = predict(x_in, t)
         x = scheduler.step(out, t, x, **step_kwargs).prev_sample
         if callback is not None:
-            callback(start_step + i, t, x)
+            t_next = timesteps[i + 1] if i + 1 < len(timesteps) else None
+            replaced = callback(start_step + i, t, x, t_next)
+            x = x if replaced is None else replaced
     return x
+
+
+def sampling_timesteps(sampler: str, diffusion: DiffusionConfig, steps: int) -> torch.Tensor:
+    """The timesteps `denoise` visits for these settings (img2img starts part-way)."""
+    scheduler = make_scheduler(sampler, diffusion)
+    scheduler.set_timesteps(steps)
+    return scheduler.timesteps

@@ -31,6 +31,11 @@ class TextEncoder(nn.Module):
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def token_spans(self, prompts: list[str]) -> list[list[tuple[int, int]]]:
+        """Per prompt, the character span (start, end) of each position of `encode`'s output
+        ((0, 0) for special and padding tokens), so control can address single words."""
+        raise NotImplementedError
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -61,6 +66,11 @@ class HFEncoder(TextEncoder):
             out = self.model(**batch).last_hidden_state  # [B, L, D]
         mask = batch["attention_mask"].bool()
         return out.float() * mask[..., None], mask
+
+    def token_spans(self, prompts):
+        batch = self.tokenizer(list(prompts), padding="longest", truncation=True,
+                               max_length=self.max_length, return_offsets_mapping=True)
+        return [[(int(a), int(b)) for a, b in offsets] for offsets in batch["offset_mapping"]]
 
 
 def minilm_path() -> str:
@@ -100,10 +110,17 @@ class HashTokenizer:
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.zeros(len(prompts), self.max_length, dtype=torch.long)
         for i, prompt in enumerate(prompts):
-            words = re.findall(r"[a-z0-9]+|[^\sa-z0-9]", prompt.lower())[: self.max_length]
+            words = [m.group() for m in self.words(prompt)]
             for j, word in enumerate(words):
                 ids[i, j] = 1 + zlib.crc32(word.encode()) % (self.vocab_size - 1)
         return ids, ids > 0
+
+    def words(self, prompt: str) -> list[re.Match]:
+        return list(re.finditer(r"[a-z0-9]+|[^\sa-z0-9]", prompt.lower()))[: self.max_length]
+
+    def spans(self, prompt: str) -> list[tuple[int, int]]:
+        found = [m.span() for m in self.words(prompt)]
+        return found + [(0, 0)] * (self.max_length - len(found))
 
 
 class TrainableEncoder(TextEncoder):
@@ -128,6 +145,9 @@ class TrainableEncoder(TextEncoder):
         h = self.tokens(ids) + self.positions[: ids.shape[1]]
         h = self.encoder(h, src_key_padding_mask=~mask)
         return self.norm(h) * mask[..., None], mask
+
+    def token_spans(self, prompts):
+        return [self.tokenizer.spans(p) for p in prompts]
 
 
 def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:

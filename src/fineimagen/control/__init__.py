@@ -1,0 +1,1 @@
+"""Training-free control: prompt language, regions and scenes, guidance objects."""

@@ -1,0 +1,145 @@
+"""Region prompts and scene specs.
+
+A region is a prompt with a mask on the canvas: by name (`"top left: two red circles"`,
+the 3x3 cells of the shapes data and the four halves), by box (x0, y0, x1, y1 as fractions
+of the side, y downwards) or by a mask image. Regions steer the base stage through
+`guidance.Composition` (each region's prompt guides inside its mask). A scene spec (the
+JSON format of the data and eval) compiles to one region per object (a count of n gives n
+boxes, laid out as the training data lays objects out) and a known background outside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import vocab
+from ..data.captions import POSITION_PHRASES, TEXTURE_ADJECTIVES
+from ..data.scene import Group, Scene, complete, parse_spec
+from ..errors import InputError
+
+MAX_REGIONS = 16
+BOX_MARGIN = 0.03  # a scene object's box exceeds its extent by this (fraction of the side)
+HALVES = {"left half": (0.0, 0.0, 0.5, 1.0), "right half": (0.5, 0.0, 1.0, 1.0),
+          "top half": (0.0, 0.0, 1.0, 0.5), "bottom half": (0.0, 0.5, 1.0, 1.0)}
+
+
+@dataclass
+class Region:
+    prompt: str
+    mask: torch.Tensor  # [1, 1, S, S] in [0, 1] at the base resolution
+
+
+def named_box(name: str) -> tuple[float, float, float, float]:
+    """The box of a named region: a cell of the 3x3 grid or a half."""
+    key = " ".join(name.lower().replace("-", " ").split())
+    key = {"centre": "center", "middle": "center", "upper left": "top left",
+           "upper right": "top right", "lower left": "bottom left",
+           "lower right": "bottom right"}.get(key, key)
+    if key in HALVES:
+        return HALVES[key]
+    if key in vocab.POSITIONS:
+        row, col = vocab.cell_of(key)
+        return (col / 3, row / 3, (col + 1) / 3, (row + 1) / 3)
+    names = ", ".join([*vocab.POSITIONS, *HALVES])
+    raise InputError(f"unknown region {name!r} (choose from {names})")
+
+
+def check_box(box) -> tuple[float, float, float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise InputError(f"a box is four numbers x0,y0,x1,y1, got {box!r}") from None
+    if not all(0 <= v <= 1 for v in (x0, y0, x1, y1)):
+        raise InputError(f"box {x0:g},{y0:g},{x1:g},{y1:g} is outside [0, 1]")
+    if x1 <= x0 or y1 <= y0:
+        raise InputError(f"box {x0:g},{y0:g},{x1:g},{y1:g} is empty (needs x0 < x1, y0 < y1)")
+    return x0, y0, x1, y1
+
+
+def box_mask(box, size: int) -> torch.Tensor:
+    """[1, 1, size, size]: each pixel's covered fraction by the box (soft at the edges)."""
+    x0, y0, x1, y1 = check_box(box)
+    edges = torch.arange(size + 1, dtype=torch.float32) / size
+    lo, hi = edges[:-1], edges[1:]
+    cover_x = ((torch.minimum(hi, torch.tensor(x1)) - torch.maximum(lo, torch.tensor(x0)))
+               .clamp(min=0) * size)
+    cover_y = ((torch.minimum(hi, torch.tensor(y1)) - torch.maximum(lo, torch.tensor(y0)))
+               .clamp(min=0) * size)
+    return (cover_y[:, None] * cover_x[None, :])[None, None]
+
+
+def image_mask(image: Image.Image, size: int, allowed: tuple[int, ...]) -> torch.Tensor:
+    """A mask image (white = inside) at one of the `allowed` sides, as [1, 1, size, size]."""
+    if image.width != image.height or image.width not in allowed:
+        sides = " or ".join(f"{s}x{s}" for s in allowed)
+        raise InputError(f"mask is {image.width}x{image.height}; it must be {sides}")
+    gray = image.convert("L").resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(gray, np.float32) / 255)[None, None]
+
+
+def parse_region(text: str, size: int) -> Region:
+    """'top left: two red circles' -> a Region on the named cell."""
+    name, sep, prompt = text.partition(":")
+    if not sep or not prompt.strip():
+        raise InputError(f"region {text!r}: expected 'NAME: PROMPT', e.g. 'top left: a star'")
+    return Region(prompt.strip(), box_mask(named_box(name), size))
+
+
+def check_regions(regions: list[Region]) -> None:
+    if len(regions) > MAX_REGIONS:
+        raise InputError(f"{len(regions)} regions; at most {MAX_REGIONS}")
+    for r in regions:
+        if not r.prompt.strip():
+            raise InputError("a region's prompt is empty")
+
+
+# ----------------------------------------------------------------------------- scenes
+@dataclass
+class CompiledScene:
+    prompt: str  # the whole scene in words (the global prompt)
+    regions: list[Region]  # one per object
+    background: str  # vocab background name, known outside the regions
+
+
+def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
+                  prompt: str | None = None) -> CompiledScene:
+    """One region per object: open attributes and the layout drawn with `seed` as the data
+    draws them, each region prompted with its object's stated attributes and cell."""
+    from ..data.captions import caption
+
+    scene = spec if isinstance(spec, Scene) else parse_spec(spec)
+    rng = np.random.default_rng([seed, 17])
+    filled, placed = complete(scene, rng)
+    regions = []
+    for obj in placed:
+        stated = scene.groups[obj.group]
+        g = filled.groups[obj.group]
+        said = Group(stated.shape, stated.color, stated.size, g.position, stated.texture, 1)
+        half = obj.size / 2 + BOX_MARGIN
+        box = (max(0.0, obj.x - half), max(0.0, obj.y - half),
+               min(1.0, obj.x + half), min(1.0, obj.y + half))
+        regions.append(Region(object_phrase(said), box_mask(box, size)))
+    check_regions(regions)
+    text = prompt or caption(scene, np.random.default_rng(0))
+    return CompiledScene(text, regions, filled.background)
+
+
+def object_phrase(g: Group) -> str:
+    """'a large red striped star at the top left': one object in the captions' first wording."""
+    words = ["a"] + [w for w in (g.size, g.color) if w]
+    if g.texture:
+        words.append(TEXTURE_ADJECTIVES[g.texture][0])
+    words.append(g.shape)
+    if g.position:
+        words.append(POSITION_PHRASES[g.position][0])
+    return " ".join(words)
+
+
+def background_image(name: str, size: int) -> torch.Tensor:
+    """[1, 3, size, size] in [-1, 1]: a flat canvas of a vocab background colour."""
+    rgb = torch.tensor(vocab.BACKGROUND_RGB[name], dtype=torch.float32) / 127.5 - 1
+    return rgb.view(1, 3, 1, 1).expand(1, 3, size, size).clone()

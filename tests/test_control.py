@@ -1,0 +1,279 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fineimagen.cli import main
+from fineimagen.control.guidance import Composition, KnownRegion, Term
+from fineimagen.control.prompts import PromptSyntaxError, parse_prompt, weight_tokens
+from fineimagen.control.regions import (
+    MAX_REGIONS,
+    Region,
+    box_mask,
+    check_regions,
+    compile_scene,
+    image_mask,
+    named_box,
+)
+from fineimagen.diffusion.denoiser import Denoiser, TextCondition
+from fineimagen.errors import InputError
+from fineimagen.models.text_encoders import HashTokenizer
+from fineimagen.pipeline import TextToImagePipeline
+from fineimagen.train.trainer import TrainConfig, train
+
+
+# ----------------------------------------------------------------------------- prompt language
+def test_weights_composition_and_negation():
+    [c] = parse_prompt("a (red:1.5) circle")
+    assert c.text == "a red circle" and c.weight == 1.0
+    assert c.spans == [(2, 5, 1.5)]
+    [c] = parse_prompt("[striped] ((big)) star")
+    assert c.text == "striped big star"
+    assert c.spans[0] == (0, 7, pytest.approx(1 / 1.1))
+    assert c.spans[1] == (8, 11, pytest.approx(1.21))
+    clauses = parse_prompt("a red circle AND a blue square :0.8 NOT green")
+    assert [(c.text, c.weight) for c in clauses] == [("a red circle", 1.0),
+                                                     ("a blue square", 0.8), ("green", -1.0)]
+    assert [c.text for c in parse_prompt("ANDROID NOTE")] == ["ANDROID NOTE"]
+    [c] = parse_prompt("(a red circle:-2)")
+    assert {f for _, _, f in c.spans} == {-2.0}
+
+
+@pytest.mark.parametrize("prompt, column, words", [
+    ("a (red circle", 14, "expected ')'"),
+    ("a red) circle", 6, "unbalanced"),
+    ("a (red:12) circle", 8, "outside [-10, 10]"),
+    ("a (red:x) circle", 8, "expected a number"),
+    ("a red circle :nan", 15, "expected a number"),
+    ("a () circle", 4, "empty ()"),
+    ("AND a circle", 1, "expected words"),
+    ("a circle AND", 13, "expected words"),
+    ("[red:2] circle", 5, "a weight belongs in (word:weight)"),
+    ("top left: a circle", 11, "expected a number"),
+])
+def test_syntax_errors_name_the_column(prompt, column, words):
+    with pytest.raises(PromptSyntaxError) as err:
+        parse_prompt(prompt)
+    assert f"column {column}:" in str(err.value) and words in str(err.value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab ()[]:.-+0123456789eANDOTNOT\t")), max_size=40))
+def test_parser_raises_nothing_but_its_own_error(text):
+    try:
+        clauses = parse_prompt(text)
+    except PromptSyntaxError:
+        return
+    for c in clauses:
+        assert c.text and abs(c.weight) <= 10
+        assert all(0 <= s < e <= len(c.text) for s, e, _ in c.spans)
+
+
+def test_weight_tokens_scales_the_word_and_keeps_the_mean():
+    torch.manual_seed(0)
+    embeds = torch.rand(1, 4, 8) + 0.5
+    mask = torch.tensor([[True, True, True, False]])
+    spans = [[(0, 1), (2, 5), (6, 12), (0, 0)]]  # "a red circle"
+    out = weight_tokens(embeds, mask, spans, [[(2, 5, 2.0)]])
+    ratio = (out[0, 1] / embeds[0, 1]) / (out[0, 0] / embeds[0, 0])
+    assert torch.allclose(ratio, torch.full((8,), 2.0), atol=1e-5)
+    assert out[0][mask[0]].mean() == pytest.approx(embeds[0][mask[0]].mean().item(), rel=1e-5)
+
+
+def test_token_spans_of_the_hash_tokenizer_match_words():
+    tok = HashTokenizer(64, 8)
+    spans = tok.spans("a red, circle")
+    assert spans[:4] == [(0, 1), (2, 5), (5, 6), (7, 13)] and spans[4:] == [(0, 0)] * 4
+
+
+# ----------------------------------------------------------------------------- guidance
+@pytest.fixture(scope="module")
+def denoiser():
+    from fineimagen.config import load_preset
+    from fineimagen.models.unet import EfficientUNet
+
+    torch.manual_seed(0)
+    stage = load_preset("tiny").stages[0]
+    stage.unet.text_dim = 8
+    d = Denoiser(EfficientUNet(stage.unet), stage.diffusion).eval()
+    for p in d.parameters():
+        p.data += 0.05 * torch.randn_like(p)
+    return d
+
+
+def cond(seed, length=3):
+    g = torch.Generator().manual_seed(seed)
+    return TextCondition(torch.randn(1, length, 8, generator=g), torch.ones(1, length).bool())
+
+
+def test_one_term_composition_is_classifier_free_guidance(denoiser):
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor(600)
+    c = cond(1)
+    comp = Composition([Term(c)], c.null(), guidance=3.0)
+    both = TextCondition(c.embeds.expand(2, -1, -1), c.mask.expand(2, -1))
+    with torch.no_grad():
+        assert torch.allclose(comp(denoiser, x, t), denoiser.guided(x, t, both, 3.0), atol=1e-5)
+
+
+def test_composition_and_regions_follow_the_formula(denoiser):
+    x, t = torch.randn(1, 3, 16, 16), torch.tensor(400)
+    a, b, neg = cond(1), cond(2, 5), cond(3, 2)
+    box = box_mask((0.0, 0.0, 0.5, 0.5), 16)
+    with torch.no_grad():
+        def raw(c):
+            return denoiser(x, t.expand(1).float(), c).float()
+
+        out_a, out_b, out_u = raw(a), raw(b), raw(neg)
+        comp = Composition([Term(a, 1.0), Term(b, -0.5)], neg, guidance=2.0)
+        expected = out_u + 2.0 * ((out_a - out_u) - 0.5 * (out_b - out_u))
+        v = comp(denoiser, x, t)
+        x0 = denoiser.to_x0(expected, x, t.expand(1)).clamp(-1, 1)
+        assert torch.allclose(v, denoiser.from_x0(x0, x, t.expand(1)), atol=1e-4)
+        regional = Composition([Term(a), Term(b, 1.0, box)], neg, guidance=2.0)(denoiser, x, t)
+        inside = out_u + 2.0 * (out_b - out_u)
+        outside = out_u + 2.0 * (out_a - out_u)
+        mixed = box * inside + (1 - box) * outside
+        x0 = denoiser.to_x0(mixed, x, t.expand(1)).clamp(-1, 1)
+        assert torch.allclose(regional, denoiser.from_x0(x0, x, t.expand(1)), atol=1e-4)
+
+
+def test_known_region_puts_the_image_back(denoiser):
+    known = torch.rand(2, 3, 8, 8) * 2 - 1
+    keep = torch.zeros(1, 1, 8, 8)
+    keep[..., :4] = 1
+    step = KnownRegion(denoiser, known, keep, seeds=[1, 2])
+    x = torch.randn(2, 3, 8, 8)
+    final = step(19, torch.tensor(10), x, None)
+    assert torch.equal(final[..., :4], known[..., :4]) and torch.equal(final[..., 4:], x[..., 4:])
+    mid = step(5, torch.tensor(600), x, torch.tensor(550))
+    assert torch.equal(mid[..., 4:], x[..., 4:])
+    assert not torch.allclose(mid[..., :4], known[..., :4], atol=0.05)  # noised to t = 550
+
+
+# ----------------------------------------------------------------------------- regions
+def test_boxes_and_named_regions():
+    assert named_box("top-left") == (0.0, 0.0, 1 / 3, 1 / 3)
+    assert named_box("Middle") == (1 / 3, 1 / 3, 2 / 3, 2 / 3)
+    assert named_box("right half") == (0.5, 0.0, 1.0, 1.0)
+    with pytest.raises(InputError, match="unknown region 'upper middle left'"):
+        named_box("upper middle left")
+    m = box_mask((0.1, 0.2, 0.6, 0.5), 20)
+    assert m.shape == (1, 1, 20, 20) and m.sum().item() == pytest.approx(0.5 * 0.3 * 400)
+    assert m[0, 0, 6, 5].item() == pytest.approx(1.0) and m[0, 0, 0, 0] == 0
+    for box, words in [((0, 0, 1.2, 1), "outside [0, 1]"), ((0.5, 0, 0.5, 1), "empty"),
+                       ((0, 0, 1), "four numbers")]:
+        with pytest.raises(InputError) as err:
+            box_mask(box, 8)
+        assert words in str(err.value)
+    with pytest.raises(InputError, match="must be 32x32"):
+        image_mask(Image.new("L", (30, 30)), 32, (32,))
+    with pytest.raises(InputError, match=f"at most {MAX_REGIONS}"):
+        check_regions([Region("a star", m)] * (MAX_REGIONS + 1))
+
+
+def test_scene_compiles_to_one_box_per_object():
+    spec = {"objects": [{"shape": "circle", "color": "red", "count": 3},
+                        {"shape": "star", "size": "large", "position": "bottom right"}]}
+    compiled = compile_scene(spec, 32, seed=3)
+    assert len(compiled.regions) == 4  # an open count is drawn (1 here)
+    masks = torch.stack([r.mask for r in compiled.regions])
+    assert (masks.sum(0) <= 1 + 1e-6).all()  # objects never overlap
+    assert all(r.prompt.startswith("a red circle") for r in compiled.regions[:3])
+    assert compiled.regions[3].prompt.startswith("a large star")
+    assert compiled.background in ("white", "black", "gray")
+    assert compile_scene(spec, 32, seed=3).regions[0].prompt == compiled.regions[0].prompt
+
+
+# ----------------------------------------------------------------------------- pipeline, CLI
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("control")
+    result = train(TrainConfig(preset="tiny", out=str(root / "run"), steps=3, batch_size=4,
+                               warmup=1, mixed_precision="no", channels_last=False),
+                   progress=False)
+    return result.folder
+
+
+def test_scene_control_keeps_the_background_outside_the_boxes(tiny_model):
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    spec = {"background": "gray", "objects": [{"shape": "circle", "color": "red", "count": 2}]}
+    images = pipe("two red circles", n=2, seed=1, scene=spec, progress=False)
+    inside = torch.stack([r.mask for r in compile_scene(spec, 16, 1).regions]).sum(0)[0, 0]
+    outside = (inside == 0).numpy()
+    for im in images:
+        assert np.abs(np.asarray(im, int)[outside] - 128).max() <= 1
+    again = pipe("two red circles", n=2, seed=1, scene=spec, progress=False)
+    assert np.array_equal(np.asarray(again[1]), np.asarray(images[1]))
+
+
+def test_inpainting_keeps_the_unmasked_pixels_and_img2img_stays_close(tiny_model):
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    source = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), np.uint8))
+    mask = Image.new("L", (16, 16), 0)
+    mask.paste(255, (0, 0, 8, 8))
+    [painted] = pipe.edit(source, "a blue star", mask=mask, seed=2, progress=False)
+    a, b = np.asarray(painted, int), np.asarray(source, int)
+    assert np.abs(a[8:, :] - b[8:, :]).max() <= 1 and np.abs(a[:, 8:] - b[:, 8:]).max() <= 1
+    assert np.abs(a[:8, :8] - b[:8, :8]).mean() > 10
+    light = pipe.edit(source, "a blue star", strength=0.2, seed=2, progress=False)[0]
+    heavy = pipe.edit(source, "a blue star", strength=1.0, seed=2, progress=False)[0]
+    assert np.abs(np.asarray(light, int) - b).mean() < np.abs(np.asarray(heavy, int) - b).mean()
+    with pytest.raises(InputError, match="strength must be in"):
+        pipe.edit(source, "x", strength=0, progress=False)
+    with pytest.raises(InputError, match="mask must be an image of the image's size"):
+        pipe.edit(source, "x", mask=Image.new("L", (8, 8)), progress=False)
+
+
+def test_generate_with_controls_cli(tiny_model, tmp_path):
+    model = str(tiny_model)
+    spec = tmp_path / "scene.json"
+    spec.write_text(json.dumps({"objects": [{"shape": "star", "color": "blue"}]}))
+    out = tmp_path / "o"
+    assert main(["generate", "a (blue:1.3) star AND a circle :0.5", "--model", model,
+                 "--negative", "green", "--region", "top left: a red circle", "--box",
+                 "0.5,0.5,1,1", "a star", "--n", "2", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["00000_0.png", "00000_1.png"]
+    assert main(["generate", "a blue star", "--model", model, "--scene", str(spec),
+                 "--out", str(tmp_path / "s")]) == 0
+    prompts = tmp_path / "p.jsonl"
+    assert main(["dataset", "evalset", "--out", str(prompts), "--n", "3"]) == 0
+    assert main(["generate", "--prompts", str(prompts), "--control", "scene", "--model", model,
+                 "--out", str(tmp_path / "c")]) == 0
+    assert len(list((tmp_path / "c").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("args, words", [
+    (["a (red:11) star"], "outside [-10, 10]"),
+    (["a red star", "--box", "0,0,1.5,1", "a star"], "outside [0, 1]"),
+    (["a red star", "--box", "0.5,0,0.5,1", "a star"], "is empty"),
+    (["a red star", "--region", "nowhere: a star"], "unknown region"),
+    (["a red) star"], "unbalanced"),
+    (["a red star"] + ["--region", "top: a star"] * (MAX_REGIONS + 1), "at most"),
+    (["a red star", "--control", "scene"], "needs --prompts"),
+])
+def test_bad_control_input_is_one_line_exit_2(tiny_model, tmp_path, capsys, args, words):
+    code = main(["generate", *args, "--model", str(tiny_model), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_mask_and_edit_input(tiny_model, tmp_path, capsys):
+    Image.new("L", (20, 20)).save(tmp_path / "m.png")
+    Image.new("RGB", (16, 16)).save(tmp_path / "i.png")
+    cases = [["generate", "a star", "--mask-region", str(tmp_path / "m.png"), "a circle"],
+             ["edit", "--image", str(tmp_path / "i.png"), "--mask", str(tmp_path / "m.png"),
+              "--prompt", "a star"],
+             ["edit", "--image", str(tmp_path / "m.txt"), "--prompt", "a star"]]
+    for args, words in zip(cases, ["mask is 20x20", "must match", "not an image"], strict=True):
+        code = main([*args, "--model", str(tiny_model), "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and err.count("\n") == 1, err
+        assert not (tmp_path / "o").exists()
+    assert main(["edit", "--image", str(tmp_path / "i.png"), "--prompt", "a star", "--model",
+                 str(tiny_model), "--n", "2", "--out", str(tmp_path / "e")]) == 0
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["00.png", "01.png"]
