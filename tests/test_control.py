@@ -277,3 +277,69 @@ def test_bad_mask_and_edit_input(tiny_model, tmp_path, capsys):
     assert main(["edit", "--image", str(tmp_path / "i.png"), "--prompt", "a star", "--model",
                  str(tiny_model), "--n", "2", "--out", str(tmp_path / "e")]) == 0
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["00.png", "01.png"]
+
+
+# ----------------------------------------------------------------------------- prompt-to-prompt
+def test_token_maps_for_swaps_and_insertions():
+    from fineimagen.control.attention import map_tokens
+
+    swap = map_tokens([101, 7, 8, 9, 102], [101, 7, 5, 9, 102])  # "a red circle" -> "a blue .."
+    assert swap.sources == [[0], [1], [2], [3], [4], [5]]
+    assert swap.edited_target == [3] and swap.edited_source == [3]
+    longer = map_tokens([101, 7, 9, 102], [101, 7, 4, 4, 9, 102])  # a word of two tokens added
+    assert longer.sources == [[0], [1], [2], [], [], [3], [4]]
+    assert longer.edited_target == [3, 4] and longer.edited_source == []
+    wider = map_tokens([101, 7, 8, 9, 102], [101, 7, 5, 6, 9, 102])  # one token becomes two
+    assert wider.sources[3] == [3] and wider.sources[4] == [3]
+
+
+def test_edits_that_cannot_be_mapped_are_refused(tiny_model):
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    with pytest.raises(InputError, match="the same"):
+        pipe.edit_prompt("a red circle", "a red circle", progress=False)
+    with pytest.raises(InputError, match="differ in 3 of 3 words"):
+        pipe.edit_prompt("a red circle", "two blue stars", progress=False)
+    with pytest.raises(InputError, match="plain prompts"):
+        pipe.edit_prompt("a red circle", "a (blue:2) circle", progress=False)
+    with pytest.raises(InputError, match="not a word of the target"):
+        pipe.edit_prompt("a red circle", "a red circle", reweight={"blue": 2.0},
+                         progress=False)
+
+
+def test_prompt_to_prompt_keeps_the_source_outside_the_blend(tiny_model):
+    from fineimagen.control import attention
+
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    seen = {}
+    original = attention.EditState.end_step
+
+    def spy(self, size):
+        original(self, size)
+        seen["mask"] = self.blend_mask()
+
+    attention.EditState.end_step = spy
+    try:
+        src, tgt = pipe.edit_prompt("a red circle on the left", "a blue circle on the left",
+                                    n=2, seed=3, progress=False)
+    finally:
+        attention.EditState.end_step = original
+    outside = seen["mask"][:, 0].numpy() == 0  # [2, 16, 16]
+    assert 0 < outside.mean() < 1
+    for k in range(2):
+        a, b = np.asarray(src[k], int), np.asarray(tgt[k], int)
+        assert np.abs(a - b)[outside[k]].max() <= 1
+    plain = pipe("a red circle on the left", n=2, seed=3, progress=False)
+    assert np.abs(np.asarray(plain[1], int) - np.asarray(src[1], int)).max() <= 2
+    same_src, same_tgt = pipe.edit_prompt("a red circle", "a red circle",
+                                          reweight={"red": 1.0}, seed=1, progress=False)
+    assert np.array_equal(np.asarray(same_src[0]), np.asarray(same_tgt[0]))
+
+
+def test_edit_cli_prompt_to_prompt(tiny_model, tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["edit", "--from", "a red circle at the top", "--to", "a blue circle at the top",
+                 "--model", str(tiny_model), "--seed", "3", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["00.png", "00_source.png"]
+    code = main(["edit", "--from", "a red circle", "--model", str(tiny_model),
+                 "--out", str(tmp_path / "bad")])
+    assert code == 2 and "needs both --from and --to" in capsys.readouterr().err

@@ -122,9 +122,14 @@ def _add_generate(commands) -> None:
 
 
 def _add_edit(commands) -> None:
-    ed = commands.add_parser("edit", help="img2img or inpainting through the cascade")
-    ed.add_argument("--image", required=True, help="a square RGB image")
-    ed.add_argument("--prompt", required=True)
+    ed = commands.add_parser("edit", help="prompt-to-prompt (--from/--to), img2img or "
+                                          "inpainting (--image [--mask] --prompt)")
+    ed.add_argument("--from", dest="source", help="prompt-to-prompt: the source prompt")
+    ed.add_argument("--to", dest="target", help="prompt-to-prompt: the edited prompt")
+    ed.add_argument("--reweight", action="append", default=[], metavar="WORD=FACTOR",
+                    help="prompt-to-prompt: scale a word's attention; repeatable")
+    ed.add_argument("--image", help="a square RGB image")
+    ed.add_argument("--prompt")
     ed.add_argument("--mask", help="inpainting mask of the image's size (white = repaint)")
     ed.add_argument("--strength", type=float,
                     help="share of the schedule to run (default 0.6; 1 with --mask)")

@@ -146,9 +146,18 @@ def _open_image(path: str, mode: str):
 
 
 def edit_files(args) -> int:
-    """`fineimagen edit`: img2img or inpainting; inputs checked before anything is written."""
+    """`fineimagen edit`: prompt-to-prompt, img2img or inpainting; inputs checked before
+    anything is written."""
     from .pipeline import TextToImagePipeline
 
+    if (args.source is None) != (args.target is None):
+        raise InputError("prompt-to-prompt needs both --from and --to")
+    if args.source is not None:
+        if args.image or args.prompt:
+            raise InputError("give --from/--to, or --image with --prompt, not both")
+        return _edit_prompt(args)
+    if not args.image or args.prompt is None:
+        raise InputError("edit needs --from and --to, or --image and --prompt")
     image = _open_image(args.image, "RGB")
     mask = _open_image(args.mask, "L") if args.mask else None
     if not args.prompt.strip():
@@ -168,6 +177,32 @@ def edit_files(args) -> int:
     for k, im in enumerate(images):
         _save_png(im, out / f"{k:02d}.png")
     return len(images)
+
+
+def _edit_prompt(args) -> int:
+    from .pipeline import TextToImagePipeline
+
+    reweight = {}
+    for item in args.reweight:
+        word, sep, value = item.rpartition("=")
+        try:
+            reweight[word] = float(value)
+        except ValueError:
+            raise InputError(f"--reweight {item!r}: expected WORD=NUMBER") from None
+        if not sep or not word:
+            raise InputError(f"--reweight {item!r}: expected WORD=NUMBER")
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    stage_options = parse_stage_options(args.stage_option)
+    sources, targets = pipe.edit_prompt(args.source, args.target, n=args.n, seed=args.seed,
+                                        reweight=reweight, stage_options=stage_options,
+                                        progress=args.n == 1, steps=args.steps,
+                                        guidance=args.guidance)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, (a, b) in enumerate(zip(sources, targets, strict=True)):
+        _save_png(a, out / f"{k:02d}_source.png")
+        _save_png(b, out / f"{k:02d}.png")
+    return 2 * len(targets)
 
 
 def _stage_arg(value: str | None) -> int | str | None:

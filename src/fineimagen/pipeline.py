@@ -344,6 +344,65 @@ class TextToImagePipeline:
         return to_pil(outputs[self.stages[-1].name])
 
     @torch.no_grad()
+    def edit_prompt(self, source: str, target: str, n: int = 1, seed: int = 0,
+                    cross_replace: float = 0.8, self_replace: float = 0.4,
+                    local_blend: bool = True, blend_threshold: float = 0.6,
+                    reweight: dict[str, float] | None = None,
+                    stage_options: dict | None = None, progress: bool = True,
+                    bf16: bool = True, **base_options) -> tuple[list, list]:
+        """Prompt-to-prompt editing (control/attention.py): `n` pairs (source image, edited
+        image), pair k drawn from seed `seed + k`. The target's attention maps are the
+        source's for the first `cross_replace` (cross) and `self_replace` (self) share of the
+        base stage's steps; `reweight` scales words' attention ({"red": 2.0}); the local
+        blend keeps pixels away from the changed words identical at every stage."""
+        from .cascade import StageControl
+        from .control.attention import (
+            EditState,
+            PromptToPrompt,
+            SRBlend,
+            check_edit,
+            map_tokens,
+            reweight_positions,
+        )
+        from .control.build import is_plain
+
+        if n <= 0:
+            raise InputError(f"n must be positive, got {n}")
+        for p in (source, target):
+            if not isinstance(p, str) or not p.strip():
+                raise InputError("prompt is empty")
+            if not is_plain(p):
+                raise InputError(f"prompt-to-prompt maps plain prompts; {p!r} has AND / NOT "
+                                 "or word weights")
+        if not reweight or source.split() != target.split():
+            check_edit(source.split(), target.split())
+        for name, value in (("cross_replace", cross_replace), ("self_replace", self_replace),
+                            ("blend_threshold", blend_threshold)):
+            if not 0 <= value <= 1:
+                raise InputError(f"{name} must be in [0, 1], got {value}")
+        settings = self.check_options(stage_options=stage_options, **base_options)
+        steps = settings[0].steps
+        tokens = map_tokens(self.text_encoder.token_ids(source),
+                            self.text_encoder.token_ids(target),
+                            reweight_positions(self.text_encoder, target, reweight or {}))
+        state = EditState(tokens, n, round(cross_replace * steps), round(self_replace * steps),
+                          blend_threshold)
+        pair = self.encode([source, target])
+        cond = TextCondition(pair.embeds.repeat_interleave(n, 0),
+                             pair.mask.repeat_interleave(n, 0))
+        guide = PromptToPrompt(state, cond, settings[0].guidance, settings[0].threshold,
+                               self.stages[0].cfg.resolution, local_blend)
+        controls = {0: StageControl(guide=guide, callback=guide.callback)}
+        if local_blend:
+            controls.update({i: StageControl(callback=SRBlend(state))
+                             for i in range(1, len(self.stages))})
+        seeds = [seed + k for k in range(n)] * 2  # a pair shares its noise at every stage
+        out = self._run(cond, seeds, settings, None, 0, len(self.stages), progress, bf16,
+                        controls)
+        images = to_pil(out[self.stages[-1].name])
+        return images[:n], images[n:]
+
+    @torch.no_grad()
     def upscale(self, images: list[Image.Image], prompt: str | list[str], seed: int = 0,
                 stage: int | str = 1, stages: int | str | None = None,
                 stage_options: dict | None = None, progress: bool = True,

@@ -31,6 +31,10 @@ class TextEncoder(nn.Module):
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def token_ids(self, prompt: str) -> list[int]:
+        """The prompt's token ids, one per unpadded position of `encode`'s output."""
+        raise NotImplementedError
+
     def token_spans(self, prompts: list[str]) -> list[list[tuple[int, int]]]:
         """Per prompt, the character span (start, end) of each position of `encode`'s output
         ((0, 0) for special and padding tokens), so control can address single words."""
@@ -66,6 +70,10 @@ class HFEncoder(TextEncoder):
             out = self.model(**batch).last_hidden_state  # [B, L, D]
         mask = batch["attention_mask"].bool()
         return out.float() * mask[..., None], mask
+
+    def token_ids(self, prompt):
+        return list(self.tokenizer(prompt, truncation=True, max_length=self.max_length)
+                    ["input_ids"])
 
     def token_spans(self, prompts):
         batch = self.tokenizer(list(prompts), padding="longest", truncation=True,
@@ -145,6 +153,10 @@ class TrainableEncoder(TextEncoder):
         h = self.tokens(ids) + self.positions[: ids.shape[1]]
         h = self.encoder(h, src_key_padding_mask=~mask)
         return self.norm(h) * mask[..., None], mask
+
+    def token_ids(self, prompt):
+        ids, mask = self.tokenizer([prompt])
+        return ids[0][mask[0]].tolist()
 
     def token_spans(self, prompts):
         return [self.tokenizer.spans(p) for p in prompts]

@@ -50,6 +50,12 @@ class Level(nn.Module):
         return x
 
 
+def pool_text(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean of token embeddings [B, L, D] -> [B, D]; 0 when every token is masked."""
+    m = mask.to(text.dtype)[..., None]  # [B, L, 1]
+    return (text * m).sum(1) / m.sum(1).clamp(min=1)
+
+
 class EfficientUNet(nn.Module):
     """x_t [B, 3, H, W], t [B] (0..timesteps), text [B, L, D], mask [B, L] -> [B, 3, H, W]."""
 
@@ -95,11 +101,14 @@ class EfficientUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor, lowres: torch.Tensor | None = None,
-                aug_level: torch.Tensor | None = None) -> torch.Tensor:
+                aug_level: torch.Tensor | None = None,
+                pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """`pooled` [B, D] overrides the masked mean of the text (prompt-to-prompt keeps the
+        source's global conditioning this way)."""
         cfg = self.cfg
         cond = self.time_mlp(timestep_embedding(t, cfg.channels))  # [B, 4C]
-        m = text_mask.to(text.dtype)[..., None]  # [B, L, 1]
-        pooled = (text * m).sum(1) / m.sum(1).clamp(min=1)  # masked mean, 0 when all masked
+        if pooled is None:
+            pooled = pool_text(text, text_mask)
         cond = cond + self.text_pool(pooled)
         if cfg.lowres_cond:
             if lowres is None or aug_level is None:
