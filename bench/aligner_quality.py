@@ -87,7 +87,7 @@ def main() -> None:
     aligner = pipe.aligner
     if aligner is None:
         raise SystemExit("the model has no aligner")
-    side, base = aligner.cfg.vit.image_size, pipe.stages[0][0].resolution
+    side, base = aligner.cfg.vit.image_size, pipe.stages[0].cfg.resolution
     results = {"retrieval": retrieval(aligner, args.pairs, side, None),
                "retrieval_from_base_size": retrieval(aligner, args.pairs, side, base)}
     print(json.dumps(results, indent=2))
