@@ -1,7 +1,8 @@
 """How well the aligner tells texts apart, and what it is worth to the generator.
 
 Usage: python bench/aligner_quality.py [--model DIR] [--pairs 1000] [--prompts 200]
-                                       [--images-per-prompt 4] [--rerank 4] [--out DIR]
+                                       [--images-per-prompt 4] [--rerank 4]
+                                       [--stages base|all] [--out DIR]
 1. Retrieval on held-out shapes pairs (captions that state every attribute, so each caption
    has one true image): text->image and image->text top-1 among all pairs, at the aligner's
    input size and from base-size renders enlarged to it.
@@ -49,13 +50,13 @@ def retrieval(aligner, n: int, size: int, low_res: int | None) -> dict:
             "hard_negative_top1": float(np.mean(hard))}
 
 
-def generate(pipe, items, n, rerank, folder: Path, batch: int = 64) -> float:
+def generate(pipe, items, n, rerank, folder: Path, stages, batch: int = 64) -> float:
     folder.mkdir(parents=True, exist_ok=True)
     per = max(1, batch // (n * rerank))
     start_time = time.perf_counter()
     for start in range(0, len(items), per):
         chunk = [it.prompt for it in items[start:start + per]]
-        images = pipe(chunk, n=n, seed=start * n, rerank=rerank, progress=False)
+        images = pipe(chunk, n=n, seed=start * n, rerank=rerank, progress=False, stages=stages)
         for j, image in enumerate(images):
             image.save(folder / f"{start + j // n:05d}_{j % n}.png")
     return time.perf_counter() - start_time
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--rerank", type=int, default=4)
+    parser.add_argument("--stages", default="base", help="'base' (fast) or 'all'")
     parser.add_argument("--out", default="bench/results/aligner_quality")
     args = parser.parse_args()
     pipe = TextToImagePipeline.from_pretrained(args.model)
@@ -95,7 +97,8 @@ def main() -> None:
     out = Path(args.out)
     for rerank in (1, args.rerank):
         folder = out / f"rerank_{rerank}"
-        seconds = generate(pipe, items, args.images_per_prompt, rerank, folder)
+        seconds = generate(pipe, items, args.images_per_prompt, rerank, folder,
+                           0 if args.stages == "base" else None)
         scores = compbench.score_folder(items, folder)
         scores["seconds"] = seconds
         results[f"eval_rerank_{rerank}"] = scores
@@ -106,6 +109,7 @@ def main() -> None:
     results["meta"] = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
                        "pairs": args.pairs, "prompts": args.prompts,
                        "images_per_prompt": args.images_per_prompt, "rerank": args.rerank,
+                       "stages": args.stages,
                        "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
     (out / "aligner_quality.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.rerank, out / "aligner_quality.png")
