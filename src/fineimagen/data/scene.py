@@ -246,15 +246,17 @@ def sample_scene(
     `heldout` gives one group a held-out combination."""
     if split not in ("train", "heldout"):
         raise InputError(f"unknown split {split!r} (choose from train, heldout)")
-    n = n_groups or int(rng.choice((1, 2, 3), p=(0.4, 0.35, 0.25)))
-    shapes = [str(s) for s in rng.choice(vocab.SHAPES, size=n)]
-    groups = [Group(shape=s) for s in shapes]
-    if split == "heldout":
-        groups[0] = heldout_group(rng)
-    scene = Scene(tuple(groups))
-    if split == "heldout":
-        return complete(scene, rng)
-    return complete(scene, rng, avoid_heldout=True)
+    for _ in range(100):  # a rare draw cannot be laid out at all: draw again
+        n = n_groups or int(rng.choice((1, 2, 3), p=(0.4, 0.35, 0.25)))
+        shapes = [str(s) for s in rng.choice(vocab.SHAPES, size=n)]
+        groups = [Group(shape=s) for s in shapes]
+        if split == "heldout":
+            groups[0] = heldout_group(rng)
+        try:
+            return complete(Scene(tuple(groups)), rng, avoid_heldout=split == "train")
+        except InputError:
+            continue
+    raise AssertionError("no scene could be laid out in 100 draws")
 
 
 def heldout_group(rng: np.random.Generator) -> Group:
