@@ -58,9 +58,12 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--stages", default="base", help="'base' or 'all'")
     parser.add_argument("--methods", default="plain,compose,scene")
+    parser.add_argument("--sketch-strength", type=float, default=0.7,
+                        help="scene control: share of the schedule run from the sketch")
     parser.add_argument("--out", default="bench/results/control_quality")
     args = parser.parse_args()
     pipe = TextToImagePipeline.from_pretrained(args.model)
+    pipe.scene_sketch_strength = args.sketch_strength
     stages = None if args.stages == "all" else 0
     items = compbench.make_evalset(args.n_prompts, "heldout", seed=123)
     out = Path(args.out)
@@ -78,7 +81,7 @@ def main() -> None:
             r["slowdown_vs_plain"] = r["seconds_per_image"] / plain["seconds_per_image"]
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
-            "stages": args.stages, "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
+            "stages": args.stages, "sketch_strength": args.sketch_strength, "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
     (out / "control_quality.json").write_text(json.dumps({"meta": meta, "results": results},
                                                          indent=2) + "\n")
     plot(results, out / "control_quality.png")

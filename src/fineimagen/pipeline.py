@@ -122,6 +122,7 @@ class TextToImagePipeline:
         self.aligner = aligner  # scores image-text fit; None when the folder has none
         self.device = torch.device("cpu")
         self.offload = False  # set by `to("cuda")`: one stage on the GPU at a time
+        self.scene_sketch_strength = 0.7  # scene control starts from its layout sketch (SDEdit)
 
     # ------------------------------------------------------------------ folders
     @classmethod
@@ -278,11 +279,11 @@ class TextToImagePipeline:
 
     def _controlled(self, prompt, n, seed, settings, stop, negative, regions, scene, progress,
                     bf16) -> dict:
-        from .control.build import composition, keep_known, stage_controls
+        from .control.build import composition, img2img_start, keep_known, stage_controls
         from .control.regions import background_image, compile_scene
 
         base = self.stages[0].cfg
-        regions, known = list(regions), None
+        regions, known, compiled = list(regions), None, None
         if scene is not None:
             compiled = compile_scene(scene, base.resolution, seed, prompt or None)
             regions += compiled.regions
@@ -295,6 +296,9 @@ class TextToImagePipeline:
         if known is not None:
             inside = torch.stack([r.mask for r in regions]).sum(0).clamp(max=1)
             keep_known(self, controls, 0, known, 1 - inside, seeds)
+        if compiled is not None and self.scene_sketch_strength < 1:
+            img2img_start(self, controls[0], compiled.sketch.to(self.device),
+                          self.scene_sketch_strength, settings[0], seeds)
         cond = comp.terms[0].cond
         cond = TextCondition(cond.embeds.expand(n, -1, -1), cond.mask.expand(n, -1))
         return self._run(cond, seeds, settings, None, 0, stop, progress, bf16, controls)

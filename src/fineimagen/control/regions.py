@@ -103,6 +103,7 @@ class CompiledScene:
     prompt: str  # the whole scene in words (the global prompt)
     regions: list[Region]  # one per object
     background: str  # vocab background name, known outside the regions
+    sketch: torch.Tensor  # [1, 3, S, S] in [-1, 1]: background and a colour blob per object
 
 
 def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
@@ -125,7 +126,24 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
         regions.append(Region(object_phrase(said), box_mask(box, size)))
     check_regions(regions)
     text = prompt or caption(scene, np.random.default_rng(0))
-    return CompiledScene(text, regions, filled.background)
+    return CompiledScene(text, regions, filled.background, sketch(filled, placed, size))
+
+
+def sketch(filled: Scene, placed, size: int) -> torch.Tensor:
+    """A layout sketch to start sampling from (SDEdit from strokes): the background colour
+    and, per object, a soft disc of its colour over 80% of its extent. Position, size, count
+    and colour are drawn; shape and texture are left to the model."""
+    image = background_image(filled.background, size)[0]
+    ys, xs = (torch.arange(size, dtype=torch.float32) + 0.5) / size, None
+    xs = ys[None, :]
+    ys = ys[:, None]
+    for obj in placed:
+        radius = 0.4 * obj.size
+        inside = (radius - torch.hypot(xs - obj.x, ys - obj.y)) * size + 0.5
+        alpha = inside.clamp(0, 1)
+        rgb = torch.tensor(vocab.COLOR_RGB[obj.color], dtype=torch.float32) / 127.5 - 1
+        image = image * (1 - alpha) + rgb[:, None, None] * alpha
+    return image[None]
 
 
 def object_phrase(g: Group) -> str:
