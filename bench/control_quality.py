@@ -81,7 +81,8 @@ def main() -> None:
             r["slowdown_vs_plain"] = r["seconds_per_image"] / plain["seconds_per_image"]
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
-            "stages": args.stages, "sketch_strength": args.sketch_strength, "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
+            "stages": args.stages, "sketch_strength": args.sketch_strength,
+            "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
     (out / "control_quality.json").write_text(json.dumps({"meta": meta, "results": results},
                                                          indent=2) + "\n")
     plot(results, out / "control_quality.png")
