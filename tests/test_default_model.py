@@ -1,5 +1,5 @@
-"""The model shipped inside the package (trained by `fineimagen train --recipe
-shapes-default-base`) loads with no path and draws images."""
+"""The model shipped inside the package (base, SR and aligner runs of the
+shapes-default-* recipes, assembled) loads with no path and draws images."""
 
 import numpy as np
 import pytest
@@ -20,10 +20,28 @@ def test_shipped_model_is_small_safetensors():
 
 
 def test_shipped_model_draws_distinct_images(pipe):
-    images = pipe("a large blue star in the center", n=2, seed=1, steps=4, progress=False)
+    images, stages = pipe("a large blue star in the center", n=2, seed=1, steps=4,
+                          progress=False, return_stages=True)
     a, b = (np.asarray(im, dtype=float) for im in images)
-    assert a.shape == (32, 32, 3)
+    assert a.shape == (128, 128, 3) and stages["base"][0].size == (32, 32)
     assert a.std() > 5 and np.abs(a - b).mean() > 1  # not blank, and seeds differ
+    assert [s.name for s in pipe.stages] == ["base", "sr"] and pipe.aligner is not None
+    low = np.asarray(stages["base"][0].resize((128, 128)), dtype=float)
+    assert np.abs(low - a).mean() < 12  # the SR stage enlarges the base image
+
+
+def test_shipped_aligner_prefers_the_true_caption(pipe):
+    from PIL import Image
+
+    from fineimagen.data.shapes import make_sample
+
+    wins = 0
+    for i in range(8):
+        s = make_sample(i, 64, "heldout", seed=5)
+        other = make_sample(i + 100, 64, "heldout", seed=5).caption
+        true, wrong = pipe.score([Image.fromarray(s.image)] * 2, [s.caption, other])
+        wins += true > wrong
+    assert wins >= 6
 
 
 def test_generate_cli_uses_the_shipped_model(tmp_path):
