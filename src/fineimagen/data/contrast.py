@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
 from . import vocab
 from .captions import caption, mention
 from .render import render
 from .scene import Scene, sample_scene
-from .shapes import check_side
+from .shapes import check_side, shard_indices, to_tensor
 
 EDITABLE = ("shape", "color", "size", "position", "texture", "count")
 
@@ -90,13 +89,8 @@ class ContrastDataset(IterableDataset):
         self.rank, self.world_size, self.start, self.low_res = rank, world_size, start, low_res
 
     def __iter__(self):
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        j = self.start + (worker - self.start) % workers
-        while True:
-            index = self.rank + j * self.world_size
+        for index in shard_indices(self.rank, self.world_size, self.start):
             s = make_contrast_sample(index, self.size, self.negatives, self.split, self.seed,
                                      self.low_res)
-            image = torch.from_numpy(s.image.copy()).permute(2, 0, 1).float() / 127.5 - 1
-            yield {"image": image, "caption": s.caption, "negatives": s.negatives}
-            j += workers
+            yield {"image": to_tensor(s.image.copy()), "caption": s.caption,
+                   "negatives": s.negatives}

@@ -71,11 +71,7 @@ class ShapesDataset(IterableDataset):
         self.rank, self.world_size, self.start, self.low_size = rank, world_size, start, low_size
 
     def __iter__(self):
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        j = self.start + (worker - self.start) % workers  # this worker's first share index
-        while True:
-            index = self.rank + j * self.world_size
+        for index in shard_indices(self.rank, self.world_size, self.start):
             if self.length is not None and index >= self.length:
                 return
             sample = make_sample(index, self.size, self.split, self.seed, self.low_size)
@@ -83,7 +79,17 @@ class ShapesDataset(IterableDataset):
             if sample.lowres is not None:
                 item["lowres"] = to_tensor(sample.lowres)
             yield item
-            j += workers
+
+
+def shard_indices(rank: int, world_size: int, start: int):
+    """The stream indices of process `rank` (rank, rank + world_size, ...) after its first
+    `start`, split between the DataLoader workers of the calling process."""
+    info = get_worker_info()
+    workers, worker = (info.num_workers, info.id) if info else (1, 0)
+    j = start + (worker - start) % workers  # this worker's first share index
+    while True:
+        yield rank + j * world_size
+        j += workers
 
 
 def write_folder(out: str | Path, n: int, size: int, split: str = "train", seed: int = 0,
