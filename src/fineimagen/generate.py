@@ -211,18 +211,9 @@ def _stage_arg(value: str | None) -> int | str | None:
 
 def upscale_files(args) -> int:
     """`fineimagen upscale`: every input checked before anything is written."""
-    from PIL import Image, UnidentifiedImageError
-
     from .pipeline import TextToImagePipeline
 
-    images = []
-    for name in args.images:
-        try:
-            with Image.open(name) as im:
-                im.load()
-                images.append(im.convert("RGB") if im.mode in ("RGBA", "P", "L") else im.copy())
-        except (OSError, UnidentifiedImageError):
-            raise InputError(f"not an image (or unreadable): {name}") from None
+    images = [_open_image(name, "RGB") for name in args.images]
     if not args.prompt.strip():
         raise InputError("prompt is empty")
     pipe = TextToImagePipeline.from_pretrained(args.model)

@@ -87,9 +87,9 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def load_weights(module: torch.nn.Module, path: Path, what: str,
-                 skip_frozen: bool = False) -> None:
+                 expected: dict | None = None) -> None:
     """Load safetensors into `module`, or say precisely how they do not match its config.
-    With `skip_frozen`, the module's frozen pretrained `text_encoder.*` is not expected."""
+    `expected` is the part of its state dict saved (default: all of it)."""
     from safetensors.torch import load_file
 
     if not path.is_file():
@@ -98,8 +98,7 @@ def load_weights(module: torch.nn.Module, path: Path, what: str,
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types
         raise InputError(f"{what}: unreadable weights ({err})") from None
-    reference = {k: v for k, v in module.state_dict().items()
-                 if not (skip_frozen and k.startswith("text_encoder."))}
+    reference = module.state_dict() if expected is None else expected
     missing = sorted(set(reference) - set(state))
     extra = sorted(set(state) - set(reference))
     wrong = [k for k in reference if k in state and state[k].shape != reference[k].shape]
@@ -108,7 +107,7 @@ def load_weights(module: torch.nn.Module, path: Path, what: str,
                   else f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, config says "
                        f"{tuple(reference[wrong[0]].shape)}")
         raise InputError(f"{what}: weights do not match the config ({detail})")
-    module.load_state_dict({k: v.float() for k, v in state.items()}, strict=not skip_frozen)
+    module.load_state_dict({k: v.float() for k, v in state.items()}, strict=expected is None)
 
 
 class TextToImagePipeline:
@@ -299,9 +298,8 @@ class TextToImagePipeline:
         if compiled is not None and self.scene_sketch_strength < 1:
             img2img_start(self, controls[0], compiled.sketch.to(self.device),
                           self.scene_sketch_strength, settings[0], seeds)
-        cond = comp.terms[0].cond
-        cond = TextCondition(cond.embeds.expand(n, -1, -1), cond.mask.expand(n, -1))
-        return self._run(cond, seeds, settings, None, 0, stop, progress, bf16, controls)
+        return self._run(comp.terms[0].cond.repeat(n), seeds, settings, None, 0, stop,
+                         progress, bf16, controls)
 
     @torch.no_grad()
     def edit(self, image: Image.Image, prompt: str, mask: Image.Image | None = None,
@@ -342,9 +340,8 @@ class TextToImagePipeline:
                 repaint = torch.from_numpy(np.asarray(mask.convert("L").resize(
                     (side, side), Image.BILINEAR), np.float32) / 255)[None, None]
                 keep_known(self, controls, i, known, 1 - repaint, seeds)
-        cond = comp.terms[0].cond
-        cond = TextCondition(cond.embeds.expand(n, -1, -1), cond.mask.expand(n, -1))
-        outputs = self._run(cond, seeds, settings, None, 0, stop, progress, bf16, controls)
+        outputs = self._run(comp.terms[0].cond.repeat(n), seeds, settings, None, 0, stop,
+                            progress, bf16, controls)
         return to_pil(outputs[self.stages[-1].name])
 
     @torch.no_grad()
@@ -391,9 +388,7 @@ class TextToImagePipeline:
                             reweight_positions(self.text_encoder, target, reweight or {}))
         state = EditState(tokens, n, round(cross_replace * steps), round(self_replace * steps),
                           blend_threshold)
-        pair = self.encode([source, target])
-        cond = TextCondition(pair.embeds.repeat_interleave(n, 0),
-                             pair.mask.repeat_interleave(n, 0))
+        cond = self.encode([source, target]).repeat(n)
         guide = PromptToPrompt(state, cond, settings[0].guidance, settings[0].threshold,
                                self.stages[0].cfg.resolution, local_blend)
         controls = {0: StageControl(guide=guide, callback=guide.callback)}

@@ -32,6 +32,11 @@ class TextCondition:
     embeds: torch.Tensor  # [B, L, D]
     mask: torch.Tensor  # [B, L] bool
 
+    def repeat(self, n: int) -> TextCondition:
+        """Each row repeated n times in place: [a, b] -> [a] * n + [b] * n."""
+        return TextCondition(self.embeds.repeat_interleave(n, 0),
+                             self.mask.repeat_interleave(n, 0))
+
     def null(self) -> TextCondition:
         """The unconditional input: every token masked out (only the null token remains)."""
         return TextCondition(torch.zeros_like(self.embeds), torch.zeros_like(self.mask))

@@ -44,7 +44,7 @@ def _features_and_scores(aligner, images: list[np.ndarray], prompts: list[str],
         x = from_pil([Image.fromarray(a) for a in images[i:i + batch]],
                      aligner.cfg.vit.image_size).to(aligner.device)
         f = aligner.image_features(x)
-        u = torch.nn.functional.normalize(aligner.image_proj(f).float(), dim=-1)
+        u = aligner.project_images(f)
         w = aligner.embed_texts(prompts[i:i + batch])
         feats.append(f.float().cpu().numpy())
         scores.append((u * w).sum(-1).cpu().numpy())

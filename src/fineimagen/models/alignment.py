@@ -43,8 +43,12 @@ class Aligner(nn.Module):
         """The ViT's pooled features [B, width] (used for the Fréchet distance)."""
         return self.image_encoder(images)
 
+    def project_images(self, features: torch.Tensor) -> torch.Tensor:
+        """ViT features [B, width] -> unit vectors in the shared space [B, E]."""
+        return F.normalize(self.image_proj(features).float(), dim=-1)
+
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_proj(self.image_features(images)).float(), dim=-1)
+        return self.project_images(self.image_features(images))
 
     def embed_texts(self, prompts: list[str]) -> torch.Tensor:
         tokens, mask = self.text_encoder.encode(prompts)  # [B, L, D], [B, L]
@@ -74,8 +78,7 @@ class Aligner(nn.Module):
     # ------------------------------------------------------------------ folders
     def trained_state(self) -> dict:
         """The weights to save: everything but a frozen pretrained text encoder."""
-        skip = "text_encoder." if self.text_encoder.frozen else None
-        return {k: v for k, v in self.state_dict().items() if not (skip and k.startswith(skip))}
+        return saved_weights(self.state_dict(), self.cfg)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Aligner:
@@ -85,8 +88,15 @@ class Aligner(nn.Module):
         cfg = AlignerConfig.from_dict(read_json(folder / "config.json", "aligner/config.json"),
                                       "aligner")
         model = cls(cfg)
-        load_weights(model, folder / WEIGHTS, "aligner", skip_frozen=model.text_encoder.frozen)
+        load_weights(model, folder / WEIGHTS, "aligner", expected=model.trained_state())
         return model.eval()
+
+
+def saved_weights(state: dict, cfg: AlignerConfig) -> dict:
+    """An Aligner state dict without a frozen pretrained text encoder (never shipped)."""
+    if cfg.text.kind == "trainable":
+        return state
+    return {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
 
 
 def save_aligner_folder(folder: Path, cfg: AlignerConfig, weights: dict) -> None:

@@ -361,13 +361,10 @@ def export_pipeline(folder: Path, cascade: CascadeConfig, stage: StageConfig, sh
 def export_aligner(folder: Path, cfg, shadow: dict) -> Path:
     """Write EMA weights of an Aligner as an aligner folder (config.json + safetensors)."""
     from ..files import atomic_folder
-    from ..models.alignment import save_aligner_folder
+    from ..models.alignment import save_aligner_folder, saved_weights
 
-    frozen_text = cfg.text.kind != "trainable"
-    weights = {k: v for k, v in shadow.items()
-               if not (frozen_text and k.startswith("text_encoder."))}
     with atomic_folder(Path(folder), replace=True) as tmp:
-        save_aligner_folder(tmp, cfg, weights)
+        save_aligner_folder(tmp, cfg, saved_weights(shadow, cfg))
     return Path(folder)
 
 
