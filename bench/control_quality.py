@@ -15,12 +15,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from fineimagen.control.regions import object_phrase
 from fineimagen.data.scene import Group
 from fineimagen.eval import compbench
 from fineimagen.pipeline import TextToImagePipeline
+from model_quality import plot  # bench/ is on sys.path when a bench script runs
 
 
 def clauses(item) -> str:
@@ -85,30 +84,8 @@ def main() -> None:
             "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
     (out / "control_quality.json").write_text(json.dumps({"meta": meta, "results": results},
                                                          indent=2) + "\n")
-    plot(results, out / "control_quality.png")
-
-
-def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    first = next(iter(results.values()))
-    cats = [c for c in compbench.CATEGORIES if c in first["categories"]]
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    width = 0.8 / len(results)
-    for j, (name, r) in enumerate(results.items()):
-        ax.bar(np.arange(len(cats) + 1) + j * width,
-               [r["categories"][c] for c in cats] + [r["overall"]], width,
-               label=f"{name} ({r['seconds_per_image']:.2f} s/img)")
-    ax.set_xticks(np.arange(len(cats) + 1) + 0.4 - width / 2, cats + ["overall"], rotation=20,
-                  fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share correct")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    plot(results, out / "control_quality.png",
+         label=lambda name, r: f"{name} ({r['seconds_per_image']:.2f} s/img)")
 
 
 if __name__ == "__main__":

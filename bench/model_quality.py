@@ -61,7 +61,8 @@ def main() -> None:
     plot(results, out / "model_quality.png")
 
 
-def plot(results, path):
+def plot(results, path, label=lambda key, scores: f"guidance {key}"):
+    """Grouped bars: share correct per category and overall, one bar group per result."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +75,7 @@ def plot(results, path):
     for j, (g, r) in enumerate(results.items()):
         ax.bar([i + j * width for i in range(len(cats) + 1)],
                [r["categories"].get(c, 0) for c in cats] + [r["overall"]], width,
-               label=f"guidance {g}")
+               label=label(g, r))
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cats) + 1)], cats + ["overall"],
                   rotation=20, fontsize=8)
     ax.set_ylim(0, 1)
