@@ -18,6 +18,7 @@ from .errors import InputError
 from .models.sr import RegressionSR, upsample
 
 STAGE_SEED_STRIDE = 7_000_003  # seed offset between the stages of one image
+AUG_SEED_OFFSET = 3_500_017  # the SR input's augmentation noise, apart from any image's seeds
 SAMPLING_OPTIONS = ("sampler", "steps", "guidance", "threshold", "aug_level")
 
 
@@ -82,7 +83,7 @@ class Stage:
         if self.is_sr:
             level = round(settings.aug_level * (self.cfg.diffusion.timesteps - 1))
             levels = torch.full((len(seeds),), level, device=device)
-            noise = initial_noise([s + 1 for s in seeds], (3, *size), device)
+            noise = initial_noise([s + AUG_SEED_OFFSET for s in seeds], (3, *size), device)
             extra = {"lowres": self.model.noise_augment(upsample(lowres, size), levels, noise),
                      "aug_level": levels.float()}
         model, guide = self.model, control.guide
