@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fineimagen.errors import InputError
 from fineimagen.pipeline import TextToImagePipeline
 from fineimagen.train.trainer import TrainConfig, export_checkpoint, train
 
@@ -94,3 +95,17 @@ def test_bad_train_config(tmp_path, field, value, words):
 
     with pytest.raises(InputError, match=words):
         train(tiny(tmp_path / "run", **{field: value}), progress=False)
+
+
+def test_lr_schedules_warm_up_then_hold_or_decay():
+    from fineimagen.train.trainer import LR_FLOOR, lr_factor
+
+    const = TrainConfig(steps=100, warmup=10)
+    cosine = TrainConfig(steps=100, warmup=10, lr_schedule="cosine")
+    assert lr_factor(const, 0) == pytest.approx(0.1) and lr_factor(cosine, 4) == pytest.approx(0.5)
+    assert lr_factor(const, 99) == 1.0
+    assert lr_factor(cosine, 10) == pytest.approx(1.0)
+    assert lr_factor(cosine, 55) == pytest.approx((1 + LR_FLOOR) / 2)
+    assert lr_factor(cosine, 100) == pytest.approx(LR_FLOOR)
+    with pytest.raises(InputError, match="lr_schedule must be one of"):
+        train(TrainConfig(steps=1, lr_schedule="step", out="unused"), progress=False)

@@ -15,6 +15,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,6 +43,7 @@ class TrainConfig(ConfigMixin):
     grad_accum: int = 1
     lr: float = 3e-4
     warmup: int = 200
+    lr_schedule: str = "constant"  # after warmup: constant | cosine (down to 10% at the end)
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -119,6 +121,21 @@ def build_stage(cascade: CascadeConfig, stage: StageConfig, text_dim: int) -> De
     return Denoiser(EfficientUNet(stage.unet), stage.diffusion)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+LR_FLOOR = 0.1  # the cosine schedule ends at this fraction of lr
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """The multiplier of lr at optimizer step `step`: a linear warmup, then constant or a
+    half-cosine from 1 down to LR_FLOOR at `cfg.steps` (Loshchilov & Hutter 2017, eq. 5)."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    done = min(1.0, (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1))
+    return LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * done))
+
+
 def _check(cfg: TrainConfig) -> None:
     for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
         if getattr(cfg, name) <= 0:
@@ -127,6 +144,9 @@ def _check(cfg: TrainConfig) -> None:
         raise InputError(f"lr must be a positive number, got {cfg.lr}")
     if cfg.mixed_precision not in ("bf16", "no"):
         raise InputError(f"mixed_precision must be bf16 or no, got {cfg.mixed_precision!r}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                         f"got {cfg.lr_schedule!r}")
     if not 0 <= cfg.ema_decay < 1:
         raise InputError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
 
@@ -262,8 +282,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         module = module.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=(0.9, 0.99))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, cfg))
     ema = EMA(module, cfg.ema_decay)
     out = Path(cfg.out)
     state = _resume(out, module, ema, optimizer, schedule) if cfg.resume else {"step": 0}
