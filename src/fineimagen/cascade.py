@@ -28,6 +28,7 @@ class StageControl:
 
     guide: Callable | None = None  # (denoiser, x_t, t, **extra) -> guided prediction
     callback: Callable | None = None  # after each step (see diffusion.sampling.StepCallback)
+    update: Callable | None = None  # before each step (see diffusion.sampling.StepUpdate)
     x_start: torch.Tensor | None = None  # img2img: the noised start, at `start_step`
     start_step: int = 0
 
@@ -95,9 +96,15 @@ class Stage:
                 return model.guided(x_t, t.to(device), cond, settings.guidance,
                                     settings.threshold, **extra)
 
+        update = None
+        if control.update is not None:
+            def update(step, t, x):
+                with torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
+                    return control.update(step, t, x)
+
         return denoise(predict, self.cfg.diffusion, settings.sampler, settings.steps, seeds,
                        (self.cfg.unet.out_channels, *size), device, progress,
-                       control.callback, control.x_start, control.start_step)
+                       control.callback, control.x_start, control.start_step, update)
 
 
 def stage_seeds(seeds: list[int], index: int) -> list[int]:

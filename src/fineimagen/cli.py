@@ -118,6 +118,12 @@ def _add_generate(commands) -> None:
     gen.add_argument("--scene", help="a scene spec JSON file: one region per object")
     gen.add_argument("--control", choices=("scene",),
                      help="with --prompts: compile each line's scene to regions")
+    gen.add_argument("--excite", nargs="?", const="", metavar="WORDS",
+                     help="attend-and-excite: strengthen neglected subjects (default: the "
+                          "prompt's shape nouns; or comma-separated words)")
+    gen.add_argument("--layout-guidance", type=float, default=0.0, dest="layout_guidance",
+                     metavar="STEP", help="pull each region's subject into its region by "
+                     "gradient steps of this size (0: off; try 1)")
     gen.add_argument("--out", default="out", help="output folder")
 
 

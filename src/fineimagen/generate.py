@@ -85,7 +85,7 @@ def generate_to_folder(args) -> int:
 
 def _control_options(args, pipe, prompts: list[str]) -> dict:
     """Every control flag parsed and checked (before anything is written)."""
-    from .control.build import is_plain
+    from .control.build import check_attention_options, is_plain
     from .control.regions import Region, box_mask, check_regions, image_mask, parse_region
     from .data.scene import parse_spec
 
@@ -116,6 +116,15 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
         from .eval.compbench import read_prompts
 
         control["scenes"] = [item.scene.to_spec() for item in read_prompts(args.prompts)]
+    if args.excite is not None:
+        words = [w.strip() for w in args.excite.split(",") if w.strip()]
+        control["excite"] = words or True
+    if args.layout_guidance:
+        control["layout_guidance"] = args.layout_guidance
+    has_regions = bool(regions) or "scene" in control or "scenes" in control
+    for prompt in prompts:  # before anything is written
+        check_attention_options(prompt, control.get("excite", False), args.layout_guidance,
+                                has_regions)
     if args.rerank > 1 and control:
         raise InputError("--rerank does not combine with control options")
     return control

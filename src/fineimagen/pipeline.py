@@ -216,7 +216,8 @@ class TextToImagePipeline:
                  progress: bool = True, bf16: bool = True, rerank: int = 1,
                  stages: int | str | None = None, stage_options: dict | None = None,
                  return_stages: bool = False, negative_prompt: str | None = None,
-                 regions: list | None = None, scene: dict | str | None = None):
+                 regions: list | None = None, scene: dict | str | None = None,
+                 excite: bool | list[str] = False, layout_guidance: float = 0.0):
         """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone.
 
         Unset sampling options take each stage's defaults (its config's `sampling`); the
@@ -229,7 +230,9 @@ class TextToImagePipeline:
         Control (`control/`): a prompt may carry word weights and AND / NOT clauses;
         `negative_prompt` replaces the unconditional branch; `regions` (control.regions.Region)
         guide their masks with their own prompts; `scene` (a scene spec) compiles to one region
-        per object on a known background.
+        per object on a known background. `excite` (True, or the words) runs attend-and-excite
+        on the prompt's subjects; `layout_guidance` > 0 pulls each region's subject into its
+        region by a gradient step of that size (control.attention_guidance).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if n <= 0:
@@ -244,12 +247,13 @@ class TextToImagePipeline:
         settings = self.check_options(sampler, steps, guidance, threshold, stage_options)
         from .control.build import is_plain
 
-        if negative_prompt is not None or regions or scene is not None or \
-                not all(is_plain(p) for p in prompts):
+        if negative_prompt is not None or regions or scene is not None or excite or \
+                layout_guidance or not all(is_plain(p) for p in prompts):
             if rerank > 1:
                 raise InputError("rerank does not combine with control options")
             parts = [self._controlled(p, n, seed + i * n, settings, stop, negative_prompt,
-                                      regions or [], scene, progress, bf16)
+                                      regions or [], scene, progress, bf16, excite,
+                                      layout_guidance)
                      for i, p in enumerate(prompts)]
             outputs = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
             return self._finish(outputs, stop, return_stages)
@@ -277,8 +281,14 @@ class TextToImagePipeline:
         return images
 
     def _controlled(self, prompt, n, seed, settings, stop, negative, regions, scene, progress,
-                    bf16) -> dict:
-        from .control.build import composition, img2img_start, keep_known, stage_controls
+                    bf16, excite=False, layout=0.0) -> dict:
+        from .control.build import (
+            attention_guidance,
+            composition,
+            img2img_start,
+            keep_known,
+            stage_controls,
+        )
         from .control.regions import background_image, compile_scene
 
         base = self.stages[0].cfg
@@ -291,6 +301,8 @@ class TextToImagePipeline:
         comp = composition(self, prompt, regions, negative, settings[0].guidance,
                            settings[0].threshold)
         controls = stage_controls(self, comp, settings, stop)
+        controls[0].update = attention_guidance(self, prompt, regions, excite, layout,
+                                                settings[0].steps)
         seeds = [seed + k for k in range(n)]
         if known is not None:
             inside = torch.stack([r.mask for r in regions]).sum(0).clamp(max=1)

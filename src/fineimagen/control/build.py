@@ -3,15 +3,28 @@ regions and img2img starts, per stage."""
 
 from __future__ import annotations
 
+import math
+import re
+
 import torch
 
 from ..cascade import StageControl, stage_seeds
 from ..diffusion.denoiser import TextCondition
 from ..diffusion.sampling import initial_noise, sampling_timesteps
 from ..errors import InputError
+from .attention_guidance import (
+    GUIDED_SHARE,
+    SUBJECT_NOUNS,
+    AttentionGuidance,
+    AttentionTarget,
+    subject_positions,
+    word_positions,
+)
 from .guidance import Composition, KnownRegion, Term
 from .prompts import Clause, parse_prompt, weight_tokens
 from .regions import Region, check_regions
+
+MAX_GUIDANCE_STEP = 10.0  # the largest layout-guidance step size accepted
 
 
 def is_plain(prompt: str) -> bool:
@@ -87,3 +100,64 @@ def img2img_start(pipe, control: StageControl, x0: torch.Tensor, strength: float
     level = torch.full((len(seeds),), int(timesteps[start]), device=pipe.device)
     control.x_start = stage.model.noise_augment(x0.expand(len(seeds), -1, -1, -1), level, noise)
     control.start_step = start
+
+
+def check_attention_options(prompt: str, excite: bool | list[str], layout: float,
+                            has_regions: bool) -> list[Clause]:
+    """Raise InputError for options attention guidance cannot apply; the clauses that
+    attend-and-excite acts on (positive ones that name a subject)."""
+    if not (math.isfinite(layout) and 0 <= layout <= MAX_GUIDANCE_STEP):
+        raise InputError(f"layout guidance must be a number in [0, {MAX_GUIDANCE_STEP:g}], "
+                         f"got {layout}")
+    if layout > 0 and not has_regions:
+        raise InputError("layout guidance needs regions, boxes or a scene")
+    if not excite:
+        return []
+    clauses = [c for c in parse_prompt(prompt) if c.weight > 0]
+    if excite is True:
+        chosen = [c for c in clauses if _has_words(c.text, SUBJECT_NOUNS, plural=True)]
+        if not chosen:
+            raise InputError(f"excite: {prompt!r} names no shape to excite (name the words)")
+        return chosen
+    for word in excite:
+        if not any(_has_words(c.text, [word]) for c in clauses):
+            raise InputError(f"excite: {word!r} is not a word of the prompt {prompt!r}")
+    return [c for c in clauses if _has_words(c.text, excite)]
+
+
+def _has_words(text: str, words: list[str], plural: bool = False) -> bool:
+    return any(re.search(rf"\b{re.escape(w)}{'s?' if plural else ''}\b", text, re.IGNORECASE)
+               for w in words)
+
+
+def attention_guidance(pipe, prompt: str, regions: list[Region], excite: bool | list[str],
+                       layout: float, steps: int) -> AttentionGuidance | None:
+    """The base stage's attention guidance, or None: with `excite`, attend-and-excite on the
+    subject words of each positive clause of `prompt` (True: its shape nouns; a list: those
+    words); with `layout` > 0, each region's subjects (its shape nouns, else all its words)
+    kept inside the region at that step size (control.attention_guidance)."""
+    clauses = check_attention_options(prompt, excite, layout, bool(regions))
+    targets = []
+
+    def target(clause: Clause, mask, words):
+        spans = pipe.text_encoder.token_spans([clause.text])[0]
+        subjects = subject_positions(clause.text, spans, words)
+        if not subjects and mask is not None:  # a region without a shape noun: all its words
+            subjects = [[p] for p in word_positions(spans)]
+        if subjects:
+            targets.append(AttentionTarget(encode_clause(pipe, clause),
+                                           word_positions(spans), subjects, mask))
+
+    for clause in clauses:
+        words = None if excite is True else \
+            [w for w in excite if _has_words(clause.text, [w])]
+        target(clause, None, words)
+    if layout > 0:
+        for region in regions:
+            for clause in parse_prompt(region.prompt):
+                if clause.weight > 0:
+                    target(clause, region.mask.to(pipe.device), None)
+    if not targets:
+        return None
+    guided = max(1, math.ceil(GUIDED_SHARE * steps))
+    return AttentionGuidance(pipe.stages[0].model, targets, guided, layout_step=layout or 1.0)

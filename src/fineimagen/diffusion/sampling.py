@@ -20,6 +20,9 @@ Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # for x (e.g. a known region put back, for inpainting) or None to keep it
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor | None],
                         torch.Tensor | None]
+# before each step: (step index, t, x_t) -> x_t moved (e.g. a gradient step of attention
+# guidance, control.attention_guidance)
+StepUpdate = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def initial_noise(seeds: list[int], shape: tuple[int, ...], device="cpu") -> torch.Tensor:
@@ -38,7 +41,7 @@ def check_sampling(steps: int, guidance: float) -> None:
 def denoise(predict: Predict, diffusion: DiffusionConfig, sampler: str, steps: int,
             seeds: list[int], shape: tuple[int, ...], device="cpu", progress: bool = True,
             callback: StepCallback | None = None, x_start: torch.Tensor | None = None,
-            start_step: int = 0) -> torch.Tensor:
+            start_step: int = 0, update: StepUpdate | None = None) -> torch.Tensor:
     """Run the reverse process from noise (or from `x_start` at `start_step`) to x0.
 
     `shape` is one image's [C, H, W]; the result is [len(seeds), C, H, W], roughly in [-1, 1].
@@ -54,6 +57,8 @@ def denoise(predict: Predict, diffusion: DiffusionConfig, sampler: str, steps: i
     timesteps = scheduler.timesteps[start_step:]
     for i, t in enumerate(tqdm(timesteps, desc=f"sampling ({sampler})", disable=not progress,
                                leave=False)):
+        if update is not None:
+            x = update(start_step + i, t, x)
         x_in = scheduler.scale_model_input(x, t)
         out = predict(x_in, t)
         x = scheduler.step(out, t, x, **step_kwargs).prev_sample
