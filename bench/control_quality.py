@@ -2,8 +2,10 @@
 
 Usage: python bench/control_quality.py [--model DIR] [--n-prompts 140] [--images-per-prompt 4]
                                        [--stages base|all] [--out DIR]
-Methods: `plain` (the caption), `compose` (one AND clause per object group), `scene` (the
-prompt's scene spec compiled to one region per object on a known background). Scores per
+Methods: `plain` (the caption), `compose` (one AND clause per object group), `excite` (the
+caption with attend-and-excite on its shape nouns), `scene` (the prompt's scene spec compiled
+to one region per object on a known background), `scene_layout` (scene plus layout guidance
+at --layout-step). Scores per
 category with the scene evaluator, and seconds per image (the cost of each method).
 Writes control_quality.json and control_quality.png.
 """
@@ -34,14 +36,18 @@ def clauses(item) -> str:
     return " AND ".join(parts)
 
 
-def run(pipe, items, method, n, stages, folder: Path) -> float:
+def run(pipe, items, method, n, stages, folder: Path, layout_step: float) -> float:
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for index, item in enumerate(items):
         kwargs = {}
         prompt = item.prompt
-        if method == "scene":
+        if method in ("scene", "scene_layout"):
             kwargs["scene"] = item.scene.to_spec()
+        if method == "scene_layout":
+            kwargs["layout_guidance"] = layout_step
+        elif method == "excite":
+            kwargs["excite"] = True
         elif method == "compose":
             prompt = clauses(item)
         images = pipe(prompt, n=n, seed=index * n, progress=False, stages=stages, **kwargs)
@@ -56,7 +62,9 @@ def main() -> None:
     parser.add_argument("--n-prompts", type=int, default=140)
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--stages", default="base", help="'base' or 'all'")
-    parser.add_argument("--methods", default="plain,compose,scene")
+    parser.add_argument("--methods", default="plain,compose,excite,scene,scene_layout")
+    parser.add_argument("--layout-step", type=float, default=1.0,
+                        help="scene_layout: the layout-guidance step size")
     parser.add_argument("--sketch-strength", type=float, default=0.7,
                         help="scene control: share of the schedule run from the sketch")
     parser.add_argument("--out", default="bench/results/control_quality")
@@ -68,7 +76,8 @@ def main() -> None:
     out = Path(args.out)
     results = {}
     for method in args.methods.split(","):
-        seconds = run(pipe, items, method, args.images_per_prompt, stages, out / method)
+        seconds = run(pipe, items, method, args.images_per_prompt, stages, out / method,
+                      args.layout_step)
         scores = compbench.score_folder(items, out / method)
         scores["seconds_per_image"] = seconds
         results[method] = scores
@@ -81,6 +90,7 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
             "stages": args.stages, "sketch_strength": args.sketch_strength,
+            "layout_step": args.layout_step,
             "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
     (out / "control_quality.json").write_text(json.dumps({"meta": meta, "results": results},
                                                          indent=2) + "\n")

@@ -164,7 +164,8 @@ class AttentionGuidance:
                           TextCondition(embeds, mask))
         finally:
             _install(self.denoiser.unet, None)
-        probs = finest_maps(recorder.maps).view(k, b, *recorder.maps[0].shape[1:2], -1)
+        fine = finest_maps(recorder.maps)  # [k * b, N, M]
+        probs = fine.view(k, b, *fine.shape[1:])
         total = x_t.new_zeros(b)
         for target, p in zip(self.targets, probs, strict=True):
             maps = subject_maps(p, target.words, target.subjects)
