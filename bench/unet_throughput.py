@@ -1,16 +1,21 @@
-"""Training and sampling throughput of our Efficient U-Net against diffusers' UNet2DConditionModel.
+"""Training and sampling throughput of our Efficient U-Net against diffusers'
+UNet2DConditionModel and imagen-pytorch's Unet.
 
-Usage: python bench/unet_throughput.py [--sizes 32,64] [--batch 32] [--out bench/results]
-(needs `pip install -e '.[bench]'`). Run it on a quiet machine: nothing else may run.
+Usage: python bench/unet_throughput.py [--sizes 32,64] [--batch 32] [--peers diffusers,imagen]
+                                       [--out bench/results]
+(needs `pip install -e '.[bench]'`; imagen-pytorch imports torchvision, so it lives in its own
+environment: `pip install -e '.[bench,peers]'` in a fresh venv, which pins torch 2.14.1 and
+torchvision 0.29.1; a peer that does not import is skipped with a note).
+Run it on a quiet machine: nothing else may run.
 
-Both models are built at a matched parameter count (within 10%) with per-token
+All models are built at a matched parameter count (within 10%) with per-token
 cross-attention to 384-d text tokens, and each runs at its best of four settings: fp32 or
-bf16 autocast, channels_last on or off. Training = forward + backward + AdamW step on a
-v-prediction loss; sampling = one classifier-free-guidance call (batch 2B) per step, reported
-as images per second of a 20-step sampler. Achieved GFLOP/s (FlopCounterMode) is printed next
-to the machine's bf16 3x3-conv rate measured in the same run. Writes unet_throughput.json
-and unet_throughput.png. imagen-pytorch is not measured here: it needs torchvision and a
-different torch in its own environment (see README).
+bf16 autocast, channels_last on or off. imagen-pytorch reads google/t5-v1_1-base's config
+from the hub at import: the bench gives it an offline HF_HOME holding that config.
+Training = forward + backward + AdamW step on a v-prediction loss; sampling = one
+classifier-free-guidance call (batch 2B) per step, reported as images per second of a 20-step
+sampler. Achieved GFLOP/s (FlopCounterMode) is printed next to the machine's bf16 3x3-conv
+rate measured in the same run. Writes unet_throughput.json and unet_throughput.png.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +58,46 @@ def diffusers_peer(target: int):
     return build(width), f"diffusers UNet2DConditionModel (width {width})"
 
 
+# google/t5-v1_1-base's published config, all imagen-pytorch reads of it at import (d_model)
+T5_BASE_CONFIG = {"architectures": ["T5ForConditionalGeneration"], "d_ff": 2048, "d_kv": 64,
+                  "d_model": 768, "decoder_start_token_id": 0, "dropout_rate": 0.1,
+                  "eos_token_id": 1, "feed_forward_proj": "gated-gelu",
+                  "initializer_factor": 1.0, "is_encoder_decoder": True,
+                  "layer_norm_epsilon": 1e-06, "model_type": "t5", "num_decoder_layers": 12,
+                  "num_heads": 12, "num_layers": 12, "output_past": True,
+                  "pad_token_id": 0, "relative_attention_num_buckets": 32,
+                  "tie_word_embeddings": False, "vocab_size": 32128}
+
+
+def offline_t5_config() -> None:
+    """An HF_HOME whose hub cache holds t5-v1_1-base's config, and the hub switched off."""
+    home = Path(tempfile.mkdtemp(prefix="hf-home-"))
+    repo = home / "hub" / "models--google--t5-v1_1-base"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps(T5_BASE_CONFIG))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    os.environ.update(HF_HOME=str(home), HF_HUB_OFFLINE="1")
+
+
+def imagen_peer(target: int):
+    offline_t5_config()
+    from imagen_pytorch import Unet
+
+    def build(width):
+        return Unet(dim=width, dim_mults=(1, 2, 4), num_resnet_blocks=(1, 1, 2),
+                    text_embed_dim=TEXT_DIM, layer_attns=(False, False, True),
+                    layer_cross_attns=(False, True, True), attn_heads=4, attn_dim_head=32,
+                    max_text_len=TEXT_LEN, memory_efficient=True)
+
+    width = min(range(16, 129, 8), key=lambda w: abs(count(build(w)) - target))
+    return build(width), f"imagen-pytorch Unet (width {width}, memory_efficient)"
+
+
+PEERS = {"diffusers": diffusers_peer, "imagen": imagen_peer}
+
+
 def count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -58,6 +105,8 @@ def count(model) -> int:
 def call(model, x, t, text, mask):
     if isinstance(model, EfficientUNet):
         return model(x, t, text, mask)
+    if type(model).__module__.startswith("imagen_pytorch"):  # continuous time in [0, 1]
+        return model(x, t / 1000, text_embeds=text, text_mask=mask)
     return model(x, t, encoder_hidden_states=text, encoder_attention_mask=mask).sample
 
 
@@ -120,20 +169,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="32,64")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--peers", default="diffusers,imagen", help="of: diffusers, imagen")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     torch.manual_seed(0)
     peak = conv_peak()
     print(f"bf16 3x3 conv peak: {peak:.0f} GFLOP/s")
     mine, my_name = ours()
-    peer, peer_name = diffusers_peer(count(mine))
-    print(f"{my_name}: {count(mine) / 1e6:.2f} M params; {peer_name}: {count(peer) / 1e6:.2f} M")
+    models = {my_name: mine}
+    skipped = {}
+    for key in args.peers.split(","):
+        try:
+            peer, peer_name = PEERS[key](count(mine))
+        except ImportError as err:
+            skipped[key] = f"not importable here: {err}"
+            print(f"peer {key} skipped ({skipped[key]})")
+            continue
+        models[peer_name] = peer
+    print("; ".join(f"{name}: {count(m) / 1e6:.2f} M params" for name, m in models.items()))
     results = {"meta": {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
                         "threads": torch.get_num_threads(), "batch": args.batch,
-                        "conv_peak_gflop_s": peak},
-               "models": {my_name: count(mine), peer_name: count(peer)}, "rows": {}}
+                        "torch": torch.__version__, "conv_peak_gflop_s": peak,
+                        "skipped_peers": skipped},
+               "models": {name: count(m) for name, m in models.items()}, "rows": {}}
     for size in (int(s) for s in args.sizes.split(",")):
-        for name, model in ((my_name, mine), (peer_name, peer)):
+        for name, model in models.items():
             settings = {}
             for bf16, cl in itertools.product((False, True), (False, True)):
                 key = f"{'bf16' if bf16 else 'fp32'}{' channels_last' if cl else ''}"
@@ -142,13 +202,19 @@ def main() -> None:
             results["rows"][f"{size}/{name}"] = {"size": size, "model": name, "best": best,
                                                  **settings[best], "settings": settings}
             row = settings[best]
-            print(f"{size:3d} px {name:<48} train {row['train_img_s']:7.1f} img/s "
+            print(f"{size:3d} px {name:<52} train {row['train_img_s']:7.1f} img/s "
                   f"({row['train_gflop_s']:.0f} GFLOP/s = {row['train_gflop_s'] / peak:.0%} of "
                   f"peak), sample {row['sample_img_s']:6.1f} img/s  [{best}]")
-        ratio = (results["rows"][f"{size}/{my_name}"]["train_img_s"]
-                 / results["rows"][f"{size}/{peer_name}"]["train_img_s"])
-        results["rows"][f"{size}/ratio"] = ratio
-        print(f"{size:3d} px training speed-up over the peer: {ratio:.2f}x")
+        peers = [results["rows"][f"{size}/{name}"] for name in models if name != my_name]
+        if peers:
+            ours_row = results["rows"][f"{size}/{my_name}"]
+            fastest = max(peers, key=lambda r: r["train_img_s"])
+            ratio = ours_row["train_img_s"] / fastest["train_img_s"]
+            results["rows"][f"{size}/ratio"] = ratio
+            results["rows"][f"{size}/sample_ratio"] = (
+                ours_row["sample_img_s"] / max(r["sample_img_s"] for r in peers))
+            print(f"{size:3d} px training speed-up over the faster peer "
+                  f"({fastest['model']}): {ratio:.2f}x")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "unet_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -170,9 +236,11 @@ def plot(results, path):
         for j, name in enumerate(names):
             values = [next(r[key] for r in rows if r["size"] == s and r["model"] == name)
                       for s in sizes]
-            ax.bar([i + 0.4 * j for i in range(len(sizes))], values, width=0.4,
+            width = 0.8 / len(names)
+            ax.bar([i + width * j for i in range(len(sizes))], values, width=width,
                    label=name.split(" (")[0])
-        ax.set_xticks([i + 0.2 for i in range(len(sizes))], [f"{s} px" for s in sizes])
+        ax.set_xticks([i + 0.4 - 0.4 / len(names) for i in range(len(sizes))],
+                      [f"{s} px" for s in sizes])
         ax.set_ylabel("images / s (2 CPU cores)")
         ax.set_title(title)
         ax.legend(fontsize=7)
