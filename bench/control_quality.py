@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--stages", default="base", help="'base' or 'all'")
     parser.add_argument("--methods", default="plain,compose,excite,scene,scene_layout")
-    parser.add_argument("--layout-step", type=float, default=1.0,
+    parser.add_argument("--layout-step", type=float, default=0.03,
                         help="scene_layout: the layout-guidance step size")
     parser.add_argument("--sketch-strength", type=float, default=0.7,
                         help="scene control: share of the schedule run from the sketch")

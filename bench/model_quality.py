@@ -54,7 +54,7 @@ def main() -> None:
         print(compbench.format_table(scores))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
-            "settings": vars(pipe.check_options()[0])}
+            "model_defaults": vars(pipe.check_options()[0])}
     out.mkdir(parents=True, exist_ok=True)
     (out / "model_quality.json").write_text(json.dumps({"meta": meta, "results": results},
                                                        indent=2) + "\n")

@@ -123,7 +123,7 @@ def _add_generate(commands) -> None:
                           "prompt's shape nouns; or comma-separated words)")
     gen.add_argument("--layout-guidance", type=float, default=0.0, dest="layout_guidance",
                      metavar="STEP", help="pull each region's subject into its region by "
-                     "gradient steps of this size (0: off; try 1)")
+                     "gradient steps of this size (0: off; try 0.03)")
     gen.add_argument("--out", default="out", help="output folder")
 
 

@@ -13,7 +13,9 @@ from ..diffusion.denoiser import TextCondition
 from ..diffusion.sampling import initial_noise, sampling_timesteps
 from ..errors import InputError
 from .attention_guidance import (
+    EXCITE_STEP,
     GUIDED_SHARE,
+    LAYOUT_STEP,
     SUBJECT_NOUNS,
     AttentionGuidance,
     AttentionTarget,
@@ -160,4 +162,5 @@ def attention_guidance(pipe, prompt: str, regions: list[Region], excite: bool | 
     if not targets:
         return None
     guided = max(1, math.ceil(GUIDED_SHARE * steps))
-    return AttentionGuidance(pipe.stages[0].model, targets, guided, layout_step=layout or 1.0)
+    return AttentionGuidance(pipe.stages[0].model, targets, guided, EXCITE_STEP,
+                             layout or LAYOUT_STEP)
