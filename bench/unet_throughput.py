@@ -82,8 +82,7 @@ def offline_t5_config() -> None:
 
 
 def imagen_peer(target: int):
-    offline_t5_config()
-    from imagen_pytorch import Unet
+    from imagen_pytorch import Unet  # needs offline_t5_config() before any hub import
 
     def build(width):
         return Unet(dim=width, dim_mults=(1, 2, 4), num_resnet_blocks=(1, 1, 2),
@@ -172,6 +171,8 @@ def main() -> None:
     parser.add_argument("--peers", default="diffusers,imagen", help="of: diffusers, imagen")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
+    if "imagen" in args.peers.split(","):
+        offline_t5_config()  # before diffusers imports huggingface_hub, which reads the env once
     torch.manual_seed(0)
     peak = conv_peak()
     print(f"bf16 3x3 conv peak: {peak:.0f} GFLOP/s")
