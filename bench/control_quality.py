@@ -17,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+from fineimagen.control.attention_guidance import LAYOUT_STEP
 from fineimagen.control.regions import object_phrase
 from fineimagen.data.scene import Group
 from fineimagen.eval import compbench
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--stages", default="base", help="'base' or 'all'")
     parser.add_argument("--methods", default="plain,compose,excite,scene,scene_layout")
-    parser.add_argument("--layout-step", type=float, default=0.03,
+    parser.add_argument("--layout-step", type=float, default=LAYOUT_STEP,
                         help="scene_layout: the layout-guidance step size")
     parser.add_argument("--sketch-strength", type=float, default=0.7,
                         help="scene control: share of the schedule run from the sketch")

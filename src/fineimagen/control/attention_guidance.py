@@ -29,7 +29,7 @@ from ..errors import InputError
 from ..models.layers import Attention, AttnProcessor
 
 EXCITE_STEP = 0.1  # eta of attend-and-excite (best on 56 held-out prompts of 0.1, 0.15, 0.3, 1)
-LAYOUT_STEP = 0.03  # eta of layout guidance when none is given (best of 0.03, 0.1, 0.3, 1)
+LAYOUT_STEP = 0.03  # the suggested eta of layout guidance (best of 0.03, 0.1, 0.3, 1)
 GUIDED_SHARE = 0.3  # the first share of the steps that get a gradient step
 SUBJECT_NOUNS = sorted({w for words in SHAPE_WORDS.values() for w in words})
 

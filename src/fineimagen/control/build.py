@@ -15,7 +15,6 @@ from ..errors import InputError
 from .attention_guidance import (
     EXCITE_STEP,
     GUIDED_SHARE,
-    LAYOUT_STEP,
     SUBJECT_NOUNS,
     AttentionGuidance,
     AttentionTarget,
@@ -162,5 +161,4 @@ def attention_guidance(pipe, prompt: str, regions: list[Region], excite: bool | 
     if not targets:
         return None
     guided = max(1, math.ceil(GUIDED_SHARE * steps))
-    return AttentionGuidance(pipe.stages[0].model, targets, guided, EXCITE_STEP,
-                             layout or LAYOUT_STEP)
+    return AttentionGuidance(pipe.stages[0].model, targets, guided, EXCITE_STEP, layout)
