@@ -18,7 +18,6 @@ from fineimagen.errors import InputError
 from fineimagen.models.text_encoders import HashTokenizer
 from fineimagen.models.unet import EfficientUNet
 from fineimagen.pipeline import TextToImagePipeline
-from fineimagen.train.trainer import TrainConfig, train
 
 
 def test_energies_follow_the_formulas():
@@ -79,15 +78,6 @@ def test_a_guidance_step_lowers_the_energy(denoiser):
     assert after.mean() < before.mean()
     assert torch.equal(guide(1, t, moved), moved)  # only the first `steps` steps move x
     assert len(guide.energies) == 1
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("guidance")
-    result = train(TrainConfig(preset="tiny", out=str(root / "run"), steps=3, batch_size=4,
-                               warmup=1, mixed_precision="no", channels_last=False),
-                   progress=False)
-    return result.folder
 
 
 def test_pipeline_excite_and_layout_guidance(tiny_model):

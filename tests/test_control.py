@@ -23,7 +23,6 @@ from fineimagen.diffusion.denoiser import Denoiser, TextCondition
 from fineimagen.errors import InputError
 from fineimagen.models.text_encoders import HashTokenizer
 from fineimagen.pipeline import TextToImagePipeline
-from fineimagen.train.trainer import TrainConfig, train
 
 
 # ----------------------------------------------------------------------------- prompt language
@@ -189,15 +188,6 @@ def test_scene_compiles_to_one_box_per_object():
 
 
 # ----------------------------------------------------------------------------- pipeline, CLI
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("control")
-    result = train(TrainConfig(preset="tiny", out=str(root / "run"), steps=3, batch_size=4,
-                               warmup=1, mixed_precision="no", channels_last=False),
-                   progress=False)
-    return result.folder
-
-
 def test_scene_control_keeps_the_background_outside_the_boxes(tiny_model):
     pipe = TextToImagePipeline.from_pretrained(tiny_model)
     spec = {"background": "gray", "objects": [{"shape": "circle", "color": "red", "count": 2}]}
