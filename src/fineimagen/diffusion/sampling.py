@@ -15,6 +15,10 @@ from ..config import DiffusionConfig
 from ..errors import InputError
 from .schedules import make_scheduler
 
+# the seed offset of a stochastic sampler's step noise: apart from every image's starting
+# noise (seed + 1 was image j + 1's), the SR, stage and rerank offsets
+STEP_NOISE_SEED_OFFSET = 2_750_159
+
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # after each step: (step index, t, x_{t_next}, t_next or None at the end) -> a replacement
 # for x (e.g. a known region put back, for inpainting) or None to keep it
@@ -48,7 +52,7 @@ def denoise(predict: Predict, diffusion: DiffusionConfig, sampler: str, steps: i
     """
     scheduler = make_scheduler(sampler, diffusion)
     scheduler.set_timesteps(steps, device=device)
-    generators = [torch.Generator().manual_seed(int(s) + 1) for s in seeds]
+    generators = [torch.Generator().manual_seed(int(s) + STEP_NOISE_SEED_OFFSET) for s in seeds]
     x = x_start if x_start is not None else \
         initial_noise(seeds, shape, device) * scheduler.init_noise_sigma
     step_kwargs = {}
