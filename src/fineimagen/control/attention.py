@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..models.layers import Attention, AttnProcessor
+from ..models.layers import Attention, AttnProcessor, attention_probs, set_processor
 
 MAX_CHANGED_SHARE = 0.5  # edits that change more of the prompt's words are not an "edit"
 
@@ -79,13 +79,8 @@ class EditProcessor(AttnProcessor):
 
     def __call__(self, attn: Attention, q, k, v, mask):
         with torch.autocast(q.device.type, enabled=False):
-            q, k, v = q.float(), k.float(), v.float()
-            scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # [B, h, N, M]
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            probs = scores.softmax(-1)
-            probs = self.state.edit(attn, probs)
-            return probs @ v
+            probs = self.state.edit(attn, attention_probs(q, k, mask))
+            return probs @ v.float()
 
 
 @dataclass
@@ -148,9 +143,7 @@ class EditState:
 
 def install(unet: torch.nn.Module, state: EditState | None) -> None:
     """Route every attention layer through an EditProcessor (or back to the default)."""
-    for module in unet.modules():
-        if isinstance(module, Attention):
-            module.processor = EditProcessor(state) if state is not None else AttnProcessor()
+    set_processor(unet, EditProcessor(state) if state is not None else None)
 
 
 class PromptToPrompt:

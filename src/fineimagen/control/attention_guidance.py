@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from ..data.captions import SHAPE_WORDS
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..errors import InputError
-from ..models.layers import Attention, AttnProcessor
+from ..models.layers import Attention, AttnProcessor, attention_probs, set_processor
+from .guidance import stack_conditions
 
 EXCITE_STEP = 0.1  # eta of attend-and-excite (best on 56 held-out prompts of 0.1, 0.15, 0.3, 1)
 LAYOUT_STEP = 0.03  # the suggested eta of layout guidance (best of 0.03, 0.1, 0.3, 1)
@@ -50,18 +51,23 @@ def word_positions(spans: list[tuple[int, int]]) -> list[int]:
     return [j + 1 for j, (a, b) in enumerate(spans) if b > a]
 
 
+def find_words(text: str, words: list[str], plural: bool = False) -> list[tuple[int, int]]:
+    """Character spans of whole-word, case-insensitive occurrences of `words` in `text`
+    (with `plural`, also the word + "s"), in text order."""
+    pattern = rf"\b(?:{'|'.join(map(re.escape, words))}){'s?' if plural else ''}\b"
+    return [m.span() for m in re.finditer(pattern, text, flags=re.IGNORECASE)]
+
+
 def subject_positions(prompt: str, spans: list[tuple[int, int]],
                       words: list[str] | None = None) -> list[list[int]]:
     """Per subject word of `prompt` (default: its shape nouns, singular or plural), the
     positions of its tokens. Explicit `words` must all occur in the prompt."""
     if words is None:
-        pattern = rf"\b(?:{'|'.join(map(re.escape, SUBJECT_NOUNS))})s?\b"
-        hits = [m.span() for m in re.finditer(pattern, prompt, flags=re.IGNORECASE)]
+        hits = find_words(prompt, SUBJECT_NOUNS, plural=True)
     else:
         hits = []
         for word in words:
-            found = [m.span() for m in re.finditer(rf"\b{re.escape(word)}\b", prompt,
-                                                   flags=re.IGNORECASE)]
+            found = find_words(prompt, [word])
             if not found:
                 raise InputError(f"excite: {word!r} is not a word of the prompt {prompt!r}")
             hits += found
@@ -78,20 +84,10 @@ class MapRecorder(AttnProcessor):
 
     def __call__(self, attn: Attention, q, k, v, mask):
         with torch.autocast(q.device.type, enabled=False):
-            q, k, v = q.float(), k.float(), v.float()
-            scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            probs = scores.softmax(-1)
+            probs = attention_probs(q, k, mask)
             if attn.is_cross:
                 self.maps.append(probs.mean(1))
-            return probs @ v
-
-
-def _install(unet: torch.nn.Module, processor: AttnProcessor | None) -> None:
-    for module in unet.modules():
-        if isinstance(module, Attention):
-            module.processor = processor or AttnProcessor()
+            return probs @ v.float()
 
 
 def finest_maps(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -149,21 +145,16 @@ class AttentionGuidance:
     def energy(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """[B]: the weighted sum of every target's energy at x_t."""
         b, k = x_t.shape[0], len(self.targets)
-        conds = [TextCondition(tg.cond.embeds.expand(b, -1, -1), tg.cond.mask.expand(b, -1))
-                 for tg in self.targets]
-        length = max(c.embeds.shape[1] for c in conds)
-        embeds = torch.cat([F.pad(c.embeds, (0, 0, 0, length - c.embeds.shape[1]))
-                            for c in conds])
-        mask = torch.cat([F.pad(c.mask, (0, length - c.mask.shape[1]), value=False)
-                          for c in conds])
+        conds = stack_conditions([TextCondition(tg.cond.embeds.expand(b, -1, -1),
+                                                tg.cond.mask.expand(b, -1))
+                                  for tg in self.targets])
         recorder = MapRecorder()
-        _install(self.denoiser.unet, recorder)
+        set_processor(self.denoiser.unet, recorder)
         try:
             tt = (t.expand(b) if t.dim() == 0 else t).float()
-            self.denoiser(torch.cat([x_t] * k), torch.cat([tt] * k),
-                          TextCondition(embeds, mask))
+            self.denoiser(torch.cat([x_t] * k), torch.cat([tt] * k), conds)
         finally:
-            _install(self.denoiser.unet, None)
+            set_processor(self.denoiser.unet, None)
         fine = finest_maps(recorder.maps)  # [k * b, N, M]
         probs = fine.view(k, b, *fine.shape[1:])
         total = x_t.new_zeros(b)

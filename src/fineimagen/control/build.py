@@ -4,7 +4,6 @@ regions and img2img starts, per stage."""
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 
@@ -18,6 +17,7 @@ from .attention_guidance import (
     SUBJECT_NOUNS,
     AttentionGuidance,
     AttentionTarget,
+    find_words,
     subject_positions,
     word_positions,
 )
@@ -116,19 +116,14 @@ def check_attention_options(prompt: str, excite: bool | list[str], layout: float
         return []
     clauses = [c for c in parse_prompt(prompt) if c.weight > 0]
     if excite is True:
-        chosen = [c for c in clauses if _has_words(c.text, SUBJECT_NOUNS, plural=True)]
+        chosen = [c for c in clauses if find_words(c.text, SUBJECT_NOUNS, plural=True)]
         if not chosen:
             raise InputError(f"excite: {prompt!r} names no shape to excite (name the words)")
         return chosen
     for word in excite:
-        if not any(_has_words(c.text, [word]) for c in clauses):
+        if not any(find_words(c.text, [word]) for c in clauses):
             raise InputError(f"excite: {word!r} is not a word of the prompt {prompt!r}")
-    return [c for c in clauses if _has_words(c.text, excite)]
-
-
-def _has_words(text: str, words: list[str], plural: bool = False) -> bool:
-    return any(re.search(rf"\b{re.escape(w)}{'s?' if plural else ''}\b", text, re.IGNORECASE)
-               for w in words)
+    return [c for c in clauses if find_words(c.text, excite)]
 
 
 def attention_guidance(pipe, prompt: str, regions: list[Region], excite: bool | list[str],
@@ -151,7 +146,7 @@ def attention_guidance(pipe, prompt: str, regions: list[Region], excite: bool | 
 
     for clause in clauses:
         words = None if excite is True else \
-            [w for w in excite if _has_words(clause.text, [w])]
+            [w for w in excite if find_words(clause.text, [w])]
         target(clause, None, words)
     if layout > 0:
         for region in regions:

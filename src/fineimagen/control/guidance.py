@@ -29,7 +29,7 @@ class Term:
     mask: torch.Tensor | None = None  # [1, 1, H, W] in [0, 1]; None: a global term
 
 
-def _stack(conds: list[TextCondition]) -> TextCondition:
+def stack_conditions(conds: list[TextCondition]) -> TextCondition:
     """Concatenate conditions of different lengths, padding with masked-out tokens."""
     length = max(c.embeds.shape[1] for c in conds)
     embeds = [F.pad(c.embeds, (0, 0, 0, length - c.embeds.shape[1])) for c in conds]
@@ -69,7 +69,7 @@ class Composition:
         b, k = x_t.shape[0], len(self.terms)
         tt = (t.expand(b) if t.dim() == 0 else t).float()
         conds = [term.cond for term in self.terms] + [self.uncond]
-        both = _stack([TextCondition(c.embeds.expand(b, -1, -1), c.mask.expand(b, -1))
+        both = stack_conditions([TextCondition(c.embeds.expand(b, -1, -1), c.mask.expand(b, -1))
                        for c in conds])
         repeated = {name: torch.cat([v] * (k + 1)) for name, v in extra.items()}
         out = denoiser(torch.cat([x_t] * (k + 1)), torch.cat([tt] * (k + 1)), both,

@@ -134,9 +134,8 @@ def sketch(filled: Scene, placed, size: int) -> torch.Tensor:
     and, per object, a soft disc of its colour over 80% of its extent. Position, size, count
     and colour are drawn; shape and texture are left to the model."""
     image = background_image(filled.background, size)[0]
-    ys, xs = (torch.arange(size, dtype=torch.float32) + 0.5) / size, None
-    xs = ys[None, :]
-    ys = ys[:, None]
+    grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres
+    xs, ys = grid[None, :], grid[:, None]
     for obj in placed:
         radius = 0.4 * obj.size
         inside = (radius - torch.hypot(xs - obj.x, ys - obj.y)) * size + 0.5

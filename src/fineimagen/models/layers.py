@@ -58,6 +58,23 @@ class AttnProcessor:
                                                   attn_mask=mask)
 
 
+def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None
+                    ) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) in float32, masked keys excluded: [B, h, N, M]. For
+    processors that read or rewrite the maps (the default fuses this into SDPA)."""
+    scores = q.float() @ k.float().transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1)
+
+
+def set_processor(module: nn.Module, processor: AttnProcessor | None) -> None:
+    """Route every attention layer of `module` through `processor` (None: the default)."""
+    for layer in module.modules():
+        if isinstance(layer, Attention):
+            layer.processor = processor or AttnProcessor()
+
+
 class Attention(nn.Module):
     """Multi-head attention of image positions to themselves (self) or to text tokens (cross).
 
