@@ -193,3 +193,13 @@ def test_imagen_layout_at_tiny_width_runs_a_step_per_stage():
     assert all(torch.isfinite(v).all() for v in out.values())
     attention = [m for m in stages[2].model.unet.modules() if type(m).__name__ == "Attention"]
     assert attention == []
+
+
+def test_assemble_refuses_a_text_reading_stage_with_another_encoder(tiny_cascade, tmp_path):
+    other = tmp_path / "sr"
+    shutil.copytree(tiny_cascade / "sr" / "model", other)
+    config = json.loads((other / "text_encoder" / "config.json").read_text())
+    config["feature_layers"] = [0, -1]  # unused by the trainable encoder: weights still fit
+    (other / "text_encoder" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="its text encoder differs from the first folder's"):
+        TextToImagePipeline.assemble([tiny_cascade / "base" / "model", other])

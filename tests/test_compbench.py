@@ -87,3 +87,41 @@ def test_unseen_scores_are_reported_apart():
     assert table["seen"]["overall"] == 1.0 and table["unseen"]["overall"] == 0.0
     assert 0 < table["overall"] < 1
     assert np.isclose(table["overall"], np.mean(list(table["categories"].values())))
+
+
+def parsed_render(spec, rng, side=64):
+    scene, placed = complete(parse_spec(spec), rng)
+    return parse_image(render(placed, scene.background, side))
+
+
+def test_attributes_a_spec_leaves_open_are_free_per_object(rng):
+    # one red and one blue circle, each at the top: "two circles" and "two circles at the
+    # top" (the pair's centroid) are right, whatever else the spec asks is not
+    parsed = parsed_render({"objects": [
+        {"shape": "circle", "color": "red", "position": "top left", "size": "medium"},
+        {"shape": "circle", "color": "blue", "position": "top right", "size": "medium"}]}, rng)
+    assert len(parsed.objects) == 2 and len(parsed.groups) == 2
+
+    def judge(*groups):
+        return compbench.is_correct(parse_spec({"objects": list(groups)}), parsed, 64)
+
+    assert judge({"shape": "circle", "count": 2})
+    assert judge({"shape": "circle", "count": 2, "position": "top"})
+    assert judge({"shape": "circle", "color": "blue"}, {"shape": "circle", "color": "red"})
+    assert not judge({"shape": "circle", "count": 2, "color": "red"})
+    assert not judge({"shape": "circle", "count": 3})
+    assert not judge({"shape": "circle", "count": 2, "position": "bottom"})
+    assert not judge({"shape": "circle", "count": 1})  # the other circle is unasked-for
+    assert not judge({"shape": "circle", "color": "red", "position": "top right"},
+                     {"shape": "circle", "color": "blue", "position": "top left"})
+
+
+def test_colour_attribution_is_judged_per_object(rng):
+    parsed = parsed_render({"objects": [{"shape": "circle", "color": "blue"},
+                                        {"shape": "square", "color": "red"}]}, rng)
+    swapped = parse_spec({"objects": [{"shape": "circle", "color": "red"},
+                                      {"shape": "square", "color": "blue"}]})
+    right = parse_spec({"objects": [{"shape": "square", "color": "red"},
+                                    {"shape": "circle", "color": "blue"}]})
+    assert not compbench.is_correct(swapped, parsed, 64)
+    assert compbench.is_correct(right, parsed, 64)

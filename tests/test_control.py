@@ -19,6 +19,8 @@ from fineimagen.control.regions import (
     image_mask,
     named_box,
 )
+from fineimagen.data import vocab
+from fineimagen.data.captions import POSITION_PHRASES
 from fineimagen.diffusion.denoiser import Denoiser, TextCondition
 from fineimagen.errors import InputError
 from fineimagen.models.text_encoders import HashTokenizer
@@ -185,6 +187,12 @@ def test_scene_compiles_to_one_box_per_object():
     assert compiled.regions[3].prompt.startswith("a large star")
     assert compiled.background in ("white", "black", "gray")
     assert compile_scene(spec, 32, seed=3).regions[0].prompt == compiled.regions[0].prompt
+    for region in compiled.regions:  # each region names the cell of its own box's centre
+        ys, xs = torch.nonzero(region.mask[0, 0], as_tuple=True)
+        cell = vocab.position_of(int((ys.float().mean() + 0.5) / 32 * 3),
+                                 int((xs.float().mean() + 0.5) / 32 * 3))
+        assert region.prompt.endswith(POSITION_PHRASES[cell][0])
+    assert compiled.regions[3].prompt.endswith(POSITION_PHRASES["bottom right"][0])
 
 
 # ----------------------------------------------------------------------------- pipeline, CLI

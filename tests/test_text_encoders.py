@@ -30,6 +30,20 @@ def test_minilm_gives_per_token_states_and_mask(minilm):
     assert torch.allclose(again[0, : lengths[0]], embeds[0, : lengths[0]], atol=1e-2)
 
 
+def test_feature_layers_concatenate_hidden_states(minilm):
+    both = build_text_encoder(TextEncoderConfig(kind="minilm", max_length=16,
+                                                feature_layers=(0, -1)))
+    assert both.dim == 768
+    embeds, mask = both.encode(PROMPTS[:2])
+    last, _ = minilm.encode(PROMPTS[:2])
+    assert torch.equal(embeds[..., 384:], last)  # the default is the last layer alone
+    n = int(mask[0].sum())
+    # layer 0 (the input embeddings) is a different feature from the last layer
+    assert not torch.allclose(embeds[0, :n, :384], embeds[0, :n, 384:], atol=0.1)
+    with pytest.raises(InputError, match="feature_layers \\[7\\]: each must index one of the 7"):
+        build_text_encoder(TextEncoderConfig(kind="minilm", feature_layers=(7,)))
+
+
 def test_cache_encodes_each_prompt_once_and_matches(minilm):
     cache = EmbeddingCache(minilm)
     first, mask1 = cache.encode(PROMPTS)

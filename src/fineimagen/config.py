@@ -59,6 +59,9 @@ class TextEncoderConfig(ConfigMixin):
     kind: str = "minilm"  # minilm | t5 | trainable
     path: str | None = None  # t5: local folder or hub id; minilm: defaults to the package's copy
     max_length: int = 32  # tokens kept per prompt
+    # minilm / t5: hidden states concatenated per token, by index (0 = the input embeddings,
+    # -1 = the last layer); the width is the model's times their number
+    feature_layers: tuple[int, ...] = (-1,)
     dim: int = 256  # trainable only: width of the jointly trained encoder
     layers: int = 2  # trainable only
     heads: int = 4  # trainable only

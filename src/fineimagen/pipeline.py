@@ -151,10 +151,12 @@ class TextToImagePipeline:
     @classmethod
     def assemble(cls, paths: list[str | Path]) -> TextToImagePipeline:
         """One pipeline from folders trained apart (e.g. a base run, an SR run, an aligner
-        run's model): their stages in the given order, the first aligner found."""
+        run's model): their stages in the given order, the first aligner found. Stages that
+        read text must share the first folder's text encoder (regression SR reads none)."""
         parts = [cls.from_pretrained(p) for p in paths]
         for part, path in zip(parts[1:], paths[1:], strict=True):
-            if part.text_config != parts[0].text_config:
+            reads_text = any(s.cfg.kind == "diffusion" for s in part.stages)
+            if reads_text and part.text_config != parts[0].text_config:
                 raise InputError(f"{path}: its text encoder differs from the first folder's")
         stages = [s for part in parts for s in part.stages]
         aligner = next((p.aligner for p in parts if p.aligner is not None), None)

