@@ -6,7 +6,8 @@ Usage: python bench/aligner_quality.py [--model DIR] [--pairs 1000] [--prompts 2
 1. Retrieval on held-out shapes pairs (captions that state every attribute, so each caption
    has one true image): text->image and image->text top-1 among all pairs, at the aligner's
    input size and from base-size renders enlarged to it.
-2. Hard negatives: the true caption against 4 single-attribute edits of it (5-way top-1).
+2. Hard negatives: the true caption against 4 single-attribute edits of it (5-way top-1),
+   and per edited attribute the share of negatives scored below the true caption.
 3. Best-of-N: the held-out eval score of the model's images with and without `--rerank N`.
 4. Agreement with the scene evaluator: Spearman rank correlation between score and
    per-image correctness on the plain images.
@@ -43,11 +44,17 @@ def retrieval(aligner, n: int, size: int, low_res: int | None) -> dict:
     w = torch.cat([aligner.embed_texts(captions[i:i + 250]) for i in range(0, n, 250)])
     sim = u @ w.T
     target = torch.arange(n)
-    hard = [bool(u[i] @ w[i] > (aligner.embed_texts(s.negatives) @ u[i]).max())
-            for i, s in enumerate(samples)]
+    hard, beaten = [], {}  # beaten: per edited attribute, true caption above that negative
+    for i, s in enumerate(samples):
+        negative_scores = aligner.embed_texts(s.negatives) @ u[i]
+        hard.append(bool(u[i] @ w[i] > negative_scores.max()))
+        for name, score in zip(s.edited, negative_scores.tolist(), strict=True):
+            beaten.setdefault(name, []).append(bool(u[i] @ w[i] > score))
     return {"image_to_text_top1": (sim.argmax(1) == target).float().mean().item(),
             "text_to_image_top1": (sim.argmax(0) == target).float().mean().item(),
-            "hard_negative_top1": float(np.mean(hard))}
+            "hard_negative_top1": float(np.mean(hard)),
+            "true_above_negative_by_attribute": {k: float(np.mean(v))
+                                                 for k, v in sorted(beaten.items())}}
 
 
 def generate(pipe, items, n, rerank, folder: Path, stages, batch: int = 64) -> float:

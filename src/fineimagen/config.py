@@ -132,6 +132,9 @@ class ViTConfig(ConfigMixin):
     depth: int = 6
     heads: int = 3
     mlp_ratio: float = 4.0
+    # add fixed 2-D sine-cosine position codes (MAE) to the learned ones, so where things
+    # are is legible from the first step (learned ones alone stayed unused in training)
+    sincos_positions: bool = False
 
 
 @dataclass

@@ -28,10 +28,12 @@ class ContrastSample:
     caption: str
     negatives: list[str]  # captions of the same scene with one attribute changed each
     scene: Scene  # complete
+    edited: list[str]  # the attribute each negative changed (one of EDITABLE)
 
 
-def edit_one(said: Scene, rng: np.random.Generator) -> Scene:
-    """`said` with one attribute that it sets changed to another value of the vocabulary."""
+def edit_one(said: Scene, rng: np.random.Generator) -> tuple[Scene, str]:
+    """`said` with one attribute that it sets changed to another value of the vocabulary,
+    and that attribute's name."""
     choices = [(i, name) for i, g in enumerate(said.groups) for name in EDITABLE
                if getattr(g, name) is not None]
     i, name = choices[int(rng.integers(len(choices)))]
@@ -43,7 +45,7 @@ def edit_one(said: Scene, rng: np.random.Generator) -> Scene:
     new = values[int(rng.integers(len(values)))]
     groups = list(said.groups)
     groups[i] = replace(group, **{name: new})
-    return Scene(tuple(groups), said.background)
+    return Scene(tuple(groups), said.background), name
 
 
 def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str = "train",
@@ -61,20 +63,22 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
     said = mention(scene, rng, keep=share if keep is None else keep)
     phrasing = int(rng.integers(2**31))
     text = caption(said, np.random.default_rng(phrasing))
-    wrong = []
+    wrong, edited = [], []
     for _ in range(20 * negatives):  # an edit can read the same as the truth; draw again
         if len(wrong) == negatives:
             break
-        other = caption(edit_one(said, rng), np.random.default_rng(phrasing))
+        scene_edit, name = edit_one(said, rng)
+        other = caption(scene_edit, np.random.default_rng(phrasing))
         if other != text and other not in wrong:
             wrong.append(other)
+            edited.append(name)
     assert len(wrong) == negatives  # shape and count alone give seven distinct edits
     if low_res and rng.random() < 0.5:
         small = Image.fromarray(render(placed, scene.background, low_res))
         image = np.asarray(small.resize((size, size), Image.BILINEAR))
     else:
         image = render(placed, scene.background, size)
-    return ContrastSample(image, text, wrong, scene)
+    return ContrastSample(image, text, wrong, scene, edited)
 
 
 class ContrastDataset(IterableDataset):

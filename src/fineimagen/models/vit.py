@@ -3,6 +3,8 @@ class token."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +24,10 @@ class ViT(nn.Module):
         self.patches = nn.Conv2d(3, cfg.width, cfg.patch, stride=cfg.patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.width))
         self.positions = nn.Parameter(torch.randn(1, n + 1, cfg.width) * 0.02)
+        fixed = sincos_2d(cfg.image_size // cfg.patch, cfg.width) if cfg.sincos_positions \
+            else torch.zeros(n, cfg.width)
+        self.register_buffer("fixed_positions", F.pad(fixed, (0, 0, 1, 0))[None],
+                             persistent=False)  # none for the class token
         layer = nn.TransformerEncoderLayer(cfg.width, cfg.heads, int(cfg.mlp_ratio * cfg.width),
                                            dropout=0.0, activation="gelu", batch_first=True,
                                            norm_first=True)
@@ -35,5 +41,23 @@ class ViT(nn.Module):
             images = F.interpolate(images, size=(side, side), mode="bilinear",
                                    antialias=True, align_corners=False)
         x = self.patches(images).flatten(2).transpose(1, 2)  # [B, N, W]
-        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.positions
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + self.positions + self.fixed_positions
         return self.norm(self.blocks(x)[:, 0])
+
+
+def sincos_2d(grid: int, width: int) -> torch.Tensor:
+    """[grid * grid, width] codes, row-major: half the channels encode the row, half the
+    column, each as sin and cos of the patch centre p in (0, 1) at angular frequencies
+    geometric from pi to pi * grid (as MAE's codes, He et al. 2022, with frequencies
+    spread over the few positions a small grid has)."""
+    if width % 4:
+        raise InputError(f"ViT: sincos_positions needs a width divisible by 4, got {width}")
+    n = width // 4
+    freqs = math.pi * grid ** (torch.arange(n, dtype=torch.float32) / max(n - 1, 1))
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
+    index = centres[:, None] * freqs  # [grid, width / 4]
+    codes = torch.cat([index.sin(), index.cos()], dim=1)  # [grid, width / 2]
+    rows = codes[:, None, :].expand(grid, grid, -1)
+    cols = codes[None, :, :].expand(grid, grid, -1)
+    return torch.cat([rows, cols], dim=-1).reshape(grid * grid, width)
