@@ -38,6 +38,8 @@ def test_training_writes_run_folder_and_loss_falls(tmp_path):
 def test_resume_continues_the_same_run(tmp_path):
     straight = train(tiny(tmp_path / "a"), progress=False)
     train(tiny(tmp_path / "b", steps=3), progress=False)
+    with (tmp_path / "b" / "metrics.csv").open("a") as log:  # logged, then stopped before
+        log.write("4,0.5,10.00,0.001\n")                     # the next checkpoint
     resumed = train(tiny(tmp_path / "b", resume=True), progress=False)
     for k, v in straight.module.state_dict().items():
         assert torch.allclose(v, resumed.module.state_dict()[k], atol=1e-6), k

@@ -299,7 +299,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         out.mkdir(parents=True, exist_ok=True)
         _save_json(out / "train_config.json", cfg.to_dict())
         _save_json(out / "cascade_config.json", cascade.to_dict())
-    log = _MetricsLog(out / "metrics.csv", append=cfg.resume, active=accelerator.is_main_process)
+    log = _MetricsLog(out / "metrics.csv", append=cfg.resume, active=accelerator.is_main_process,
+                      after_step=step)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.stage}", unit="step",
@@ -430,11 +431,13 @@ def _save_json(path: Path, payload: dict) -> None:
 
 
 class _MetricsLog:
-    def __init__(self, path: Path, append: bool, active: bool):
+    def __init__(self, path: Path, append: bool, active: bool, after_step: int = 0):
         self.file = None
         if active:
             fresh = not (append and path.is_file())
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not fresh:
+                _drop_rows_after(path, after_step)
             self.file = path.open("w" if fresh else "a", newline="")
             self.writer = csv.writer(self.file)
             if fresh:
@@ -448,3 +451,15 @@ class _MetricsLog:
     def close(self):
         if self.file:
             self.file.close()
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Drop the rows a stopped run logged after its last checkpoint: the resumed run logs
+    those steps again."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    tmp.replace(path)
