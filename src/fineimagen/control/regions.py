@@ -119,8 +119,8 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     regions = []
     for obj in placed:
         stated = scene.groups[obj.group]
-        cell = vocab.position_of(min(int(obj.y * 3), 2), min(int(obj.x * 3), 2))
-        said = Group(stated.shape, stated.color, stated.size, cell, stated.texture, 1)
+        said = Group(stated.shape, stated.color, stated.size, vocab.position_at(obj.x, obj.y),
+                     stated.texture, 1)
         half = obj.size / 2 + BOX_MARGIN
         box = (max(0.0, obj.x - half), max(0.0, obj.y - half),
                min(1.0, obj.x + half), min(1.0, obj.y + half))

@@ -72,3 +72,8 @@ def cell_of(position: str) -> tuple[int, int]:
 
 def position_of(row: int, col: int) -> str:
     return POSITIONS[3 * row + col]
+
+
+def position_at(x: float, y: float) -> str:
+    """The position name of the grid cell holding the point (x, y), fractions of the side."""
+    return position_of(min(int(y * 3), 2), min(int(x * 3), 2))

@@ -79,9 +79,8 @@ class DetectedGroup:
 
 def position_of_objects(objects: list[DetectedObject]) -> str:
     """The grid cell of the objects' joint centroid."""
-    x = float(np.mean([o.x for o in objects]))
-    y = float(np.mean([o.y for o in objects]))
-    return vocab.position_of(min(int(y * 3), 2), min(int(x * 3), 2))
+    return vocab.position_at(float(np.mean([o.x for o in objects])),
+                             float(np.mean([o.y for o in objects])))
 
 
 def _common(values: list):
