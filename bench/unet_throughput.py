@@ -2,7 +2,7 @@
 UNet2DConditionModel and imagen-pytorch's Unet.
 
 Usage: python bench/unet_throughput.py [--sizes 32,64] [--batch 32] [--peers diffusers,imagen]
-                                       [--out bench/results]
+                                       [--device cpu|cuda] [--out bench/results]
 (needs `pip install -e '.[bench]'`; imagen-pytorch imports torchvision, so it lives in its own
 environment: `pip install -e '.[bench,peers]'` in a fresh venv, which pins torch 2.14.1 and
 torchvision 0.29.1; a peer that does not import is skipped with a note).
@@ -112,24 +112,31 @@ def call(model, x, t, text, mask):
 def timed(fn, warmup=2, repeats=5) -> float:
     for _ in range(warmup):
         fn()
+    _sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    _sync()
     return (time.perf_counter() - start) / repeats
 
 
-def measure(model, size, batch, bf16, channels_last):
-    model = model.to(memory_format=torch.channels_last if channels_last else
-                     torch.contiguous_format).train()
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def measure(model, size, batch, bf16, channels_last, device="cpu"):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
-    t = torch.randint(0, 1000, (batch,)).float()
-    text = torch.randn(batch, TEXT_LEN, TEXT_DIM)
-    mask = torch.ones(batch, TEXT_LEN, dtype=torch.bool)
+    model = model.to(device, memory_format=fmt).train()
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+    t = torch.randint(0, 1000, (batch,), device=device).float()
+    text = torch.randn(batch, TEXT_LEN, TEXT_DIM, device=device)
+    mask = torch.ones(batch, TEXT_LEN, dtype=torch.bool, device=device)
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    kind = torch.device(device).type
 
     def train_step():
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        with torch.autocast(kind, torch.bfloat16, enabled=bf16):
             loss = (call(model, x, t, text, mask).float() - x).pow(2).mean()
         loss.backward()
         opt.step()
@@ -139,7 +146,7 @@ def measure(model, size, batch, bf16, channels_last):
 
     @torch.no_grad()
     def sample_step():
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        with torch.autocast(kind, torch.bfloat16, enabled=bf16):
             call(model, x2, t2, text2, mask2)
 
     train_s = timed(train_step)
@@ -151,16 +158,21 @@ def measure(model, size, batch, bf16, channels_last):
             "train_gflop_s": counter.get_total_flops() / train_s / 1e9}
 
 
-def conv_peak() -> float:
-    conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(memory_format=torch.channels_last)
-    x = torch.randn(64, 128, 32, 32).contiguous(memory_format=torch.channels_last)
+def conv_peak(device="cpu") -> float:
+    """The bf16 rate of a 3x3 conv of 128 channels at 32 px (on a GPU: 512 channels, 256
+    images, to fill it)."""
+    channels, batch = (512, 256) if torch.device(device).type == "cuda" else (128, 64)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(
+        device, memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, 32, 32, device=device).contiguous(
+        memory_format=torch.channels_last)
 
     @torch.no_grad()
     def run():
-        with torch.autocast("cpu", torch.bfloat16):
+        with torch.autocast(torch.device(device).type, torch.bfloat16):
             conv(x)
 
-    flops = 2 * 64 * 128 * 128 * 9 * 32 * 32
+    flops = 2 * batch * channels * channels * 9 * 32 * 32
     return flops / timed(run, 3, 10) / 1e9
 
 
@@ -169,12 +181,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="32,64")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--peers", default="diffusers,imagen", help="of: diffusers, imagen")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     if "imagen" in args.peers.split(","):
         offline_t5_config()  # before diffusers imports huggingface_hub, which reads the env once
     torch.manual_seed(0)
-    peak = conv_peak()
+    peak = conv_peak(args.device)
     print(f"bf16 3x3 conv peak: {peak:.0f} GFLOP/s")
     mine, my_name = ours()
     models = {my_name: mine}
@@ -190,6 +203,8 @@ def main() -> None:
     print("; ".join(f"{name}: {count(m) / 1e6:.2f} M params" for name, m in models.items()))
     results = {"meta": {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
                         "threads": torch.get_num_threads(), "batch": args.batch,
+                        "device": (torch.cuda.get_device_name() if args.device == "cuda"
+                                   else platform.processor() or "cpu"),
                         "torch": torch.__version__, "conv_peak_gflop_s": peak,
                         "skipped_peers": skipped},
                "models": {name: count(m) for name, m in models.items()}, "rows": {}}
@@ -198,7 +213,7 @@ def main() -> None:
             settings = {}
             for bf16, cl in itertools.product((False, True), (False, True)):
                 key = f"{'bf16' if bf16 else 'fp32'}{' channels_last' if cl else ''}"
-                settings[key] = measure(model, size, args.batch, bf16, cl)
+                settings[key] = measure(model, size, args.batch, bf16, cl, args.device)
             best = max(settings, key=lambda k: settings[k]["train_img_s"])
             results["rows"][f"{size}/{name}"] = {"size": size, "model": name, "best": best,
                                                  **settings[best], "settings": settings}
@@ -219,10 +234,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "unet_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, out / "unet_throughput.png")
+    plot(results, out / "unet_throughput.png", args.device)
 
 
-def plot(results, path):
+def plot(results, path, device="cpu"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,7 +257,7 @@ def plot(results, path):
                    label=name.split(" (")[0])
         ax.set_xticks([i + 0.4 - 0.4 / len(names) for i in range(len(sizes))],
                       [f"{s} px" for s in sizes])
-        ax.set_ylabel("images / s (2 CPU cores)")
+        ax.set_ylabel("images / s" + (" (2 CPU cores)" if device == "cpu" else f" ({device})"))
         ax.set_title(title)
         ax.legend(fontsize=7)
     fig.tight_layout()

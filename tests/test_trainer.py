@@ -111,3 +111,9 @@ def test_lr_schedules_warm_up_then_hold_or_decay():
     assert lr_factor(cosine, 100) == pytest.approx(LR_FLOOR)
     with pytest.raises(InputError, match="lr_schedule must be one of"):
         train(TrainConfig(steps=1, lr_schedule="step", out="unused"), progress=False)
+
+
+def test_a_second_run_in_one_process_may_change_mixed_precision(tmp_path):
+    train(tiny(tmp_path / "a", steps=2, mixed_precision="bf16"), progress=False)
+    result = train(tiny(tmp_path / "b", steps=2, mixed_precision="no"), progress=False)
+    assert result.step == 2

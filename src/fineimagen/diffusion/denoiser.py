@@ -16,6 +16,7 @@ SNR = alpha^2 / sigma^2; since |v err|^2 = (SNR + 1) |x0 err|^2 and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -67,15 +68,15 @@ class Denoiser(nn.Module):
         extra = {}
         if lowres is not None:
             top = self.cfg.noise_aug_max * (self.cfg.timesteps - 1)
-            level = (torch.rand(b, device=x0.device, generator=generator) * top).round().long()
-            noise = torch.randn(lowres.shape, device=x0.device, generator=generator)
+            level = (_draw(partial(torch.rand, b), generator, x0.device) * top).round().long()
+            noise = _draw(partial(torch.randn, lowres.shape), generator, x0.device)
             extra = {"lowres": self.noise_augment(lowres, level, noise),
                      "aug_level": level.float()}
-        t = torch.randint(0, self.cfg.timesteps, (b,), device=x0.device, generator=generator)
-        eps = torch.randn(x0.shape, device=x0.device, generator=generator)
+        t = _draw(partial(torch.randint, 0, self.cfg.timesteps, (b,)), generator, x0.device)
+        eps = _draw(partial(torch.randn, x0.shape), generator, x0.device)
         alpha, sigma = self.coefficients(t)
         x_t = alpha * x0 + sigma * eps
-        drop = torch.rand(b, device=x0.device, generator=generator) < self.cfg.cond_drop
+        drop = _draw(partial(torch.rand, b), generator, x0.device) < self.cfg.cond_drop
         cond = TextCondition(cond.embeds * ~drop[:, None, None], cond.mask & ~drop[:, None])
         target = eps if self.cfg.prediction == "eps" else alpha * eps - sigma * x0
         out = self(x_t, t.float(), cond, **extra)
@@ -129,6 +130,14 @@ class Denoiser(nn.Module):
             out = out_u + guidance * (out_c - out_u)
         x0 = threshold_x0(self.to_x0(out.float(), x_t.float(), tt), threshold)
         return self.from_x0(x0, x_t.float(), tt)
+
+
+def _draw(make, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """`make(generator=..., device=...)` on the generator's own device, moved to `device`: a
+    CPU generator drives CUDA training too, so a run's noise (and its resume) is the same on
+    any device."""
+    where = generator.device if generator is not None else device
+    return make(generator=generator, device=where).to(device)
 
 
 def threshold_x0(x0: torch.Tensor, p: float) -> torch.Tensor:

@@ -105,12 +105,13 @@ def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
 
     if cfg.kind == "minilm":
         path = cfg.path or minilm_path()
-        return HFEncoder(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path),
-                         cfg.max_length, cfg.feature_layers)
+        model = AutoModel.from_pretrained(path).float()  # fp32 whatever the file's dtype
+        return HFEncoder(model, AutoTokenizer.from_pretrained(path), cfg.max_length,
+                         cfg.feature_layers)
     if not cfg.path:
         raise InputError("the t5 text encoder needs a path (a local folder or a hub id)")
     try:
-        model = T5EncoderModel.from_pretrained(cfg.path)
+        model = T5EncoderModel.from_pretrained(cfg.path).float()
         tokenizer = AutoTokenizer.from_pretrained(cfg.path)
     except OSError as err:
         raise InputError(f"cannot load T5 from {cfg.path!r}: {str(err).splitlines()[0]}") \

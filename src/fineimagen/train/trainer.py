@@ -261,9 +261,11 @@ class TrainResult:
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Train one stage as `cfg` says, export its EMA weights as a pipeline folder."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
     _check(cfg)
+    AcceleratorState._reset_state()  # a second run in one process may change mixed precision
     cascade = load_preset(cfg.preset)
     if cfg.stage != "align":
         cascade.stage(cfg.stage)  # an unknown stage fails before any process group starts
