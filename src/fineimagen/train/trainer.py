@@ -244,10 +244,16 @@ class EMA:
     def update(self, module: nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
         for k, v in module.state_dict().items():
+            if self.shadow[k].device != v.device:  # follows the model onto its device
+                self.shadow[k] = self.shadow[k].to(v.device)
             if v.dtype.is_floating_point:
                 self.shadow[k].lerp_(v.float(), 1 - d)
             else:
                 self.shadow[k].copy_(v)
+
+    def cpu_state(self) -> dict:
+        """The averaged weights on the CPU (checkpoints and exports are device-free)."""
+        return {k: v.cpu() for k, v in self.shadow.items()}
 
 
 @dataclass
@@ -335,7 +341,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if accelerator.is_main_process:
         log.close()
         plot_loss(out / "metrics.csv", out / "loss.png")
-        folder = job.export(out / ("aligner" if cfg.stage == "align" else "model"), ema.shadow)
+        folder = job.export(out / ("aligner" if cfg.stage == "align" else "model"),
+                            ema.cpu_state())
     processes = accelerator.num_processes
     module = accelerator.unwrap_model(model)
     accelerator.end_training()
@@ -406,7 +413,7 @@ def export_checkpoint(run: str | Path, folder: str | Path) -> Path:
 
 # ---------------------------------------------------------------------- checkpoints
 def _checkpoint(out: Path, module, ema, optimizer, schedule, step, generator) -> None:
-    state = {"step": step, "model": module.state_dict(), "ema": ema.shadow,
+    state = {"step": step, "model": module.state_dict(), "ema": ema.cpu_state(),
              "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "generator": generator.get_state()}
     tmp = out / "checkpoint.pt.tmp"
