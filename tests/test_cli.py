@@ -49,6 +49,7 @@ def test_selftest_cli(tmp_path, capsys):
     (["eval", "--prompts", "missing.jsonl", "--render-truth"], "prompts file not found"),
     (["eval"], "eval needs --selftest"),
     (["frobnicate"], "invalid choice"),
+    (["generate", "a star", "--device", "tpu"], "cpu, cuda or cuda:N"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
     result = subprocess.run([sys.executable, "-m", "fineimagen.cli", *args], cwd=tmp_path,

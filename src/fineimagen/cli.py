@@ -150,6 +150,7 @@ def _add_edit(commands) -> None:
 
 
 def _add_stage_options(parser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--stage-option", action="append", default=[], dest="stage_option",
                         metavar="STAGE.KEY=VALUE",
                         help="a sampling option of one stage, e.g. sr.steps=8 or "

@@ -4,6 +4,7 @@ the layout `fineimagen eval --images` reads. Each file is written whole (temp + 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -48,13 +49,26 @@ def parse_stage_options(items: list[str]) -> dict:
     return options
 
 
-def generate_to_folder(args) -> int:
+def load_pipeline(args):
+    """The pipeline of `--model` on `--device` (cpu, cuda, cuda:N)."""
+    import torch
+
     from .pipeline import TextToImagePipeline
 
+    device = getattr(args, "device", None) or "cpu"
+    if not (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device)):
+        raise InputError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    if device != "cpu" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device here")
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    return pipe.to(device) if device != "cpu" else pipe
+
+
+def generate_to_folder(args) -> int:
     prompts = read_prompt_lines(args.prompts) if args.prompts else [args.prompt]
     if not prompts[0].strip():
         raise InputError("prompt is empty")
-    pipe = TextToImagePipeline.from_pretrained(args.model)
+    pipe = load_pipeline(args)
     options = dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                    threshold=args.threshold,
                    stage_options=parse_stage_options(args.stage_option))
@@ -157,8 +171,6 @@ def _open_image(path: str, mode: str):
 def edit_files(args) -> int:
     """`fineimagen edit`: prompt-to-prompt, img2img or inpainting; inputs checked before
     anything is written."""
-    from .pipeline import TextToImagePipeline
-
     if (args.source is None) != (args.target is None):
         raise InputError("prompt-to-prompt needs both --from and --to")
     if args.source is not None:
@@ -171,7 +183,7 @@ def edit_files(args) -> int:
     mask = _open_image(args.mask, "L") if args.mask else None
     if not args.prompt.strip():
         raise InputError("prompt is empty")
-    pipe = TextToImagePipeline.from_pretrained(args.model)
+    pipe = load_pipeline(args)
     stage_options = parse_stage_options(args.stage_option)
     options = dict(steps=args.steps, guidance=args.guidance)
     pipe.check_options(stage_options=stage_options, **options)
@@ -189,8 +201,6 @@ def edit_files(args) -> int:
 
 
 def _edit_prompt(args) -> int:
-    from .pipeline import TextToImagePipeline
-
     reweight = {}
     for item in args.reweight:
         word, sep, value = item.rpartition("=")
@@ -200,7 +210,7 @@ def _edit_prompt(args) -> int:
             raise InputError(f"--reweight {item!r}: expected WORD=NUMBER") from None
         if not sep or not word:
             raise InputError(f"--reweight {item!r}: expected WORD=NUMBER")
-    pipe = TextToImagePipeline.from_pretrained(args.model)
+    pipe = load_pipeline(args)
     stage_options = parse_stage_options(args.stage_option)
     sources, targets = pipe.edit_prompt(args.source, args.target, n=args.n, seed=args.seed,
                                         reweight=reweight, stage_options=stage_options,
@@ -220,12 +230,11 @@ def _stage_arg(value: str | None) -> int | str | None:
 
 def upscale_files(args) -> int:
     """`fineimagen upscale`: every input checked before anything is written."""
-    from .pipeline import TextToImagePipeline
 
     images = [_open_image(name, "RGB") for name in args.images]
     if not args.prompt.strip():
         raise InputError("prompt is empty")
-    pipe = TextToImagePipeline.from_pretrained(args.model)
+    pipe = load_pipeline(args)
     stage_options = parse_stage_options(args.stage_option)
     pipe.check_options(stage_options=stage_options)
     stage, last = _stage_arg(args.stage), _stage_arg(args.stages)
