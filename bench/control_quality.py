@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--methods", default="plain,compose,excite,scene,scene_layout")
     parser.add_argument("--layout-step", type=float, default=LAYOUT_STEP,
                         help="scene_layout: the layout-guidance step size")
-    parser.add_argument("--sketch-strength", type=float, default=0.7,
+    parser.add_argument("--sketch-strength", type=float, default=0.4,
                         help="scene control: share of the schedule run from the sketch")
     parser.add_argument("--out", default="bench/results/control_quality")
     args = parser.parse_args()

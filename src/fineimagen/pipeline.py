@@ -121,7 +121,7 @@ class TextToImagePipeline:
         self.aligner = aligner  # scores image-text fit; None when the folder has none
         self.device = torch.device("cpu")
         self.offload = False  # set by `to("cuda")`: one stage on the GPU at a time
-        self.scene_sketch_strength = 0.7  # scene control starts from its layout sketch (SDEdit)
+        self.scene_sketch_strength = 0.4  # scene control starts from its layout sketch (SDEdit)
 
     # ------------------------------------------------------------------ folders
     @classmethod
