@@ -55,13 +55,12 @@ def load_pipeline(args):
 
     from .pipeline import TextToImagePipeline
 
-    device = getattr(args, "device", None) or "cpu"
+    device = args.device
     if not (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device)):
         raise InputError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
     if device != "cpu" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device here")
-    pipe = TextToImagePipeline.from_pretrained(args.model)
-    return pipe.to(device) if device != "cpu" else pipe
+    return TextToImagePipeline.from_pretrained(args.model).to(device)
 
 
 def generate_to_folder(args) -> int:

@@ -244,12 +244,15 @@ class EMA:
     def update(self, module: nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
         for k, v in module.state_dict().items():
-            if self.shadow[k].device != v.device:  # follows the model onto its device
-                self.shadow[k] = self.shadow[k].to(v.device)
             if v.dtype.is_floating_point:
                 self.shadow[k].lerp_(v.float(), 1 - d)
             else:
                 self.shadow[k].copy_(v)
+
+    def to(self, device: torch.device) -> EMA:
+        """Keep the averages where the model trains."""
+        self.shadow = {k: v.to(device) for k, v in self.shadow.items()}
+        return self
 
     def cpu_state(self) -> dict:
         """The averaged weights on the CPU (checkpoints and exports are device-free)."""
@@ -299,6 +302,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if "generator" in state:
         generator.set_state(state["generator"])
     model, optimizer = accelerator.prepare(module, optimizer)
+    ema.to(accelerator.device)
     per_step = cfg.batch_size * cfg.grad_accum
     loader = _loader(cfg, job, accelerator.process_index,
                      accelerator.num_processes, start_index=step * per_step)
