@@ -70,3 +70,17 @@ def test_dataset_image_matches_sample():
     image = next(iter(ShapesDataset(32)))["image"]
     assert torch.allclose((image + 1) * 127.5, torch.from_numpy(sample.image).permute(2, 0, 1)
                           .float(), atol=1e-3)
+
+
+def test_a_share_of_training_captions_state_every_attribute(monkeypatch):
+    from fineimagen.data import shapes
+
+    keeps, real = [], shapes.mention
+    monkeypatch.setattr(shapes, "mention",
+                        lambda scene, rng, keep: keeps.append(keep) or real(scene, rng, keep))
+    for index in range(400):
+        shapes.make_sample(index, 16)
+    exhaustive = sum(k == 1.0 for k in keeps) / len(keeps)
+    assert abs(exhaustive - shapes.EXHAUSTIVE_SHARE) < 0.07
+    partial = [k for k in keeps if k < 1.0]
+    assert min(partial) < 0.1 and max(partial) > 0.9  # bare nouns to nearly everything

@@ -117,3 +117,30 @@ def test_a_second_run_in_one_process_may_change_mixed_precision(tmp_path):
     train(tiny(tmp_path / "a", steps=2, mixed_precision="bf16"), progress=False)
     result = train(tiny(tmp_path / "b", steps=2, mixed_precision="no"), progress=False)
     assert result.step == 2
+
+
+def test_init_fine_tunes_from_a_model_folder(tmp_path):
+    first = train(tiny(tmp_path / "a", steps=3, lr=2e-3), progress=False)
+    tuned = train(tiny(tmp_path / "b", steps=1, lr=1e-9, seed=5, init=str(first.folder)),
+                  progress=False)
+    fresh = train(tiny(tmp_path / "c", steps=1, lr=1e-9, seed=5), progress=False)
+    for part in ("base", "text_encoder"):  # the tiny preset trains its text encoder jointly
+        start, b, c = (load_file(str(Path(r.folder) / part / "model.safetensors"))
+                       for r in (first, tuned, fresh))
+        assert max((start[k].float() - b[k].float()).abs().max() for k in start) < 1e-3
+        assert max((start[k].float() - c[k].float()).abs().max() for k in start) > 0.05
+
+
+def test_init_refuses_what_does_not_fit(tmp_path):
+    first = train(tiny(tmp_path / "a", steps=1), progress=False)
+    with pytest.raises(InputError, match="no model folder"):
+        train(tiny(tmp_path / "b", init=str(tmp_path / "nothing")), progress=False)
+    with pytest.raises(InputError, match="not the aligner"):
+        train(tiny(tmp_path / "b", stage="align", init=str(first.folder)), progress=False)
+    config = Path(first.folder) / "base" / "config.json"
+    saved = json.loads(config.read_text())
+    saved["unet"]["channels"] *= 2
+    config.write_text(json.dumps(saved))
+    with pytest.raises(InputError, match="another base config"):
+        train(tiny(tmp_path / "b", init=str(first.folder)), progress=False)
+    assert not (tmp_path / "b" / "model").exists()

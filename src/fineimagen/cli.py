@@ -88,6 +88,8 @@ def _add_train(commands) -> None:
     train.add_argument("--seed", type=int)
     train.add_argument("--out", help="run folder (checkpoint, metrics, model/)")
     train.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
+    train.add_argument("--init", help="fine-tune: start from this pipeline folder's weights "
+                       "for the stage (its configs must match the preset)")
 
 
 def _add_generate(commands) -> None:

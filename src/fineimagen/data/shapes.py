@@ -22,6 +22,7 @@ from .render import render
 from .scene import Scene, sample_scene
 
 MIN_SIDE, MAX_SIDE = 16, 4096
+EXHAUSTIVE_SHARE = 0.25  # training captions that state every attribute of the scene
 
 
 @dataclass
@@ -44,7 +45,10 @@ def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
     `low_size`, also the same scene rendered at that side (super-resolution pairs)."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     scene, placed = sample_scene(rng, split)
-    said = mention(scene, rng, keep=rng.uniform(0.0, 1.0))  # bare nouns about 1 caption in 5
+    # captions from bare nouns to every attribute: keep ~ U[0, 1] (a bare noun about 1 single
+    # object in 5), and EXHAUSTIVE_SHARE of them state everything (what edits start from)
+    keep = 1.0 if rng.random() < EXHAUSTIVE_SHARE else rng.uniform(0.0, 1.0)
+    said = mention(scene, rng, keep=keep)
     low = render(placed, scene.background, low_size) if low_size else None
     return ShapesSample(render(placed, scene.background, size), caption(said, rng), scene, low)
 

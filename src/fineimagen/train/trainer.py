@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..config import CascadeConfig, ConfigMixin, StageConfig, load_preset
+from ..config import CascadeConfig, ConfigMixin, StageConfig, TextEncoderConfig, load_preset
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..errors import InputError
 from ..models.sr import RegressionSR
@@ -55,6 +55,7 @@ class TrainConfig(ConfigMixin):
     workers: int = 0  # DataLoader worker processes
     crop: int = 0  # SR stages: train on random crops of this side (0: whole images)
     resume: bool = False
+    init: str = ""  # fine-tuning: a pipeline folder holding this stage, whose weights start it
 
 
 class StageModule(nn.Module):
@@ -289,6 +290,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         # a folder repeats its captions every epoch; shapes captions are almost never repeated
         frozen_text = EmbeddingCache(frozen_text) if cfg.data != "shapes" else frozen_text
     module = job.module
+    if cfg.init and not cfg.resume:  # a resumed run's checkpoint already holds its weights
+        init_weights(module, cascade, cfg)
     if cfg.channels_last:
         module = module.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -413,6 +416,32 @@ def export_checkpoint(run: str | Path, folder: str | Path) -> Path:
         return export_aligner(Path(folder), cascade.aligner, state["ema"])
     frozen = not any(k.startswith("text_encoder.") for k in state["ema"])
     return export_pipeline(Path(folder), cascade, cascade.stage(cfg.stage), state["ema"], frozen)
+
+
+def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) -> None:
+    """Start `module` from the stage `cfg.stage` of the pipeline folder `cfg.init`; its stage
+    and text-encoder configs must equal the preset's (else the weights mean something else)."""
+    from ..pipeline import WEIGHTS, load_weights, read_json
+
+    if cfg.stage == "align":
+        raise InputError("--init starts a diffusion or regression stage, not the aligner")
+    root, stage = Path(cfg.init), cascade.stage(cfg.stage)
+    if not root.is_dir():
+        raise InputError(f"--init: no model folder at {root}")
+    saved = read_json(root / stage.name / "config.json", f"--init: {stage.name}/config.json")
+    if StageConfig.from_dict(saved, stage.name).to_dict() != stage.to_dict():
+        raise InputError(f"--init: {root / stage.name} was trained with another "
+                         f"{stage.name} config than the preset {cfg.preset}'s")
+    if stage.kind == "regression":
+        load_weights(module.model, root / stage.name / WEIGHTS, f"--init {stage.name}")
+        return
+    text = read_json(root / "text_encoder/config.json", "--init: text_encoder/config.json")
+    if TextEncoderConfig.from_dict(text, "text_encoder") != cascade.text_encoder:
+        raise InputError(f"--init: {root} has another text encoder than the preset {cfg.preset}")
+    load_weights(module.denoiser.unet, root / stage.name / WEIGHTS, f"--init {stage.name}")
+    if module.text_encoder is not None:
+        load_weights(module.text_encoder, root / "text_encoder" / WEIGHTS,
+                     "--init text_encoder")
 
 
 # ---------------------------------------------------------------------- checkpoints
