@@ -142,6 +142,38 @@ def test_composition_and_regions_follow_the_formula(denoiser):
         assert torch.allclose(regional, denoiser.from_x0(x0, x, t.expand(1)), atol=1e-4)
 
 
+def test_a_term_that_hides_part_of_the_canvas_sees_the_noised_backdrop(denoiser):
+    seen = []
+
+    class Recording:  # the denoiser, its batched input recorded
+        def __call__(self, x, t, c, **extra):
+            seen.append(x.clone())
+            return denoiser(x, t, c, **extra)
+
+        def __getattr__(self, name):
+            return getattr(denoiser, name)
+
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor(400)
+    backdrop = torch.full((1, 3, 16, 16), 0.6)
+    hide = torch.zeros(1, 1, 16, 16)
+    hide[..., 8:] = 1  # the right half
+    terms = [Term(cond(1)), Term(cond(2), 1.0, box_mask((0, 0, 0.5, 1), 16), hide)]
+    comp = Composition(terms, cond(3).null(), guidance=2.0, backdrop=backdrop)
+    with torch.no_grad():
+        both = comp(Recording(), x, t)
+        alone = comp(denoiser, x[1:], t)
+    first, second, uncond = seen[0].view(3, 2, 3, 16, 16)
+    assert torch.equal(first, x) and torch.equal(uncond, x)  # only the hiding term differs
+    assert torch.equal(second[..., :8], x[..., :8])
+    alpha, sigma = denoiser.coefficients(t.view(1))
+    shown = second[..., 8:] - alpha.flatten() * 0.6  # the backdrop diffused to step t
+    assert abs(shown.mean()) < 4 * sigma.item() / shown.numel() ** 0.5
+    assert shown.std().item() == pytest.approx(sigma.item(), rel=0.2)
+    assert torch.allclose(both[1:], alone, atol=1e-5)  # each image depends on itself only
+    with pytest.raises(ValueError, match="need a backdrop"):
+        Composition(terms, cond(3).null(), guidance=2.0)
+
+
 def test_known_region_puts_the_image_back(denoiser):
     known = torch.rand(2, 3, 8, 8) * 2 - 1
     keep = torch.zeros(1, 1, 8, 8)
@@ -206,6 +238,26 @@ def test_scene_control_keeps_the_background_outside_the_boxes(tiny_model):
         assert np.abs(np.asarray(im, int)[outside] - 128).max() <= 1
     again = pipe("two red circles", n=2, seed=1, scene=spec, progress=False)
     assert np.array_equal(np.asarray(again[1]), np.asarray(images[1]))
+
+
+def test_each_scene_region_hides_the_other_regions(tiny_model):
+    from fineimagen.control.build import composition
+    from fineimagen.control.regions import background_image
+
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    spec = {"background": "gray", "objects": [{"shape": "circle", "count": 1},
+                                              {"shape": "star", "count": 2}]}
+    regions = compile_scene(spec, 16, 1).regions
+    comp = composition(pipe, "a circle and two stars", regions, None, 3.0, 0.0,
+                       background_image("gray", 16))
+    assert comp.terms[0].hide is None  # the global prompt sees everything
+    masks = [r.mask for r in regions]
+    for i, term in enumerate(comp.terms[1:]):
+        others = sum(m for j, m in enumerate(masks) if j != i).clamp(max=1)
+        assert torch.allclose(term.hide, others * (1 - masks[i]))
+        assert term.hide.sum() > 0 and (term.hide * masks[i]).max() < 1
+    plain = composition(pipe, "a circle and two stars", regions, None, 3.0, 0.0)
+    assert all(t.hide is None for t in plain.terms)
 
 
 def test_inpainting_keeps_the_unmasked_pixels_and_img2img_stays_close(tiny_model):

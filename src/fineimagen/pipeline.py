@@ -122,6 +122,7 @@ class TextToImagePipeline:
         self.device = torch.device("cpu")
         self.offload = False  # set by `to("cuda")`: one stage on the GPU at a time
         self.scene_sketch_strength = 0.4  # scene control starts from its layout sketch (SDEdit)
+        self.scene_isolation = True  # a scene region's prompt sees the background, not the others
 
     # ------------------------------------------------------------------ folders
     @classmethod
@@ -301,7 +302,7 @@ class TextToImagePipeline:
             prompt = compiled.prompt
             known = background_image(compiled.background, base.resolution)
         comp = composition(self, prompt, regions, negative, settings[0].guidance,
-                           settings[0].threshold)
+                           settings[0].threshold, known if self.scene_isolation else None)
         controls = stage_controls(self, comp, settings, stop)
         controls[0].update = attention_guidance(self, prompt, regions, excite, layout,
                                                 settings[0].steps)

@@ -45,14 +45,21 @@ def encode_clause(pipe, clause: Clause) -> TextCondition:
 
 
 def composition(pipe, prompt: str, regions: list[Region], negative: str | None,
-                guidance: float, threshold: float) -> Composition:
+                guidance: float, threshold: float,
+                backdrop: torch.Tensor | None = None) -> Composition:
     """Global clauses of `prompt`, each region's clauses on its mask, and the negative
-    prompt (else the empty prompt) as the unconditional branch."""
+    prompt (else the empty prompt) as the unconditional branch. With a `backdrop` (x0 of
+    the canvas without objects), each region's clauses see it in place of the other
+    regions (guidance.Composition)."""
     check_regions(regions)
     terms = [Term(encode_clause(pipe, c), c.weight) for c in parse_prompt(prompt)]
-    for region in regions:
-        mask = region.mask.to(pipe.device)
-        terms += [Term(encode_clause(pipe, c), c.weight, mask)
+    masks = [region.mask.to(pipe.device) for region in regions]
+    for i, (region, mask) in enumerate(zip(regions, masks, strict=True)):
+        hide = None
+        if backdrop is not None and len(regions) > 1:
+            others = torch.stack([m for j, m in enumerate(masks) if j != i]).sum(0)
+            hide = others.clamp(max=1) * (1 - mask)
+        terms += [Term(encode_clause(pipe, c), c.weight, mask, hide)
                   for c in parse_prompt(region.prompt)]
     if negative is not None:
         clauses = parse_prompt(negative)
@@ -61,7 +68,8 @@ def composition(pipe, prompt: str, regions: list[Region], negative: str | None,
         uncond = encode_clause(pipe, clauses[0])
     else:
         uncond = terms[0].cond.null()
-    return Composition(terms, uncond, guidance, threshold)
+    return Composition(terms, uncond, guidance, threshold,
+                       None if backdrop is None else backdrop.to(pipe.device))
 
 
 def stage_controls(pipe, comp: Composition, settings: list, stop: int) -> dict:

@@ -8,6 +8,12 @@ region's mask and R = min(1, sum_j m_j): global clauses guide outside the region
 region's clauses inside it, overlapping regions are averaged (Liu et al. 2022, eq. 8;
 Bar-Tal et al. 2023, MultiDiffusion, eq. 5 with masks). Without regions this is eq. 8.
 
+With a known `backdrop` (scenes), a term may `hide` part of the canvas: its prediction out_k
+is made on x_t with that part replaced by the backdrop diffused to step t. A region prompt
+names one object ("a small circle"), and the model reads it as the whole image, so seeing
+the other objects it would predict them away inside its own region; hidden, they are not
+its business.
+
 `KnownRegion` puts a known image back outside a mask after every step (RePaint-style
 inpainting, Lugmayr et al. 2022, eq. 8): x_{t'} <- k * q(x_{t'} | x0_known) + (1 - k) * x_{t'}.
 """
@@ -27,6 +33,7 @@ class Term:
     cond: TextCondition  # one prompt: embeds [1, L, D], mask [1, L]
     weight: float = 1.0  # times the guidance scale; negative pushes away (NOT)
     mask: torch.Tensor | None = None  # [1, 1, H, W] in [0, 1]; None: a global term
+    hide: torch.Tensor | None = None  # [1, 1, H, W]: where this term sees the backdrop
 
 
 def stack_conditions(conds: list[TextCondition]) -> TextCondition:
@@ -41,14 +48,18 @@ class Composition:
     """Weighted global and region terms around one unconditional branch (see module doc)."""
 
     def __init__(self, terms: list[Term], uncond: TextCondition, guidance: float,
-                 threshold: float = 0.0):
+                 threshold: float = 0.0, backdrop: torch.Tensor | None = None):
         if not terms:
             raise ValueError("a composition needs at least one term")
+        if backdrop is None and any(t.hide is not None for t in terms):
+            raise ValueError("terms that hide part of the canvas need a backdrop")
         self.terms, self.uncond = terms, uncond
         self.guidance, self.threshold = guidance, threshold
+        self.backdrop = backdrop  # [1, 3, H, W] x0 in [-1, 1], or None
 
     def resized(self, size: int, guidance: float, threshold: float) -> Composition:
-        """The same terms, region masks at another resolution, another stage's guidance."""
+        """The same terms, region masks at another resolution, another stage's guidance
+        (later stages see the whole canvas: no term hides anything there)."""
         terms = [Term(t.cond, t.weight, None if t.mask is None else
                       F.interpolate(t.mask, size=(size, size), mode="bilinear",
                                     align_corners=False)) for t in self.terms]
@@ -72,7 +83,8 @@ class Composition:
         both = stack_conditions([TextCondition(c.embeds.expand(b, -1, -1), c.mask.expand(b, -1))
                        for c in conds])
         repeated = {name: torch.cat([v] * (k + 1)) for name, v in extra.items()}
-        out = denoiser(torch.cat([x_t] * (k + 1)), torch.cat([tt] * (k + 1)), both,
+        inputs = [self.shown(denoiser, x_t, tt, term, i) for i, term in enumerate(self.terms)]
+        out = denoiser(torch.cat([*inputs, x_t]), torch.cat([tt] * (k + 1)), both,
                        **repeated).float().view(k + 1, b, *x_t.shape[1:])
         out_u = out[k]
         guided = out_u.clone()
@@ -81,6 +93,20 @@ class Composition:
             guided += self.guidance * term.weight * where * (out_k - out_u)
         x0 = threshold_x0(denoiser.to_x0(guided, x_t.float(), tt.long()), self.threshold)
         return denoiser.from_x0(x0, x_t.float(), tt.long())
+
+
+    def shown(self, denoiser: Denoiser, x_t: torch.Tensor, tt: torch.Tensor, term: Term,
+              index: int) -> torch.Tensor:
+        """What term `index` sees: x_t, its hidden part replaced by the backdrop at step t
+        (noise drawn from the step and the term alone: each image still depends only on its
+        own seed)."""
+        if term.hide is None:
+            return x_t
+        seed = int(tt[0]) * 7919 + index
+        noise = torch.randn(self.backdrop.shape[1:], generator=torch.Generator().manual_seed(seed))
+        backdrop = denoiser.noise_augment(self.backdrop.to(x_t), tt, noise.to(x_t))
+        hide = term.hide.to(x_t)
+        return x_t * (1 - hide) + backdrop * hide
 
 
 class KnownRegion:
