@@ -162,14 +162,22 @@ def test_a_term_that_hides_part_of_the_canvas_sees_the_noised_backdrop(denoiser)
     with torch.no_grad():
         both = comp(Recording(), x, t)
         alone = comp(denoiser, x[1:], t)
-    first, second, uncond = seen[0].view(3, 2, 3, 16, 16)
-    assert torch.equal(first, x) and torch.equal(uncond, x)  # only the hiding term differs
-    assert torch.equal(second[..., :8], x[..., :8])
+    first, second, uncond, own_uncond = seen[0].view(4, 2, 3, 16, 16)
+    assert torch.equal(first, x) and torch.equal(uncond, x)  # only the region sees a view
+    assert torch.equal(own_uncond, second) and torch.equal(second[..., :8], x[..., :8])
     alpha, sigma = denoiser.coefficients(t.view(1))
     shown = second[..., 8:] - alpha.flatten() * 0.6  # the backdrop diffused to step t
     assert abs(shown.mean()) < 4 * sigma.item() / shown.numel() ** 0.5
     assert shown.std().item() == pytest.approx(sigma.item(), rel=0.2)
     assert torch.allclose(both[1:], alone, atol=1e-5)  # each image depends on itself only
+    with torch.no_grad():  # inside the region: the view's own guidance, u_k + g (c_k - u_k)
+        tt = t.expand(2).float()
+        c_k, u_k = (denoiser(second, tt, TextCondition(c.embeds.expand(2, -1, -1),
+                                                        c.mask.expand(2, -1))).float()
+                    for c in (cond(2), cond(3).null()))
+        x0 = denoiser.to_x0(u_k + 2.0 * (c_k - u_k), x, t.expand(2)).clamp(-1, 1)
+        expected = denoiser.from_x0(x0, x, t.expand(2))
+    assert torch.allclose(both[..., :7], expected[..., :7], atol=1e-4)
     with pytest.raises(ValueError, match="need a backdrop"):
         Composition(terms, cond(3).null(), guidance=2.0)
 

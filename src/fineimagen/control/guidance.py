@@ -8,11 +8,13 @@ region's mask and R = min(1, sum_j m_j): global clauses guide outside the region
 region's clauses inside it, overlapping regions are averaged (Liu et al. 2022, eq. 8;
 Bar-Tal et al. 2023, MultiDiffusion, eq. 5 with masks). Without regions this is eq. 8.
 
-With a known `backdrop` (scenes), a term may `hide` part of the canvas: its prediction out_k
-is made on x_t with that part replaced by the backdrop diffused to step t. A region prompt
-names one object ("a small circle"), and the model reads it as the whole image, so seeing
-the other objects it would predict them away inside its own region; hidden, they are not
-its business.
+With a known `backdrop` (scenes), a region's terms may `hide` part of the canvas (the other
+regions): they and an unconditional branch of their own are then evaluated on a view of
+x_t with that part replaced by the backdrop diffused to step t, and inside the region
+out_u is that view's u_k, so there the guided prediction is u_k + g w_k (out_k - u_k): the
+object denoised as if alone on the background (MultiDiffusion's per-region denoising). A
+region prompt names one object ("a small circle") and the model reads it as the whole
+image: seeing the other objects, it would predict them away inside its own region.
 
 `KnownRegion` puts a known image back outside a mask after every step (RePaint-style
 inpainting, Lugmayr et al. 2022, eq. 8): x_{t'} <- k * q(x_{t'} | x0_known) + (1 - k) * x_{t'}.
@@ -79,33 +81,45 @@ class Composition:
                  **extra) -> torch.Tensor:
         b, k = x_t.shape[0], len(self.terms)
         tt = (t.expand(b) if t.dim() == 0 else t).float()
-        conds = [term.cond for term in self.terms] + [self.uncond]
+        views = self.views()  # term index -> its view; the region's terms share one
+        firsts = sorted(set(views.values()))
+        seen = {v: self.shown(denoiser, x_t, tt, self.terms[v].hide, v) for v in firsts}
+        inputs = [seen[views[i]] if i in views else x_t for i in range(k)]
+        inputs += [x_t] + [seen[v] for v in firsts]  # the unconditional branch on each view
+        conds = [term.cond for term in self.terms] + [self.uncond] * (1 + len(firsts))
+        n = len(conds)
         both = stack_conditions([TextCondition(c.embeds.expand(b, -1, -1), c.mask.expand(b, -1))
-                       for c in conds])
-        repeated = {name: torch.cat([v] * (k + 1)) for name, v in extra.items()}
-        inputs = [self.shown(denoiser, x_t, tt, term, i) for i, term in enumerate(self.terms)]
-        out = denoiser(torch.cat([*inputs, x_t]), torch.cat([tt] * (k + 1)), both,
-                       **repeated).float().view(k + 1, b, *x_t.shape[1:])
+                                 for c in conds])
+        repeated = {name: torch.cat([v] * n) for name, v in extra.items()}
+        out = denoiser(torch.cat(inputs), torch.cat([tt] * n), both,
+                       **repeated).float().view(n, b, *x_t.shape[1:])
         out_u = out[k]
+        own_u = {v: out[k + 1 + j] for j, v in enumerate(firsts)}
+        weights = self.region_weights(x_t)
         guided = out_u.clone()
-        for term, out_k, where in zip(self.terms, out[:k], self.region_weights(x_t),
-                                      strict=True):
-            guided += self.guidance * term.weight * where * (out_k - out_u)
+        for v in firsts:  # inside a hiding region its own unconditional prediction
+            guided += weights[v] * (own_u[v] - out_u)
+        for i, (term, out_k, where) in enumerate(zip(self.terms, out[:k], weights, strict=True)):
+            u = own_u[views[i]] if i in views else out_u
+            guided += self.guidance * term.weight * where * (out_k - u)
         x0 = threshold_x0(denoiser.to_x0(guided, x_t.float(), tt.long()), self.threshold)
         return denoiser.from_x0(x0, x_t.float(), tt.long())
 
+    def views(self) -> dict[int, int]:
+        """For each hiding term, the first term with the same hide mask (one view each)."""
+        first: dict[int, int] = {}
+        return {i: first.setdefault(id(term.hide), i) for i, term in enumerate(self.terms)
+                if term.hide is not None}
 
-    def shown(self, denoiser: Denoiser, x_t: torch.Tensor, tt: torch.Tensor, term: Term,
-              index: int) -> torch.Tensor:
-        """What term `index` sees: x_t, its hidden part replaced by the backdrop at step t
-        (noise drawn from the step and the term alone: each image still depends only on its
-        own seed)."""
-        if term.hide is None:
-            return x_t
-        seed = int(tt[0]) * 7919 + index
+    def shown(self, denoiser: Denoiser, x_t: torch.Tensor, tt: torch.Tensor,
+              hide: torch.Tensor, view: int) -> torch.Tensor:
+        """A view of x_t: the `hide` part replaced by the backdrop diffused to step t (noise
+        drawn from the step and the view alone: each image still depends only on its own
+        seed)."""
+        seed = int(tt[0]) * 7919 + view
         noise = torch.randn(self.backdrop.shape[1:], generator=torch.Generator().manual_seed(seed))
         backdrop = denoiser.noise_augment(self.backdrop.to(x_t), tt, noise.to(x_t))
-        hide = term.hide.to(x_t)
+        hide = hide.to(x_t)
         return x_t * (1 - hide) + backdrop * hide
 
 
