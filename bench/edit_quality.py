@@ -10,7 +10,8 @@ scene with one attribute (color, shape, size, position, texture, count) changed.
   - seconds per pair against plain sampling of one image (the cost).
 A pair's source is drawn with up to --source-tries seeds (as a user re-rolls) and edited from
 the first that shows its own prompt; pairs without one are counted apart (an edit cannot be
-judged against a wrong start). `source_ok_first_try` is the first seed's rate. Writes edit_quality.json and edit_quality.png.
+judged against a wrong start). `source_ok_first_try` is the first seed's rate.
+Writes edit_quality.json and edit_quality.png.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ def main() -> None:
     summary["slowdown_vs_plain_image"] = summary["seconds_per_pair"] / plain
     print(json.dumps(summary, indent=2))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
-            "stages": args.stages, "source_tries": args.source_tries, "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
+            "stages": args.stages, "source_tries": args.source_tries,
+            "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
     (out / "edit_quality.json").write_text(json.dumps({"meta": meta, "summary": summary,
                                                        "pairs": rows}, indent=2) + "\n")
     plot(summary, out / "edit_quality.png")
