@@ -47,7 +47,8 @@ def stack_conditions(conds: list[TextCondition]) -> TextCondition:
 
 
 class Composition:
-    """Weighted global and region terms around one unconditional branch (see module doc)."""
+    """Weighted global and region terms around an unconditional branch (and one more per
+    region view with a backdrop; see module doc)."""
 
     def __init__(self, terms: list[Term], uncond: TextCondition, guidance: float,
                  threshold: float = 0.0, backdrop: torch.Tensor | None = None):

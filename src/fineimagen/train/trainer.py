@@ -4,7 +4,8 @@ One process on a CPU, several (DDP: gloo on CPU, NCCL on GPU) through `accelerat
 `torchrun`; bf16 autocast; AdamW with linear warmup; EMA; gradient clipping and
 accumulation; atomic checkpoints and exact resume (model, EMA, optimizer, LR schedule, loss
 RNG and step; the data stream restarts at the next sample index); metrics as CSV and a
-loss-curve PNG. The EMA weights are exported as a pipeline folder at the end.
+loss-curve PNG. The EMA weights are exported as a pipeline folder at the end. With `init`, a
+stage starts from another pipeline folder's weights (fine-tuning).
 """
 
 from __future__ import annotations
