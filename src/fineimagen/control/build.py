@@ -54,11 +54,11 @@ def composition(pipe, prompt: str, regions: list[Region], negative: str | None,
     check_regions(regions)
     terms = [Term(encode_clause(pipe, c), c.weight) for c in parse_prompt(prompt)]
     masks = [region.mask.to(pipe.device) for region in regions]
-    for i, (region, mask) in enumerate(zip(regions, masks, strict=True)):
+    total = sum(masks) if masks else None
+    for region, mask in zip(regions, masks, strict=True):
         hide = None
-        if backdrop is not None and len(regions) > 1:
-            others = torch.stack([m for j, m in enumerate(masks) if j != i]).sum(0)
-            hide = others.clamp(max=1) * (1 - mask)
+        if backdrop is not None and len(regions) > 1:  # the other regions, where not this one
+            hide = (total - mask).clamp(0, 1) * (1 - mask)
         terms += [Term(encode_clause(pipe, c), c.weight, mask, hide)
                   for c in parse_prompt(region.prompt)]
     if negative is not None:

@@ -22,7 +22,7 @@ from .render import render
 from .scene import Scene, sample_scene
 
 MIN_SIDE, MAX_SIDE = 16, 4096
-EXHAUSTIVE_SHARE = 0.25  # training captions that state every attribute of the scene
+EXHAUSTIVE_SHARE = 0.25  # training captions that state every attribute of every object
 
 
 @dataclass
