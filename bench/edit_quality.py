@@ -2,7 +2,10 @@
 
 Usage: python bench/edit_quality.py [--model DIR] [--pairs 100] [--stages base|all] [--out DIR]
 Each pair: a held-out scene of one or two groups, its caption, and the caption of the same
-scene with one attribute (color, shape, size, position, texture, count) changed. Reported:
+scene with one attribute (color, shape, size, position, texture, count) changed. Each pair is
+edited both ways, from the same source: `free` (no injection; blend where the predictions
+differ, the default) and `inject` (the source's attention maps for the first steps). Reported
+per way:
   - changed as asked: the edited group's attribute in the edited image has the new value;
   - others kept: every other parsed attribute of the edited image equals the source's;
   - pixel change outside the edit: mean |target - source| (0-255) over pixels farther than
@@ -10,7 +13,8 @@ scene with one attribute (color, shape, size, position, texture, count) changed.
   - seconds per pair against plain sampling of one image (the cost).
 A pair's source is drawn with up to --source-tries seeds (as a user re-rolls) and edited from
 the first that shows its own prompt; pairs without one are counted apart (an edit cannot be
-judged against a wrong start). `source_ok_first_try` is the first seed's rate.
+judged against a wrong start). `source_ok_first_try` is the first seed's rate. For scale,
+`plain_target` is how often the target prompt drawn plainly from the pair's seed is right.
 Writes edit_quality.json and edit_quality.png.
 """
 
@@ -67,6 +71,9 @@ def make_pairs(n: int, seed: int = 0):
     return pairs
 
 
+WAYS = {"free": False, "inject": True}  # edit_prompt's `inject`
+
+
 def judge(attribute, source_scene, target_scene, source_img, target_img) -> dict:
     side = source_img.shape[0]
     ps, pt = parse_image(source_img), parse_image(target_img)
@@ -84,9 +91,31 @@ def judge(attribute, source_scene, target_scene, source_img, target_img) -> dict
         objects |= (abs(xs - obj.x * side) < half) & (abs(ys - obj.y * side) < half)
     far = ~ndimage.binary_dilation(objects, iterations=3)
     diff = np.abs(target_img.astype(int) - source_img.astype(int)).mean(-1)
-    return {"attribute": attribute, "source_ok": bool(is_correct(source_scene, ps, side)),
+    return {"source_ok": bool(is_correct(source_scene, ps, side)),
             "changed": bool(is_correct(target_scene, pt, side)), "kept": bool(kept),
             "outside_change": float(diff[far].mean()) if far.any() else 0.0}
+
+
+def edit_pair(pipe, pair, seeds, folder: Path, index: int) -> tuple[dict, dict]:
+    """Judge one pair both ways from the first seed whose source is right; seconds per way."""
+    attribute, s_scene, t_scene, a, b = pair
+    seconds = dict.fromkeys(WAYS, 0.0)
+    for attempt, seed in enumerate(seeds):
+        row = {"attribute": attribute, "from": a, "to": b, "tries": attempt + 1}
+        for way, inject in WAYS.items():
+            start = time.perf_counter()
+            [src], [tgt] = pipe.edit_prompt(a, b, seed=seed, inject=inject, progress=False)
+            seconds[way] += time.perf_counter() - start
+            row[way] = judge(attribute, s_scene, t_scene, np.asarray(src), np.asarray(tgt))
+            tgt.save(folder / f"{index:03d}_{way}.png")
+        src.save(folder / f"{index:03d}_source.png")
+        row["source_ok"] = row["free"].pop("source_ok") and row["inject"].pop("source_ok")
+        if row["source_ok"] or attempt == len(seeds) - 1:
+            [plain] = pipe(b, seed=seed, progress=False)
+            row["plain_target"] = bool(is_correct(t_scene, parse_image(np.asarray(plain)),
+                                                  plain.width))
+            return row, seconds
+    raise AssertionError("no seeds")
 
 
 def main() -> None:
@@ -103,25 +132,18 @@ def main() -> None:
         pipe.stages = pipe.stages[:1]
     out = Path(args.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    rows, seconds = [], 0.0
-    for i, (attribute, s_scene, t_scene, a, b) in enumerate(make_pairs(args.pairs)):
-        for attempt in range(args.source_tries):
-            start = time.perf_counter()
-            [src], [tgt] = pipe.edit_prompt(a, b, seed=i * args.source_tries + attempt,
-                                            progress=False)
-            seconds += time.perf_counter() - start
-            row = {"from": a, "to": b, "tries": attempt + 1,
-                   **judge(attribute, s_scene, t_scene, np.asarray(src), np.asarray(tgt))}
-            if row["source_ok"]:
-                break
-        src.save(out / "images" / f"{i:03d}_source.png")
-        tgt.save(out / "images" / f"{i:03d}_target.png")
+    rows, seconds = [], dict.fromkeys(WAYS, 0.0)
+    for i, pair in enumerate(make_pairs(args.pairs)):
+        seeds = [i * args.source_tries + k for k in range(args.source_tries)]
+        row, spent = edit_pair(pipe, pair, seeds, out / "images", i)
         rows.append(row)
+        seconds = {way: seconds[way] + spent[way] for way in WAYS}
     edits = sum(r["tries"] for r in rows)
     start = time.perf_counter()
-    for i in range(10):
-        pipe(rows[i]["from"], seed=i, progress=False)
-    plain = (time.perf_counter() - start) / 10
+    timed = rows[:10]
+    for i, row in enumerate(timed):
+        pipe(row["from"], seed=i, progress=False)
+    plain = (time.perf_counter() - start) / len(timed)
     summary = {}
     for attribute in ATTRIBUTES + ("all",):
         sel = [r for r in rows if attribute in ("all", r["attribute"])]
@@ -130,11 +152,16 @@ def main() -> None:
             "pairs": len(sel), "source_ok": len(good) / len(sel),
             "source_ok_first_try": float(np.mean([r["source_ok"] and r["tries"] == 1
                                                   for r in sel])),
-            "changed_as_asked": float(np.mean([r["changed"] for r in good])) if good else None,
-            "others_kept": float(np.mean([r["kept"] for r in good])) if good else None,
-            "outside_change_mean": float(np.mean([r["outside_change"] for r in sel]))}
-    summary["seconds_per_pair"] = seconds / edits  # one edit: source and target
-    summary["slowdown_vs_plain_image"] = summary["seconds_per_pair"] / plain
+            "plain_target": float(np.mean([r["plain_target"] for r in good])) if good else None}
+        for way in WAYS:
+            summary[attribute][way] = {
+                "changed_as_asked": float(np.mean([r[way]["changed"] for r in good]))
+                if good else None,
+                "others_kept": float(np.mean([r[way]["kept"] for r in good])) if good else None,
+                "outside_change_mean": float(np.mean([r[way]["outside_change"] for r in sel]))}
+    for way in WAYS:  # one edit: source and target in one batch
+        summary[f"seconds_per_pair_{way}"] = seconds[way] / edits
+        summary[f"slowdown_vs_plain_image_{way}"] = seconds[way] / edits / plain
     print(json.dumps(summary, indent=2))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
             "stages": args.stages, "source_tries": args.source_tries,
@@ -151,14 +178,19 @@ def plot(summary, path):
     import matplotlib.pyplot as plt
 
     names = [*ATTRIBUTES, "all"]
-    fig, ax = plt.subplots(figsize=(9, 3.4))
-    for j, key in enumerate(("source_ok", "changed_as_asked", "others_kept")):
-        ax.bar(np.arange(len(names)) + 0.27 * j, [summary[n][key] or 0 for n in names], 0.27,
-               label=key.replace("_", " "))
-    ax.set_xticks(np.arange(len(names)) + 0.27, names)
+    bars = [("plain target", lambda n: summary[n]["plain_target"])]
+    for way in WAYS:
+        bars += [(f"{way}: changed", lambda n, w=way: summary[n][w]["changed_as_asked"]),
+                 (f"{way}: kept", lambda n, w=way: summary[n][w]["others_kept"])]
+    width = 0.8 / len(bars)
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    for j, (label, value) in enumerate(bars):
+        ax.bar(np.arange(len(names)) + width * j, [value(n) or 0 for n in names], width,
+               label=label)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title("prompt-to-prompt edits of one attribute")
+    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    ax.set_title("prompt-to-prompt edits of one attribute (sources that showed their prompt)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

@@ -364,7 +364,27 @@ def test_edits_that_cannot_be_mapped_are_refused(tiny_model):
                          progress=False)
 
 
-def test_prompt_to_prompt_keeps_the_source_outside_the_blend(tiny_model):
+def test_prediction_blend_covers_where_the_predictions_differ():
+    from fineimagen.control.attention import EditState, TokenMap
+
+    state = EditState(TokenMap([[0]], [], [], {}), images=2, cross_steps=0, self_steps=0,
+                      blend_from="prediction")
+    x0 = torch.zeros(4, 3, 8, 8)  # rows: source 0, source 1, target 0, target 1
+    x0[2, :, 1:3, 1:3] = 1.0  # target 0 moved something into the top left
+    x0[3, :, 5, 6] = -0.5  # target 1 changed one pixel
+    x0[:, :, 7, 7] += 0.3  # the same in every row: no difference
+    state.add_difference(x0)
+    state.add_difference(x0)
+    mask = state.blend_mask()[:, 0]
+    want0 = torch.zeros(8, 8)
+    want0[0:4, 0:4] = 1  # the changed block, dilated by one pixel
+    want1 = torch.zeros(8, 8)
+    want1[4:7, 5:8] = 1
+    assert torch.equal(mask[0], want0) and torch.equal(mask[1], want1)
+
+
+@pytest.mark.parametrize("inject", [True, False])
+def test_prompt_to_prompt_keeps_the_source_outside_the_blend(tiny_model, inject):
     from fineimagen.control import attention
 
     pipe = TextToImagePipeline.from_pretrained(tiny_model)
@@ -373,14 +393,17 @@ def test_prompt_to_prompt_keeps_the_source_outside_the_blend(tiny_model):
 
     def spy(self, size):
         original(self, size)
-        seen["mask"] = self.blend_mask()
+        seen["mask"], seen["from"] = self.blend_mask(), self.blend_from
+        seen["injected"] = (self.cross_steps, self.self_steps)
 
     attention.EditState.end_step = spy
     try:
         src, tgt = pipe.edit_prompt("a red circle on the left", "a blue circle on the left",
-                                    n=2, seed=3, progress=False)
+                                    n=2, seed=3, inject=inject, progress=False)
     finally:
         attention.EditState.end_step = original
+    assert seen["from"] == ("attention" if inject else "prediction")
+    assert (seen["injected"] != (0, 0)) == inject
     outside = seen["mask"][:, 0].numpy() == 0  # [2, 16, 16]
     assert 0 < outside.mean() < 1
     for k in range(2):
@@ -388,8 +411,28 @@ def test_prompt_to_prompt_keeps_the_source_outside_the_blend(tiny_model):
         assert np.abs(a - b)[outside[k]].max() <= 1
     plain = pipe("a red circle on the left", n=2, seed=3, progress=False)
     assert np.abs(np.asarray(plain[1], int) - np.asarray(src[1], int)).max() <= 2
-    same_src, same_tgt = pipe.edit_prompt("a red circle", "a red circle",
-                                          reweight={"red": 1.0}, seed=1, progress=False)
+
+
+def test_reweighting_the_same_prompt_injects_by_default(tiny_model):
+    from fineimagen.control import attention
+
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    seen = []
+    original = attention.EditState.end_step
+
+    def spy(self, size):
+        original(self, size)
+        seen.append(self.blend_from)
+
+    attention.EditState.end_step = spy
+    try:
+        same_src, same_tgt = pipe.edit_prompt("a red circle", "a red circle",
+                                              reweight={"red": 1.0}, seed=1, progress=False)
+        pipe.edit_prompt("a red circle", "a red square", seed=1, progress=False)
+    finally:
+        attention.EditState.end_step = original
+    steps = len(seen) // 2
+    assert seen == ["attention"] * steps + ["prediction"] * steps
     assert np.array_equal(np.asarray(same_src[0]), np.asarray(same_tgt[0]))
 
 
@@ -398,6 +441,13 @@ def test_edit_cli_prompt_to_prompt(tiny_model, tmp_path, capsys):
     assert main(["edit", "--from", "a red circle at the top", "--to", "a blue circle at the top",
                  "--model", str(tiny_model), "--seed", "3", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["00.png", "00_source.png"]
+    for flag in ("--inject", "--no-inject"):  # the same source either way
+        assert main(["edit", "--from", "a red circle at the top", "--to",
+                     "a red circle at the bottom", flag, "--model", str(tiny_model),
+                     "--seed", "3", "--out", str(tmp_path / flag)]) == 0
+    sources = [np.asarray(Image.open(tmp_path / flag / "00_source.png"))
+               for flag in ("--inject", "--no-inject")]
+    assert np.array_equal(*sources)
     code = main(["edit", "--from", "a red circle", "--model", str(tiny_model),
                  "--out", str(tmp_path / "bad")])
     assert code == 2 and "needs both --from and --to" in capsys.readouterr().err

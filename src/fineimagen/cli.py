@@ -136,6 +136,10 @@ def _add_edit(commands) -> None:
     ed.add_argument("--to", dest="target", help="prompt-to-prompt: the edited prompt")
     ed.add_argument("--reweight", action="append", default=[], metavar="WORD=FACTOR",
                     help="prompt-to-prompt: scale a word's attention; repeatable")
+    ed.add_argument("--inject", action=argparse.BooleanOptionalAction, default=None,
+                    help="prompt-to-prompt: inject the source's attention maps (keeps the "
+                         "layout; default only for --reweight of the same prompt) or draw "
+                         "the edit free and blend where the predictions differ")
     ed.add_argument("--image", help="a square RGB image")
     ed.add_argument("--prompt")
     ed.add_argument("--mask", help="inpainting mask of the image's size (white = repaint)")

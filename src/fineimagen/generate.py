@@ -212,7 +212,8 @@ def _edit_prompt(args) -> int:
     pipe = load_pipeline(args)
     stage_options = parse_stage_options(args.stage_option)
     sources, targets = pipe.edit_prompt(args.source, args.target, n=args.n, seed=args.seed,
-                                        reweight=reweight, stage_options=stage_options,
+                                        reweight=reweight, inject=args.inject,
+                                        stage_options=stage_options,
                                         progress=args.n == 1, steps=args.steps,
                                         guidance=args.guidance)
     out = Path(args.out)

@@ -363,14 +363,17 @@ class TextToImagePipeline:
     def edit_prompt(self, source: str, target: str, n: int = 1, seed: int = 0,
                     cross_replace: float = 0.8, self_replace: float = 0.4,
                     local_blend: bool = True, blend_threshold: float = 0.6,
-                    reweight: dict[str, float] | None = None,
+                    reweight: dict[str, float] | None = None, inject: bool | None = None,
                     stage_options: dict | None = None, progress: bool = True,
                     bf16: bool = True, **base_options) -> tuple[list, list]:
         """Prompt-to-prompt editing (control/attention.py): `n` pairs (source image, edited
         image), pair k drawn from seed `seed + k`. The target's attention maps are the
         source's for the first `cross_replace` (cross) and `self_replace` (self) share of the
         base stage's steps; `reweight` scales words' attention ({"red": 2.0}); the local
-        blend keeps pixels away from the changed words identical at every stage."""
+        blend keeps pixels away from the edit identical at every stage. `inject` False draws
+        the target free from the same noise and blends where the two predictions differ, so
+        an object can also move, grow or multiply; the default injects only for a re-weighting
+        of the same prompt (the bench in README compares both)."""
         from .cascade import StageControl
         from .control.attention import (
             EditState,
@@ -396,13 +399,17 @@ class TextToImagePipeline:
                             ("blend_threshold", blend_threshold)):
             if not 0 <= value <= 1:
                 raise InputError(f"{name} must be in [0, 1], got {value}")
+        if inject is None:
+            inject = source.split() == target.split()
         settings = self.check_options(stage_options=stage_options, **base_options)
         steps = settings[0].steps
+        if not inject:
+            cross_replace = self_replace = 0.0
         tokens = map_tokens(self.text_encoder.token_ids(source),
                             self.text_encoder.token_ids(target),
                             reweight_positions(self.text_encoder, target, reweight or {}))
         state = EditState(tokens, n, round(cross_replace * steps), round(self_replace * steps),
-                          blend_threshold)
+                          blend_threshold, "attention" if inject else "prediction")
         cond = self.encode([source, target]).repeat(n)
         guide = PromptToPrompt(state, cond, settings[0].guidance, settings[0].threshold,
                                self.stages[0].cfg.resolution, local_blend)

@@ -8,6 +8,14 @@ the source:
 M = the changed words' attention (both prompts) summed over steps, averaged over layers and
 heads, min-max normalized, thresholded and dilated by a pixel. (The paper thresholds at 0.3
 of the peak; a small model's word maps are flatter, so the default here is 0.6 of the range.)
+
+Injected maps keep the layout, so an edit of where, how large or how many cannot happen
+under them, and with a small model they also hold back colour and shape. An edit can
+therefore run without injection: both images are drawn from the same noise, and M is where
+the two prompts' predictions of the clean image differ (the mask of DiffEdit, Couairon et
+al. 2022), |x0(target) - x0(source)| summed over the steps so far, normalized and
+thresholded alike; it covers the object's old place and its new one, and everything else
+stays the source's.
 """
 
 from __future__ import annotations
@@ -67,7 +75,7 @@ def check_edit(source_words: list[str], target_words: list[str]) -> None:
     if changed > MAX_CHANGED_SHARE * max(len(source_words), len(target_words)):
         raise InputError(f"the prompts differ in {changed} of "
                          f"{max(len(source_words), len(target_words))} words; prompt-to-prompt "
-                         "maps one prompt's layout onto an edit of a few of its words")
+                         "edits a few words of one prompt")
 
 
 class EditProcessor(AttnProcessor):
@@ -90,6 +98,7 @@ class EditState:
     cross_steps: int  # steps whose cross-attention is replaced
     self_steps: int  # steps whose self-attention is replaced
     blend_threshold: float = 0.6  # local blend: min-max normalized attention above this
+    blend_from: str = "attention"  # or "prediction": where x0(target) and x0(source) differ
     step: int = 0
 
     def __post_init__(self):
@@ -110,13 +119,19 @@ class EditState:
             for j, factor in self.tokens.reweight.items():
                 tgt[..., j] = tgt[..., j] * factor
             edited = self.tokens.edited_target + self.tokens.edited_source
-            if edited:
+            if edited and self.blend_from == "attention":
                 words = torch.cat([probs[b:2 * b][..., self.tokens.edited_target],
                                    src[..., self.tokens.edited_source]], -1)
                 self.maps.append(words.mean(1).amax(-1))  # [B, N]: mean of heads, max of words
         elif self.step < self.self_steps:
             tgt = src
         return torch.cat([src, tgt, probs[2 * b:]])
+
+    def add_difference(self, x0: torch.Tensor) -> None:
+        """Fold |x0(target) - x0(source)| ([2B, C, S, S] predictions) into the blend map."""
+        b = self.images
+        diff = (x0[b:2 * b] - x0[:b]).abs().mean(1, keepdim=True)
+        self.total = diff if self.total is None else self.total + diff
 
     def end_step(self, size: int) -> None:
         """Fold this step's maps of the edited words into the running local-blend map."""
@@ -180,6 +195,8 @@ class PromptToPrompt:
             install(denoiser.unet, None)
         out = out_u + self.guidance * (out_c - out_u)
         x0 = threshold_x0(denoiser.to_x0(out, x_t.float(), tt.long()), self.threshold)
+        if self.state.blend_from == "prediction":
+            self.state.add_difference(x0)
         return denoiser.from_x0(x0, x_t.float(), tt.long())
 
     def callback(self, step: int, t, x: torch.Tensor, t_next) -> torch.Tensor:
