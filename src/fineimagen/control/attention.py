@@ -97,7 +97,7 @@ class EditState:
     images: int  # B: source (and target) images per batch half
     cross_steps: int  # steps whose cross-attention is replaced
     self_steps: int  # steps whose self-attention is replaced
-    blend_threshold: float = 0.6  # local blend: min-max normalized attention above this
+    blend_threshold: float = 0.6  # local blend: min-max normalized map above this
     blend_from: str = "attention"  # or "prediction": where x0(target) and x0(source) differ
     step: int = 0
 
@@ -146,7 +146,8 @@ class EditState:
         self.step += 1
 
     def blend_mask(self) -> torch.Tensor | None:
-        """[B, 1, S, S] in {0, 1}: where the edited words attended so far, dilated by 1 px."""
+        """[B, 1, S, S] in {0, 1}: where the edit acted so far (the edited words' attention or
+        the predictions' difference), dilated by 1 px."""
         if self.total is None:
             return None
         flat = self.total.flatten(1)
