@@ -16,8 +16,10 @@ from fineimagen.control.regions import (
     box_mask,
     check_regions,
     compile_scene,
+    fill_share,
     image_mask,
     named_box,
+    sketch,
 )
 from fineimagen.data import vocab
 from fineimagen.data.captions import POSITION_PHRASES
@@ -233,6 +235,26 @@ def test_scene_compiles_to_one_box_per_object():
                                  int((xs.float().mean() + 0.5) / 32 * 3))
         assert region.prompt.endswith(POSITION_PHRASES[cell][0])
     assert compiled.regions[3].prompt.endswith(POSITION_PHRASES["bottom right"][0])
+
+
+def test_sketch_discs_have_the_shapes_area_where_the_size_is_stated():
+    from fineimagen.data.scene import PlacedObject
+
+    assert fill_share("square") == 1.0 and abs(fill_share("circle") - np.pi / 4) < 0.005
+    assert 0.2 < fill_share("star") < fill_share("triangle") < fill_share("circle")
+    side, extent = 128, 0.25
+    red = torch.tensor(vocab.COLOR_RGB["red"]) / 127.5 - 1
+    gray = torch.tensor(vocab.BACKGROUND_RGB["gray"]) / 127.5 - 1
+
+    def disc_area(shape: str, stated: bool) -> float:  # in px^2, from the blend weights
+        obj = PlacedObject(0, shape, "red", "solid", 0.5, 0.5, extent)
+        image = sketch("gray", [obj], [stated], side)[0]
+        return float(((image[0] - gray[0]) / (red[0] - gray[0])).sum())
+
+    px = extent * side
+    for shape in ("square", "star", "circle"):
+        assert disc_area(shape, True) == pytest.approx(fill_share(shape) * px**2, rel=0.02)
+        assert disc_area(shape, False) == pytest.approx(np.pi * (0.4 * px) ** 2, rel=0.02)
 
 
 # ----------------------------------------------------------------------------- pipeline, CLI

@@ -10,6 +10,8 @@ boxes, laid out as the training data lays objects out) and a known background ou
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,18 +129,34 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
         regions.append(Region(object_phrase(said), box_mask(box, size)))
     check_regions(regions)
     text = prompt or caption(scene, np.random.default_rng(0))
-    return CompiledScene(text, regions, filled.background, sketch(filled, placed, size))
+    sized = [scene.groups[obj.group].size is not None for obj in placed]
+    return CompiledScene(text, regions, filled.background,
+                         sketch(filled.background, placed, sized, size))
 
 
-def sketch(filled: Scene, placed, size: int) -> torch.Tensor:
+@functools.cache
+def fill_share(shape: str) -> float:
+    """The share of its extent's square that a rendered shape covers (circle pi/4)."""
+    from ..data.render import shape_sdf
+
+    grid = (np.arange(200) + 0.5) / 200 - 0.5  # unit-box coordinates
+    u, v = np.meshgrid(grid, grid)
+    return float((shape_sdf(shape, u, v) < 0).mean())
+
+
+def sketch(background: str, placed, sized: list[bool], size: int) -> torch.Tensor:
     """A layout sketch to start sampling from (SDEdit from strokes): the background colour
-    and, per object, a soft disc of its colour over 80% of its extent. Position, size, count
-    and colour are drawn; shape and texture are left to the model."""
-    image = background_image(filled.background, size)[0]
+    and, per object, a soft disc of its colour: of its shape's area where its size was stated
+    (the model draws a shape about the body it is given, so a square needs a wider disc than
+    a star of the same extent), else over 80% of its extent (small discs keep the objects of
+    a group apart). Position, size, count and colour are drawn; shape and texture are left
+    to the model."""
+    image = background_image(background, size)[0]
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres
     xs, ys = grid[None, :], grid[:, None]
-    for obj in placed:
-        radius = 0.4 * obj.size
+    for obj, exact in zip(placed, sized, strict=True):
+        # the disc's area pi r^2 equals the shape's: fill share x extent^2
+        radius = obj.size * (math.sqrt(fill_share(obj.shape) / math.pi) if exact else 0.4)
         inside = (radius - torch.hypot(xs - obj.x, ys - obj.y)) * size + 0.5
         alpha = inside.clamp(0, 1)
         rgb = torch.tensor(vocab.COLOR_RGB[obj.color], dtype=torch.float32) / 127.5 - 1
