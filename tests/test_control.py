@@ -384,6 +384,8 @@ def test_edits_that_cannot_be_mapped_are_refused(tiny_model):
     with pytest.raises(InputError, match="not a word of the target"):
         pipe.edit_prompt("a red circle", "a red circle", reweight={"blue": 2.0},
                          progress=False)
+    with pytest.raises(InputError, match="inject must be True, False or None"):
+        pipe.edit_prompt("a red circle", "a blue circle", inject="yes", progress=False)
 
 
 def test_prediction_blend_covers_where_the_predictions_differ():

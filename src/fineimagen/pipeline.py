@@ -399,6 +399,8 @@ class TextToImagePipeline:
                             ("blend_threshold", blend_threshold)):
             if not 0 <= value <= 1:
                 raise InputError(f"{name} must be in [0, 1], got {value}")
+        if inject not in (None, True, False):
+            raise InputError(f"inject must be True, False or None, got {inject!r}")
         if inject is None:
             inject = source.split() == target.split()
         settings = self.check_options(stage_options=stage_options, **base_options)
