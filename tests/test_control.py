@@ -270,6 +270,27 @@ def test_scene_control_keeps_the_background_outside_the_boxes(tiny_model):
     assert np.array_equal(np.asarray(again[1]), np.asarray(images[1]))
 
 
+def test_a_scene_with_a_count_gets_layout_guidance_unless_asked_otherwise(tiny_model,
+                                                                        monkeypatch):
+    from fineimagen.control import attention_guidance, build
+
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    steps = []
+
+    def spy(pipe, prompt, regions, excite, layout, n_steps):
+        steps.append(layout)
+        return None
+
+    monkeypatch.setattr(build, "attention_guidance", spy)
+    two = {"objects": [{"shape": "circle", "color": "red", "count": 2}]}
+    one = {"objects": [{"shape": "circle", "color": "red"}, {"shape": "star", "count": 1}]}
+    for spec, layout in ((two, 0.0), (one, 0.0), (two, 0.2)):
+        pipe("a scene", scene=spec, layout_guidance=layout, steps=2, progress=False)
+    pipe.scene_count_layout = 0.0
+    pipe("a scene", scene=two, steps=2, progress=False)
+    assert steps == [attention_guidance.LAYOUT_STEP, 0.0, 0.2, 0.0]
+
+
 def test_each_scene_region_hides_the_other_regions(tiny_model):
     from fineimagen.control.build import composition
     from fineimagen.control.regions import background_image

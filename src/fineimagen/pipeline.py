@@ -23,6 +23,7 @@ from PIL import Image
 
 from .cascade import Stage, run_stages
 from .config import CascadeConfig, SamplerConfig, StageConfig, TextEncoderConfig
+from .control.attention_guidance import LAYOUT_STEP
 from .diffusion.denoiser import Denoiser, TextCondition
 from .errors import InputError
 from .files import atomic_folder
@@ -122,6 +123,9 @@ class TextToImagePipeline:
         self.device = torch.device("cpu")
         self.offload = False  # set by `to("cuda")`: one stage on the GPU at a time
         self.scene_sketch_strength = 0.4  # scene control starts from its layout sketch (SDEdit)
+        # layout guidance a scene with a group of several objects gets when none is asked
+        # (objects of a count went missing without it); 0 turns it off
+        self.scene_count_layout = LAYOUT_STEP
         self.scene_isolation = True  # a scene region's prompt sees the background, not the others
 
     # ------------------------------------------------------------------ folders
@@ -293,11 +297,14 @@ class TextToImagePipeline:
             stage_controls,
         )
         from .control.regions import background_image, compile_scene
+        from .data.scene import parse_spec
 
         base = self.stages[0].cfg
         regions, known, compiled = list(regions), None, None
         if scene is not None:
             compiled = compile_scene(scene, base.resolution, seed, prompt or None)
+            if not layout and any((g.count or 1) > 1 for g in parse_spec(scene).groups):
+                layout = self.scene_count_layout
             regions += compiled.regions
             prompt = compiled.prompt
             known = background_image(compiled.background, base.resolution)
