@@ -109,7 +109,7 @@ def edit_pair(pipe, pair, seeds, folder: Path, index: int) -> tuple[dict, dict]:
             row[way] = judge(attribute, s_scene, t_scene, np.asarray(src), np.asarray(tgt))
             tgt.save(folder / f"{index:03d}_{way}.png")
         src.save(folder / f"{index:03d}_source.png")
-        row["source_ok"] = row["free"].pop("source_ok") and row["inject"].pop("source_ok")
+        row["source_ok"] = all([row[way].pop("source_ok") for way in WAYS])  # one source
         if row["source_ok"] or attempt == len(seeds) - 1:
             [plain] = pipe(b, seed=seed, progress=False)
             row["plain_target"] = bool(is_correct(t_scene, parse_image(np.asarray(plain)),

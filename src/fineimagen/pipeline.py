@@ -297,13 +297,12 @@ class TextToImagePipeline:
             stage_controls,
         )
         from .control.regions import background_image, compile_scene
-        from .data.scene import parse_spec
 
         base = self.stages[0].cfg
         regions, known, compiled = list(regions), None, None
         if scene is not None:
             compiled = compile_scene(scene, base.resolution, seed, prompt or None)
-            if not layout and any((g.count or 1) > 1 for g in parse_spec(scene).groups):
+            if not layout and compiled.counted:
                 layout = self.scene_count_layout
             regions += compiled.regions
             prompt = compiled.prompt

@@ -106,6 +106,7 @@ class CompiledScene:
     regions: list[Region]  # one per object
     background: str  # vocab background name, known outside the regions
     sketch: torch.Tensor  # [1, 3, S, S] in [-1, 1]: background and a colour blob per object
+    counted: bool  # some group states a count above one
 
 
 def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
@@ -130,8 +131,9 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     check_regions(regions)
     text = prompt or caption(scene, np.random.default_rng(0))
     sized = [scene.groups[obj.group].size is not None for obj in placed]
+    counted = any((g.count or 1) > 1 for g in scene.groups)
     return CompiledScene(text, regions, filled.background,
-                         sketch(filled.background, placed, sized, size))
+                         sketch(filled.background, placed, sized, size), counted)
 
 
 @functools.cache
