@@ -8,7 +8,7 @@ from PIL import Image
 
 from fineimagen.cascade import Stage, run_stages
 from fineimagen.cli import main
-from fineimagen.config import CascadeConfig, load_preset
+from fineimagen.config import CascadeConfig, RegressionConfig, load_preset
 from fineimagen.diffusion.denoiser import Denoiser, TextCondition
 from fineimagen.errors import InputError
 from fineimagen.models.sr import RegressionSR, upsample
@@ -62,6 +62,37 @@ def test_sr_input_crops_target_and_lowres_alike():
     assert whole is images and up.shape == (3, 3, 32, 32) and up.abs().max() == 0
 
 
+def test_sr_input_keeps_lowres_at_its_side_on_request():
+    images, lowres = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 8, 8)
+    crops, lows = SRInput(low_size=8, crop=16)(images, lowres, torch.Generator().manual_seed(1),
+                                               enlarge=False)
+    assert crops.shape == (3, 3, 16, 16) and lows.shape == (3, 3, 4, 4)
+    for i in range(3):  # the low-res crop covers the target crop's area
+        y, x = next((y, x) for y in range(0, 17, 4) for x in range(0, 17, 4)
+                    if torch.equal(images[i, :, y:y + 16, x:x + 16], crops[i]))
+        assert torch.equal(lowres[i, :, y // 4:y // 4 + 4, x // 4:x // 4 + 4], lows[i])
+
+
+def test_regression_context_sees_whole_objects():
+    """Without the context U-Net an output pixel depends on the input within a few pixels; with
+    it, on low-res pixels across the image."""
+    torch.manual_seed(0)
+    low = torch.rand(1, 3, 16, 16, requires_grad=True)
+    reach = {}
+    for ctx in (0, 8):
+        cfg = RegressionConfig(channels=8, blocks=2, context_channels=ctx, context_levels=3,
+                               context_blocks=1)
+        model = RegressionSR(cfg)
+        torch.nn.init.normal_(model.out.weight, std=0.1)  # not the bilinear start
+        low.grad = None
+        model(low, (64, 64))[0, :, 32, 32].sum().backward()
+        rows, cols = torch.nonzero(low.grad[0].abs().sum(0) > 0, as_tuple=True)
+        reach[ctx] = int(max((rows - 8).abs().max(), (cols - 8).abs().max()))
+    assert reach[0] <= 2 and reach[8] >= 7
+    with pytest.raises(InputError, match="regression context"):
+        RegressionSR(RegressionConfig(context_channels=4, context_levels=0))
+
+
 def test_regression_sr_starts_as_bilinear_and_learns():
     torch.manual_seed(0)
     model = RegressionSR(load_preset("shapes-32-128-regression").stages[1].regression)
@@ -101,6 +132,29 @@ def test_sr_training_run_and_loss_log(tiny_cascade):
     assert len(rows) == 4 and all(np.isfinite(float(r.split(",")[1])) for r in rows)
     index = json.loads((tiny_cascade / "sr" / "model" / "model_index.json").read_text())
     assert index["stages"] == ["sr"]
+
+
+def test_regression_sr_with_context_trains_and_joins_a_cascade(tiny_cascade, tmp_path):
+    """Trained by the trainer (under a trainable text encoder, which it does not read), its
+    folder loads and joins the tiny base's cascade."""
+    cascade = load_preset("tiny").to_dict()
+    cascade["stages"][1] = {"name": "sr", "resolution": 32, "input_resolution": 16,
+                            "kind": "regression",
+                            "regression": {"channels": 8, "blocks": 1, "context_channels": 8,
+                                           "context_levels": 2, "context_blocks": 1}}
+    preset = tmp_path / "regression.json"
+    preset.write_text(json.dumps(cascade))
+    run = train(TrainConfig(out=str(tmp_path / "sr"), preset=str(preset), stage="sr", crop=8,
+                            steps=3, batch_size=4, warmup=1, log_every=1, lr=1e-2,
+                            mixed_precision="no", channels_last=False), progress=False)
+    pipe = TextToImagePipeline.assemble([tiny_cascade / "base" / "model", run.folder])
+    sr = pipe.stages[1].model
+    assert isinstance(sr, RegressionSR) and sr.context is not None
+    assert sr.out.weight.abs().sum() > 0  # trained away from the bilinear start
+    low = torch.rand(2, 3, 16, 16) * 2 - 1
+    out = pipe.stages[1].run(None, [0, 1], pipe.stages[1].settings(), low, torch.device("cpu"))
+    assert out.shape == (2, 3, 32, 32)
+    assert 0 < (out - upsample(low, (32, 32))).abs().mean() < 0.5
 
 
 def test_cascade_runs_every_stage_and_keeps_seeds_apart(tiny_cascade):

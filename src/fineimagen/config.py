@@ -110,6 +110,11 @@ class RegressionConfig(ConfigMixin):
 
     channels: int = 32
     blocks: int = 6  # residual blocks of two 3x3 convs at the output resolution
+    # a small U-Net on the low-res input that sees whole objects (0 channels: none); its
+    # features, enlarged, join the full-resolution stack (where a texture's period falls)
+    context_channels: int = 0
+    context_levels: int = 3  # input side r, r/2, r/4, ...
+    context_blocks: int = 2  # residual blocks per level and path
 
 
 @dataclass

@@ -86,36 +86,41 @@ class RegressionModule(nn.Module):
         self.model, self.sr = model, sr
 
     def forward(self, images, captions, embeds=None, mask=None, generator=None, lowres=None):
-        images, lowres_up = self.sr(images, lowres, generator)
-        return self.model.loss(images, lowres_up)
+        images, lowres = self.sr(images, lowres, generator, enlarge=False)
+        return self.model.loss(images, lowres)
 
 
 @dataclass
 class SRInput:
     """Pairs an SR target with its low-res input: the given low-res image (else the target
     reduced to `low_size`), enlarged to the target's size, and the same random crop of both
-    (offsets on the low-res pixel grid, so a crop sees the phase of a whole image)."""
+    (offsets on the low-res pixel grid, so a crop sees the phase of a whole image). With
+    `enlarge=False` the input stays at its own side, cropped to the same area."""
 
     low_size: int
     crop: int = 0
 
-    def __call__(self, images, lowres, generator):
+    def __call__(self, images, lowres, generator, enlarge: bool = True):
         from ..models.sr import upsample
 
         size = images.shape[-1]
         if lowres is None:
             lowres = F.interpolate(images, size=(self.low_size,) * 2, mode="bilinear",
                                    antialias=True, align_corners=False)
-        up = upsample(lowres, images.shape[-2:])
+        up = upsample(lowres, images.shape[-2:]) if enlarge else lowres
         if not self.crop or self.crop >= size:
             return images, up
         step = size // self.low_size
         offsets = torch.randint(0, (size - self.crop) // step + 1, (images.shape[0], 2),
-                                generator=generator) * step
-        pick = [(slice(None), slice(y, y + self.crop), slice(x, x + self.crop))
-                for y, x in offsets.tolist()]
-        return (torch.stack([im[p] for im, p in zip(images, pick, strict=True)]),
-                torch.stack([u[p] for u, p in zip(up, pick, strict=True)]))
+                                generator=generator)
+        scale, side = (step, self.crop) if enlarge else (1, self.crop // step)
+        return (_crop(images, offsets * step, self.crop), _crop(up, offsets * scale, side))
+
+
+def _crop(images: torch.Tensor, offsets: torch.Tensor, side: int) -> torch.Tensor:
+    """images[i, :, y:y + side, x:x + side] for each row (y, x) of `offsets`."""
+    return torch.stack([im[:, y:y + side, x:x + side]
+                        for im, (y, x) in zip(images, offsets.tolist(), strict=True)])
 
 
 def build_stage(cascade: CascadeConfig, stage: StageConfig, text_dim: int) -> Denoiser:
@@ -177,7 +182,8 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
     if stage.kind == "regression":
         return _Job(RegressionModule(RegressionSR(stage.regression), sr), None,
                     stage.resolution,
-                    lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow, True),
+                    lambda folder, shadow: export_pipeline(
+                        folder, cascade, stage, shadow, True, _untrained_text(cascade)),
                     data)
     text_encoder = build_text_encoder(cascade.text_encoder)
     denoiser = build_stage(cascade, stage, text_encoder.dim)
@@ -384,15 +390,27 @@ def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generato
 
 
 def export_pipeline(folder: Path, cascade: CascadeConfig, stage: StageConfig, shadow: dict,
-                    frozen_text: bool) -> Path:
-    """Write EMA weights (a StageModule state dict) as a pipeline folder (see pipeline.py)."""
+                    frozen_text: bool, text_weights: dict | None = None) -> Path:
+    """Write EMA weights (a StageModule state dict) as a pipeline folder (see pipeline.py);
+    `text_weights` stand in for a text encoder the run did not train."""
     from ..pipeline import save_stage_folder
 
     prefix = "model." if stage.kind == "regression" else "denoiser.unet."
     unet_weights = {k[len(prefix):]: v for k, v in shadow.items() if k.startswith(prefix)}
-    text_weights = {k[len("text_encoder."):]: v for k, v in shadow.items()
-                    if k.startswith("text_encoder.")} if not frozen_text else None
+    if not frozen_text:
+        text_weights = {k[len("text_encoder."):]: v for k, v in shadow.items()
+                        if k.startswith("text_encoder.")}
     return save_stage_folder(folder, cascade, stage, unet_weights, text_weights)
+
+
+def _untrained_text(cascade: CascadeConfig) -> dict | None:
+    """A regression SR run reads no text, but its folder must load: under a trainable text
+    encoder it holds that encoder's seeded initial weights (assemble() keeps the base's)."""
+    if cascade.text_encoder.kind != "trainable":
+        return None
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build_text_encoder(cascade.text_encoder).state_dict()
 
 
 def export_aligner(folder: Path, cfg, shadow: dict) -> Path:
