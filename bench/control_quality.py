@@ -66,14 +66,18 @@ def main() -> None:
     parser.add_argument("--methods", default="plain,compose,excite,scene,scene_layout")
     parser.add_argument("--layout-step", type=float, default=LAYOUT_STEP,
                         help="scene_layout: the layout-guidance step size")
-    parser.add_argument("--sketch-strength", type=float, default=0.4,
-                        help="scene control: share of the schedule run from the sketch")
+    parser.add_argument("--sketch-strength", type=float, default=None,
+                        help="scene control: share of the schedule run from the sketch "
+                             "(default: the pipeline's)")
+    parser.add_argument("--eval-seed", type=int, default=123,
+                        help="held-out eval set to draw (tune on another than you report)")
     parser.add_argument("--out", default="bench/results/control_quality")
     args = parser.parse_args()
     pipe = TextToImagePipeline.from_pretrained(args.model)
-    pipe.scene_sketch_strength = args.sketch_strength
+    if args.sketch_strength is not None:
+        pipe.scene_sketch_strength = args.sketch_strength
     stages = None if args.stages == "all" else 0
-    items = compbench.make_evalset(args.n_prompts, "heldout", seed=123)
+    items = compbench.make_evalset(args.n_prompts, "heldout", seed=args.eval_seed)
     out = Path(args.out)
     results = {}
     for method in args.methods.split(","):
@@ -90,7 +94,8 @@ def main() -> None:
             r["slowdown_vs_plain"] = r["seconds_per_image"] / plain["seconds_per_image"]
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
-            "stages": args.stages, "sketch_strength": args.sketch_strength,
+            "stages": args.stages, "sketch_strength": pipe.scene_sketch_strength,
+            "eval_seed": args.eval_seed,
             "layout_step": args.layout_step,
             "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
     (out / "control_quality.json").write_text(json.dumps({"meta": meta, "results": results},

@@ -7,8 +7,8 @@ Usage: python bench/sr_quality.py [--model DIR] [--regression DIR] [--n 200] [--
    per attribute (texture included, which is unreadable at 32 px).
 2. Public-domain photos shipped by scikit-image (`skimage.data`), centre-cropped, reduced to
    32 px and enlarged to 128 px: PSNR and SSIM against the 128 px photo.
-3. Latency on this machine: one 128 px image through the cascade with the shipped settings,
-   per stage (median of --repeats runs after a warm-up).
+3. Latency on this machine: one 128 px image through each cascade (--model's, and
+   --regression's) with its settings, per stage (median of --repeats runs after a warm-up).
 Writes sr_quality.json and sr_quality.png.
 """
 
@@ -141,7 +141,9 @@ def main() -> None:
         results["photos"][name] = metrics(pic_out, pics)
         print(name, json.dumps(results["shapes"][name]), json.dumps(results["photos"][name]))
     results["parser_on_truth_128"] = parser_agreement(truths, [s.scene for s in samples])
-    results["latency"] = latency(pipe, args.repeats)
+    results["latency"] = {"diffusion SR": latency(pipe, args.repeats)}
+    if args.regression:
+        results["latency"]["regression SR"] = latency(reg, args.repeats)
     print(json.dumps(results["latency"], indent=2))
     results["meta"] = {"date": time.strftime("%Y-%m-%d"), "scenes": args.n,
                        "photos": len(pics), "machine": "2-core CPU (Sapphire Rapids), torch CPU",

@@ -257,6 +257,20 @@ def test_sketch_discs_have_the_shapes_area_where_the_size_is_stated():
         assert disc_area(shape, False) == pytest.approx(np.pi * (0.4 * px) ** 2, rel=0.02)
 
 
+def test_sketch_discs_carry_a_stated_texture():
+    from fineimagen.data.scene import PlacedObject
+    from fineimagen.eval.scenes import parse_image
+
+    for texture in vocab.TEXTURES:
+        obj = PlacedObject(0, "square", "blue", texture, 0.5, 0.5, 0.3)
+        for stated in (True, False):
+            image = sketch("white", [obj], [True], 128, [stated])[0]
+            pixels = ((image.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+            (found,) = parse_image(pixels).groups
+            assert found.texture == (texture if stated else "solid")
+            assert found.color == "blue"
+
+
 # ----------------------------------------------------------------------------- pipeline, CLI
 def test_scene_control_keeps_the_background_outside_the_boxes(tiny_model):
     pipe = TextToImagePipeline.from_pretrained(tiny_model)

@@ -122,7 +122,7 @@ class TextToImagePipeline:
         self.aligner = aligner  # scores image-text fit; None when the folder has none
         self.device = torch.device("cpu")
         self.offload = False  # set by `to("cuda")`: one stage on the GPU at a time
-        self.scene_sketch_strength = 0.4  # scene control starts from its layout sketch (SDEdit)
+        self.scene_sketch_strength = 0.3  # scene control starts from its layout sketch (SDEdit)
         # layout guidance a scene with a group of several objects gets when none is asked
         # (objects of a count went missing without it); 0 turns it off
         self.scene_count_layout = LAYOUT_STEP

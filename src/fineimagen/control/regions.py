@@ -131,9 +131,10 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     check_regions(regions)
     text = prompt or caption(scene, np.random.default_rng(0))
     sized = [scene.groups[obj.group].size is not None for obj in placed]
+    textured = [scene.groups[obj.group].texture is not None for obj in placed]
     counted = any((g.count or 1) > 1 for g in scene.groups)
     return CompiledScene(text, regions, filled.background,
-                         sketch(filled.background, placed, sized, size), counted)
+                         sketch(filled.background, placed, sized, size, textured), counted)
 
 
 @functools.cache
@@ -146,23 +147,34 @@ def fill_share(shape: str) -> float:
     return float((shape_sdf(shape, u, v) < 0).mean())
 
 
-def sketch(background: str, placed, sized: list[bool], size: int) -> torch.Tensor:
+def sketch(background: str, placed, sized: list[bool], size: int,
+           textured: list[bool] | None = None) -> torch.Tensor:
     """A layout sketch to start sampling from (SDEdit from strokes): the background colour
     and, per object, a soft disc of its colour: of its shape's area where its size was stated
     (the model draws a shape about the body it is given, so a square needs a wider disc than
     a star of the same extent), else over 80% of its extent (small discs keep the objects of
-    a group apart). Position, size, count and colour are drawn; shape and texture are left
-    to the model."""
+    a group apart); where its texture was stated, the disc carries that pattern as the data
+    draws it (a solid disc made the model draw solid objects). Position, size, count, colour
+    and stated textures are drawn; the shape is left to the model."""
+    from ..data.render import texture_coverage
+
     image = background_image(background, size)[0]
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres
     xs, ys = grid[None, :], grid[:, None]
-    for obj, exact in zip(placed, sized, strict=True):
+    textured = textured or [False] * len(placed)
+    for obj, exact, patterned in zip(placed, sized, textured, strict=True):
         # the disc's area pi r^2 equals the shape's: fill share x extent^2
         radius = obj.size * (math.sqrt(fill_share(obj.shape) / math.pi) if exact else 0.4)
         inside = (radius - torch.hypot(xs - obj.x, ys - obj.y)) * size + 0.5
         alpha = inside.clamp(0, 1)
-        rgb = torch.tensor(vocab.COLOR_RGB[obj.color], dtype=torch.float32) / 127.5 - 1
-        image = image * (1 - alpha) + rgb[:, None, None] * alpha
+        rgb = torch.tensor(vocab.COLOR_RGB[obj.color], dtype=torch.float32)[:, None, None]
+        if patterned:  # the renderer's dark shade, in the object's own unit-box coordinates
+            u, v = ((xs - obj.x) / obj.size).expand(size, size), (ys - obj.y) / obj.size
+            dark = torch.from_numpy(texture_coverage(obj.texture, u.numpy(),
+                                                     v.expand(size, size).numpy(),
+                                                     obj.size * size)).float()
+            rgb = rgb * (1 - dark * (1 - vocab.TEXTURE_SHADE))
+        image = image * (1 - alpha) + (rgb / 127.5 - 1) * alpha
     return image[None]
 
 
