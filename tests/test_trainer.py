@@ -49,6 +49,27 @@ def test_resume_continues_the_same_run(tmp_path):
     assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_resumed_run_may_extend_its_steps_and_decay_from_there(tmp_path):
+    """`fineimagen train ... --resume --steps N --lr-schedule cosine`: a constant run goes
+    on with the cosine factor of the longer run from the step it stopped at."""
+    from fineimagen.cli import main
+    from fineimagen.train.trainer import lr_factor
+
+    train(tiny(tmp_path / "run", steps=3, lr=1e-3), progress=False)
+    longer = tiny(tmp_path / "run", steps=8, lr=1e-3, lr_schedule="cosine", resume=True)
+    train(longer, progress=False)
+    log = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    rows = [r.split(",") for r in log]
+    assert [int(r[0]) for r in rows] == list(range(1, 9))
+    lrs = [float(r[3]) for r in rows]
+    first = [1e-3 * lr_factor(tiny("x"), s) for s in range(1, 4)]
+    assert lrs[:3] == pytest.approx(first, rel=1e-2)
+    assert lrs[3:] == pytest.approx([1e-3 * lr_factor(longer, s) for s in range(4, 9)],
+                                    rel=1e-2)
+    assert lrs[-1] < lrs[3] < lrs[2]
+    assert main(["train", "--lr-schedule", "step"]) == 2  # argparse's choices
+
+
 def test_checkpoint_exports_the_same_model(tmp_path):
     result = train(tiny(tmp_path / "run"), progress=False)
     exported = export_checkpoint(tmp_path / "run", tmp_path / "exported")

@@ -80,6 +80,9 @@ def _add_train(commands) -> None:
     train.add_argument("--batch-size", type=int, dest="batch_size")
     train.add_argument("--grad-accum", type=int, dest="grad_accum")
     train.add_argument("--lr", type=float)
+    train.add_argument("--lr-schedule", choices=("constant", "cosine"), dest="lr_schedule",
+                       help="after warmup (a resumed run may change it: the decay starts "
+                            "from the step it resumes at)")
     train.add_argument("--ema-decay", type=float, dest="ema_decay")
     train.add_argument("--mixed-precision", choices=("bf16", "no"), dest="mixed_precision")
     train.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
