@@ -156,7 +156,7 @@ def sketch(background: str, placed, sized: list[bool], size: int,
     a group apart); where its texture was stated, the disc carries that pattern as the data
     draws it (a solid disc made the model draw solid objects). Position, size, count, colour
     and stated textures are drawn; the shape is left to the model."""
-    from ..data.render import texture_coverage
+    from ..data.render import shade, texture_coverage
 
     image = background_image(background, size)[0]
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres
@@ -169,11 +169,10 @@ def sketch(background: str, placed, sized: list[bool], size: int,
         alpha = inside.clamp(0, 1)
         rgb = torch.tensor(vocab.COLOR_RGB[obj.color], dtype=torch.float32)[:, None, None]
         if patterned:  # the renderer's dark shade, in the object's own unit-box coordinates
-            u, v = ((xs - obj.x) / obj.size).expand(size, size), (ys - obj.y) / obj.size
-            dark = torch.from_numpy(texture_coverage(obj.texture, u.numpy(),
-                                                     v.expand(size, size).numpy(),
-                                                     obj.size * size)).float()
-            rgb = rgb * (1 - dark * (1 - vocab.TEXTURE_SHADE))
+            u = ((xs - obj.x) / obj.size).expand(size, size).numpy()
+            v = ((ys - obj.y) / obj.size).expand(size, size).numpy()
+            dark = torch.from_numpy(texture_coverage(obj.texture, u, v, obj.size * size))
+            rgb = shade(rgb, dark.float())
         image = image * (1 - alpha) + (rgb / 127.5 - 1) * alpha
     return image[None]
 

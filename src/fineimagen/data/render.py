@@ -126,6 +126,12 @@ def _stamp(shape, texture, side_q, fx, fy):
 _cached_stamp = lru_cache(maxsize=8192)(_stamp)
 
 
+def shade(light, dark):
+    """An object's colour where the texture's dark shade covers `dark` of a pixel (arrays or
+    tensors that broadcast)."""
+    return light * (1 - dark * (1 - vocab.TEXTURE_SHADE))
+
+
 def render(objects: list[PlacedObject], background: str, size: int) -> np.ndarray:
     """Render placed objects on a background: uint8 [size, size, 3]."""
     canvas = np.empty((size, size, 3), np.float32)
@@ -140,7 +146,7 @@ def render(objects: list[PlacedObject], background: str, size: int) -> np.ndarra
         yb, xb = min(y0 + h, size), min(x0 + w, size)
         a = alpha[ya - y0 : yb - y0, xa - x0 : xb - x0, None]
         d = dark[ya - y0 : yb - y0, xa - x0 : xb - x0, None]
-        color = light * (1 - d * (1 - vocab.TEXTURE_SHADE))
+        color = shade(light, d)
         region = canvas[ya:yb, xa:xb]
         region += a * (color - region)
     return np.rint(canvas).astype(np.uint8)

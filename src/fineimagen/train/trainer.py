@@ -180,10 +180,11 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
                              start=start, low_size=low)
 
     if stage.kind == "regression":
+        text_weights = _untrained_text(cascade)  # once, not at every export
         return _Job(RegressionModule(RegressionSR(stage.regression), sr), None,
                     stage.resolution,
-                    lambda folder, shadow: export_pipeline(
-                        folder, cascade, stage, shadow, True, _untrained_text(cascade)),
+                    lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow, True,
+                                                           text_weights),
                     data)
     text_encoder = build_text_encoder(cascade.text_encoder)
     denoiser = build_stage(cascade, stage, text_encoder.dim)
