@@ -30,6 +30,7 @@ from fineimagen.data.contrast import make_contrast_sample
 from fineimagen.eval import compbench
 from fineimagen.eval.scenes import parse_image
 from fineimagen.pipeline import TextToImagePipeline, from_pil
+from machine import describe  # bench/ is on sys.path when a bench script runs
 
 
 @torch.no_grad()
@@ -117,7 +118,7 @@ def main() -> None:
                        "pairs": args.pairs, "prompts": args.prompts,
                        "images_per_prompt": args.images_per_prompt, "rerank": args.rerank,
                        "stages": args.stages,
-                       "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
+                       "machine": describe()}
     (out / "aligner_quality.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.rerank, out / "aligner_quality.png")
 

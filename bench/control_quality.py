@@ -22,6 +22,7 @@ from fineimagen.control.regions import object_phrase
 from fineimagen.data.scene import Group
 from fineimagen.eval import compbench
 from fineimagen.pipeline import TextToImagePipeline
+from machine import describe  # bench/ is on sys.path when a bench script runs
 from model_quality import plot  # bench/ is on sys.path when a bench script runs
 
 
@@ -97,7 +98,7 @@ def main() -> None:
             "stages": args.stages, "sketch_strength": pipe.scene_sketch_strength,
             "eval_seed": args.eval_seed,
             "layout_step": args.layout_step,
-            "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
+            "machine": describe()}
     (out / "control_quality.json").write_text(json.dumps({"meta": meta, "results": results},
                                                          indent=2) + "\n")
     plot(results, out / "control_quality.png",

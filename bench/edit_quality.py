@@ -38,6 +38,7 @@ from fineimagen.eval.compbench import is_correct
 from fineimagen.eval.scenes import MIN_TEXTURE_SIDE, parse_image
 from fineimagen.eval.selftest import match_groups, truth_groups
 from fineimagen.pipeline import TextToImagePipeline
+from machine import describe  # bench/ is on sys.path when a bench script runs
 
 ATTRIBUTES = ("color", "shape", "size", "position", "texture", "count")
 
@@ -165,7 +166,7 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
             "stages": args.stages, "source_tries": args.source_tries,
-            "machine": "2-core CPU (Sapphire Rapids), torch CPU"}
+            "machine": describe()}
     (out / "edit_quality.json").write_text(json.dumps({"meta": meta, "summary": summary,
                                                        "pairs": rows}, indent=2) + "\n")
     plot(summary, out / "edit_quality.png")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fineimagen.eval import compbench
 from fineimagen.pipeline import TextToImagePipeline
+from machine import describe  # bench/ is on sys.path when a bench script runs
 
 
 def generate(pipe, items, n, guidance, folder: Path, batch: int = 64, seed: int = 0):
@@ -54,7 +55,7 @@ def main() -> None:
         print(compbench.format_table(scores))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
-            "model_defaults": vars(pipe.check_options()[0])}
+            "model_defaults": vars(pipe.check_options()[0]), "machine": describe()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "model_quality.json").write_text(json.dumps({"meta": meta, "results": results},
                                                        indent=2) + "\n")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from fineimagen.data import render as render_module  # noqa: E402
 from fineimagen.data import vocab  # noqa: E402
 from fineimagen.data.render import POLYGONS, render  # noqa: E402
 from fineimagen.data.scene import sample_scene  # noqa: E402
+from machine import describe  # noqa: E402  (bench/ is on sys.path)
 
 TARGETS = {32: 2000, 128: 300}
 
@@ -76,8 +76,8 @@ def main() -> None:
               f"PIL 4x {pil:8.0f}; {warm / TARGETS[size]:.2f}x target, {warm / pil:.2f}x PIL")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or
-            platform.machine(), "scenes": args.n, "threads": 1}
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": describe(), "scenes": args.n,
+            "threads": 1}
     (out / "render_throughput.json").write_text(json.dumps({"meta": meta, "rows": rows},
                                                            indent=2) + "\n")
     plot(rows, out / "render_throughput.png")

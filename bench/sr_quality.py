@@ -8,7 +8,7 @@ Usage: python bench/sr_quality.py [--model DIR] [--regression DIR] [--n 200] [--
 2. Public-domain photos shipped by scikit-image (`skimage.data`), centre-cropped, reduced to
    32 px and enlarged to 128 px: PSNR and SSIM against the 128 px photo.
 3. Latency on this machine: one 128 px image through each cascade (--model's, and
-   --regression's) with its settings, per stage (median of --repeats runs after a warm-up).
+   --regression's) with its settings, per stage (bench/latency.py, default precision).
 Writes sr_quality.json and sr_quality.png.
 """
 
@@ -28,6 +28,8 @@ from fineimagen.data.shapes import make_sample
 from fineimagen.eval.scenes import parse_image
 from fineimagen.eval.selftest import match_groups, truth_groups
 from fineimagen.pipeline import TextToImagePipeline
+from latency import latency  # bench/ is on sys.path when a bench script runs
+from machine import describe
 
 
 def bicubic(images: list[Image.Image], size: int) -> list[Image.Image]:
@@ -89,27 +91,6 @@ def photos(size: int) -> list[Image.Image]:
     return out
 
 
-def latency(pipe, repeats: int) -> dict:
-    pipe("a large blue star in the center", seed=0, progress=False)  # warm-up
-    per_stage = {s.name: [] for s in pipe.stages}
-    totals = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        pipe("a large blue star in the center", seed=r, progress=False)  # the whole cascade
-        totals.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        low = pipe("a large blue star in the center", seed=r, progress=False, stages=0)
-        per_stage[pipe.stages[0].name].append(time.perf_counter() - start)
-        for i, s in enumerate(pipe.stages[1:], start=1):
-            start = time.perf_counter()
-            low = pipe.upscale(low, "a large blue star in the center", seed=r, stage=i,
-                               stages=i, progress=False)
-            per_stage[s.name].append(time.perf_counter() - start)
-    return {"seconds_total": float(np.median(totals)),
-            "seconds_per_stage": {k: float(np.median(v)) for k, v in per_stage.items()},
-            "settings": {s.name: vars(s.settings()) for s in pipe.stages}}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="pipeline with a diffusion SR stage (default: shipped)")
@@ -146,7 +127,7 @@ def main() -> None:
         results["latency"]["regression SR"] = latency(reg, args.repeats)
     print(json.dumps(results["latency"], indent=2))
     results["meta"] = {"date": time.strftime("%Y-%m-%d"), "scenes": args.n,
-                       "photos": len(pics), "machine": "2-core CPU (Sapphire Rapids), torch CPU",
+                       "photos": len(pics), "machine": describe(),
                        "model": args.model or "shipped", "regression": args.regression}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

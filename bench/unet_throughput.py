@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fineimagen.config import load_preset
 from fineimagen.models.unet import EfficientUNet
+from machine import describe  # bench/ is on sys.path when a bench script runs
 
 TEXT_LEN, TEXT_DIM, SAMPLER_STEPS = 24, 384, 20
 
@@ -201,7 +202,7 @@ def main() -> None:
             continue
         models[peer_name] = peer
     print("; ".join(f"{name}: {count(m) / 1e6:.2f} M params" for name, m in models.items()))
-    results = {"meta": {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+    results = {"meta": {"date": time.strftime("%Y-%m-%d"), "machine": describe(),
                         "threads": torch.get_num_threads(), "batch": args.batch,
                         "device": (torch.cuda.get_device_name() if args.device == "cuda"
                                    else platform.processor() or "cpu"),

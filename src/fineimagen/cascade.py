@@ -16,6 +16,7 @@ from .diffusion.denoiser import Denoiser, TextCondition
 from .diffusion.sampling import check_sampling, denoise, initial_noise
 from .errors import InputError
 from .models.sr import RegressionSR, upsample
+from .precision import use_bf16 as resolve_bf16
 
 STAGE_SEED_STRIDE = 7_000_003  # seed offset between the stages of one image
 AUG_SEED_OFFSET = 3_500_017  # the SR input's augmentation noise, apart from any image's seeds
@@ -70,11 +71,12 @@ class Stage:
 
     def run(self, cond: TextCondition, seeds: list[int], settings: SamplerConfig,
             lowres: torch.Tensor | None, device: torch.device, progress: bool = True,
-            bf16: bool = True, control: StageControl | None = None) -> torch.Tensor:
-        """[len(seeds), 3, R, R] in about [-1, 1]; SR stages enlarge `lowres` [B, 3, r, r]."""
+            bf16: bool | None = None, control: StageControl | None = None) -> torch.Tensor:
+        """[len(seeds), 3, R, R] in about [-1, 1]; SR stages enlarge `lowres` [B, 3, r, r].
+        `bf16`: autocast on the CPU (None: where the CPU computes bf16 natively)."""
         control = control or StageControl()
         size = (self.cfg.resolution, self.cfg.resolution)
-        use_bf16 = bf16 and device.type == "cpu"  # the CPU fast path (DESIGN.md)
+        use_bf16 = device.type == "cpu" and resolve_bf16(bf16)  # the CPU fast path
         if self.is_sr and lowres is None:
             raise InputError(f"stage {self.name!r} enlarges an image: give one")
         if isinstance(self.model, RegressionSR):
@@ -114,7 +116,7 @@ def stage_seeds(seeds: list[int], index: int) -> list[int]:
 
 def run_stages(stages: list[Stage], cond: TextCondition, seeds: list[int],
                settings: list[SamplerConfig], x: torch.Tensor | None, start: int, stop: int,
-               device: torch.device, progress: bool = True, bf16: bool = True,
+               device: torch.device, progress: bool = True, bf16: bool | None = None,
                offload: bool = False, controls: dict[int, StageControl] | None = None
                ) -> dict[str, torch.Tensor]:
     """Run stages start..stop-1 (SR stages on `x`, the previous output); each stage's output

@@ -84,7 +84,9 @@ def _add_train(commands) -> None:
                        help="after warmup (a resumed run may change it: the decay starts "
                             "from the step it resumes at)")
     train.add_argument("--ema-decay", type=float, dest="ema_decay")
-    train.add_argument("--mixed-precision", choices=("bf16", "no"), dest="mixed_precision")
+    train.add_argument("--mixed-precision", choices=("auto", "bf16", "no"),
+                       dest="mixed_precision", help="auto (default): bf16 where the hardware "
+                       "computes it natively, else fp32")
     train.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
     train.add_argument("--workers", type=int)
     train.add_argument("--crop", type=int, help="SR stages: train on random crops of this side")
@@ -160,6 +162,9 @@ def _add_edit(commands) -> None:
 
 def _add_stage_options(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="CPU arithmetic; auto (default): bf16 where the CPU computes it "
+                             "natively (AVX-512 BF16, AMX), else fp32")
     parser.add_argument("--stage-option", action="append", default=[], dest="stage_option",
                         metavar="STAGE.KEY=VALUE",
                         help="a sampling option of one stage, e.g. sr.steps=8 or "

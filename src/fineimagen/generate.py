@@ -63,6 +63,11 @@ def load_pipeline(args):
     return TextToImagePipeline.from_pretrained(args.model).to(device)
 
 
+def bf16_choice(args) -> bool | None:
+    """`--precision` as the pipeline's `bf16` argument (None: auto)."""
+    return {"auto": None, "bf16": True, "fp32": False}[args.precision]
+
+
 def generate_to_folder(args) -> int:
     prompts = read_prompt_lines(args.prompts) if args.prompts else [args.prompt]
     if not prompts[0].strip():
@@ -88,7 +93,8 @@ def generate_to_folder(args) -> int:
     for start in tqdm(chunks, desc="generating", disable=len(chunks) == 1, unit="batch"):
         chunk = prompts[start:start + per_batch]
         images = pipe(chunk, n=args.n, seed=args.seed + start * args.n,
-                      progress=len(chunks) == 1, rerank=args.rerank, stages=last, **options)
+                      progress=len(chunks) == 1, rerank=args.rerank, stages=last,
+                      bf16=bf16_choice(args), **options)
         for j, image in enumerate(images):
             index, k = start + j // args.n, j % args.n
             _save_png(image, out / f"{index:05d}_{k}.png")
@@ -149,7 +155,8 @@ def _generate_controlled(args, pipe, prompts, control, options, last, out: Path)
     for index in tqdm(range(len(prompts)), desc="generating", disable=len(prompts) == 1):
         extra = dict(control, scene=scenes[index]) if scenes else control
         images = pipe(prompts[index], n=args.n, seed=args.seed + index * args.n,
-                      progress=len(prompts) == 1, stages=last, **options, **extra)
+                      progress=len(prompts) == 1, stages=last, bf16=bf16_choice(args),
+                      **options, **extra)
         for k, image in enumerate(images):
             _save_png(image, out / f"{index:05d}_{k}.png")
             written += 1
@@ -191,7 +198,8 @@ def edit_files(args) -> int:
                          f"{image.width}x{image.height}: they must match")
     images = pipe.edit(image, args.prompt, mask=mask, strength=args.strength, n=args.n,
                        seed=args.seed, negative_prompt=args.negative,
-                       stage_options=stage_options, progress=args.n == 1, **options)
+                       stage_options=stage_options, progress=args.n == 1,
+                       bf16=bf16_choice(args), **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k, im in enumerate(images):
@@ -215,7 +223,7 @@ def _edit_prompt(args) -> int:
                                         reweight=reweight, inject=args.inject,
                                         stage_options=stage_options,
                                         progress=args.n == 1, steps=args.steps,
-                                        guidance=args.guidance)
+                                        guidance=args.guidance, bf16=bf16_choice(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k, (a, b) in enumerate(zip(sources, targets, strict=True)):
@@ -239,7 +247,8 @@ def upscale_files(args) -> int:
     pipe.check_options(stage_options=stage_options)
     stage, last = _stage_arg(args.stage), _stage_arg(args.stages)
     outputs = pipe.upscale(images, args.prompt, seed=args.seed, stage=stage, stages=last,
-                           stage_options=stage_options, progress=len(images) == 1)
+                           stage_options=stage_options, progress=len(images) == 1,
+                           bf16=bf16_choice(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, image in zip(args.images, outputs, strict=True):

@@ -220,7 +220,7 @@ class TextToImagePipeline:
     def __call__(self, prompt: str | list[str], n: int = 1, seed: int = 0,
                  sampler: str | None = None, steps: int | None = None,
                  guidance: float | None = None, threshold: float | None = None,
-                 progress: bool = True, bf16: bool = True, rerank: int = 1,
+                 progress: bool = True, bf16: bool | None = None, rerank: int = 1,
                  stages: int | str | None = None, stage_options: dict | None = None,
                  return_stages: bool = False, negative_prompt: str | None = None,
                  regions: list | None = None, scene: dict | str | None = None,
@@ -232,7 +232,8 @@ class TextToImagePipeline:
         to run (name or index; default: all). With `rerank` N > 1, the base image j is the
         best by `score` of N candidates drawn with seeds `seed + j + k * RERANK_SEED_STRIDE`,
         k < N (k = 0 is the image drawn without rerank). With `return_stages`, returns
-        (images, {stage name: images}).
+        (images, {stage name: images}). `bf16`: autocast on the CPU; None (default) uses it
+        only where the CPU computes bf16 natively (precision.py), as every method here does.
 
         Control (`control/`): a prompt may carry word weights and AND / NOT clauses;
         `negative_prompt` replaces the unconditional branch; `regions` (control.regions.Region)
@@ -326,7 +327,8 @@ class TextToImagePipeline:
     def edit(self, image: Image.Image, prompt: str, mask: Image.Image | None = None,
              strength: float | None = None, n: int = 1, seed: int = 0,
              negative_prompt: str | None = None, stage_options: dict | None = None,
-             progress: bool = True, bf16: bool = True, **base_options) -> list[Image.Image]:
+             progress: bool = True, bf16: bool | None = None,
+             **base_options) -> list[Image.Image]:
         """Image-guided generation through the cascade: img2img (SDEdit) with `strength`
         (default 0.6), or inpainting with `mask` (white: repaint; the rest is kept at every
         stage; default strength 1)."""
@@ -371,7 +373,7 @@ class TextToImagePipeline:
                     local_blend: bool = True, blend_threshold: float = 0.6,
                     reweight: dict[str, float] | None = None, inject: bool | None = None,
                     stage_options: dict | None = None, progress: bool = True,
-                    bf16: bool = True, **base_options) -> tuple[list, list]:
+                    bf16: bool | None = None, **base_options) -> tuple[list, list]:
         """Prompt-to-prompt editing (control/attention.py): `n` pairs (source image, edited
         image), pair k drawn from seed `seed + k`. The target's attention maps are the
         source's for the first `cross_replace` (cross) and `self_replace` (self) share of the
@@ -435,7 +437,7 @@ class TextToImagePipeline:
     def upscale(self, images: list[Image.Image], prompt: str | list[str], seed: int = 0,
                 stage: int | str = 1, stages: int | str | None = None,
                 stage_options: dict | None = None, progress: bool = True,
-                bf16: bool = True) -> list[Image.Image]:
+                bf16: bool | None = None) -> list[Image.Image]:
         """Run the SR stages from `stage` (through `stages`, default the last) on given
         images: square RGB, at most the stage's output side, resized to its input side."""
         start = self.stage_index(stage)

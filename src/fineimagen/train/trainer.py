@@ -1,11 +1,11 @@
 """Training of one cascade stage (or the aligner) per run, through Hugging Face Accelerate.
 
 One process on a CPU, several (DDP: gloo on CPU, NCCL on GPU) through `accelerate launch` or
-`torchrun`; bf16 autocast; AdamW with linear warmup; EMA; gradient clipping and
-accumulation; atomic checkpoints and exact resume (model, EMA, optimizer, LR schedule, loss
-RNG and step; the data stream restarts at the next sample index); metrics as CSV and a
-loss-curve PNG. The EMA weights are exported as a pipeline folder at the end. With `init`, a
-stage starts from another pipeline folder's weights (fine-tuning).
+`torchrun`; bf16 autocast where the hardware has it (precision.py); AdamW with linear warmup;
+EMA; gradient clipping and accumulation; atomic checkpoints and exact resume (model, EMA,
+optimizer, LR schedule, loss RNG and step; the data stream restarts at the next sample index);
+metrics as CSV and a loss-curve PNG. The EMA weights are exported as a pipeline folder at the
+end. With `init`, a stage starts from another pipeline folder's weights (fine-tuning).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .. import precision
 from ..config import CascadeConfig, ConfigMixin, StageConfig, TextEncoderConfig, load_preset
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..errors import InputError
@@ -48,7 +49,7 @@ class TrainConfig(ConfigMixin):
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    mixed_precision: str = "bf16"  # bf16 | no
+    mixed_precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | no
     channels_last: bool = True
     checkpoint_every: int = 500
     log_every: int = 10
@@ -149,8 +150,7 @@ def _check(cfg: TrainConfig) -> None:
             raise InputError(f"{name} must be positive, got {getattr(cfg, name)}")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise InputError(f"lr must be a positive number, got {cfg.lr}")
-    if cfg.mixed_precision not in ("bf16", "no"):
-        raise InputError(f"mixed_precision must be bf16 or no, got {cfg.mixed_precision!r}")
+    precision.mixed_precision(cfg.mixed_precision)  # a bad name raises
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
                          f"got {cfg.lr_schedule!r}")
@@ -287,7 +287,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     cascade = load_preset(cfg.preset)
     if cfg.stage != "align":
         cascade.stage(cfg.stage)  # an unknown stage fails before any process group starts
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    accelerator = Accelerator(mixed_precision=precision.mixed_precision(cfg.mixed_precision,
+                                                                        device),
                               gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())  # cpu=True: DDP over gloo
     set_seed(cfg.seed, device_specific=False)  # identical initial weights on every rank

@@ -1,0 +1,93 @@
+"""Latency of one 128 px image through a cascade on this machine, in fp32 and in bf16
+autocast side by side, per stage (median of --repeats runs after a warm-up), and which of the
+two the pipeline's default (`bf16=None`, precision.py) picks here.
+
+Usage: python bench/latency.py [--model DIR] [--repeats 5] [--out DIR]
+Writes latency.json and latency.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fineimagen.pipeline import TextToImagePipeline
+from fineimagen.precision import use_bf16
+from machine import describe  # bench/ is on sys.path when a bench script runs
+
+PROMPT = "a large blue star in the center"
+
+
+def latency(pipe, repeats: int, bf16: bool | None = None) -> dict:
+    """Median seconds for the whole cascade and for each stage run alone."""
+    pipe(PROMPT, seed=0, progress=False, bf16=bf16)  # warm-up
+    per_stage = {s.name: [] for s in pipe.stages}
+    totals = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        pipe(PROMPT, seed=r, progress=False, bf16=bf16)  # the whole cascade
+        totals.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        low = pipe(PROMPT, seed=r, progress=False, stages=0, bf16=bf16)
+        per_stage[pipe.stages[0].name].append(time.perf_counter() - start)
+        for i, s in enumerate(pipe.stages[1:], start=1):
+            start = time.perf_counter()
+            low = pipe.upscale(low, PROMPT, seed=r, stage=i, stages=i, progress=False,
+                               bf16=bf16)
+            per_stage[s.name].append(time.perf_counter() - start)
+    return {"seconds_total": float(np.median(totals)),
+            "seconds_per_stage": {k: float(np.median(v)) for k, v in per_stage.items()},
+            "settings": {s.name: vars(s.settings()) for s in pipe.stages}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="bench/results/latency")
+    args = parser.parse_args()
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    rows = {"fp32": latency(pipe, args.repeats, False), "bf16": latency(pipe, args.repeats, True)}
+    auto = "bf16" if use_bf16(None) else "fp32"
+    results = {"rows": rows, "default_picks": auto,
+               "bf16_over_fp32": rows["bf16"]["seconds_total"] / rows["fp32"]["seconds_total"],
+               "meta": {"date": time.strftime("%Y-%m-%d"), "machine": describe(),
+                        "model": args.model or "shipped", "repeats": args.repeats}}
+    for name, row in rows.items():
+        stages = ", ".join(f"{k} {v:.3f} s" for k, v in row["seconds_per_stage"].items())
+        print(f"{name}: {row['seconds_total']:.3f} s per image ({stages})")
+    print(f"bf16 / fp32 time: {results['bf16_over_fp32']:.2f}; the default picks {auto}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latency.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, out / "latency.png")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    stages = list(next(iter(rows.values()))["seconds_per_stage"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bottom = np.zeros(len(rows))
+    for stage in stages:
+        heights = [row["seconds_per_stage"][stage] for row in rows.values()]
+        ax.bar(list(rows), heights, bottom=bottom, label=stage)
+        bottom += heights
+    ax.set_ylabel("seconds per 128 px image")
+    ax.set_title(f"{results['meta']['machine'][:60]}\ndefault picks {results['default_picks']}",
+                 fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
