@@ -4,8 +4,9 @@ Usage: python bench/control_quality.py [--model DIR] [--n-prompts 140] [--images
                                        [--stages base|all] [--out DIR]
 Methods: `plain` (the caption), `compose` (one AND clause per object group), `excite` (the
 caption with attend-and-excite on its shape nouns), `scene` (the prompt's scene spec compiled
-to one region per object on a known background), `scene_layout` (scene plus layout guidance
-at --layout-step). Scores per
+to one region per object on a known background), `planned` (the scene read off the prompt's
+words by control.plan, then as `scene`), `scene_layout` (scene plus layout guidance at
+--layout-step). Scores per
 category with the scene evaluator, and seconds per image (the cost of each method).
 Writes control_quality.json and control_quality.png.
 """
@@ -46,6 +47,8 @@ def run(pipe, items, method, n, stages, folder: Path, layout_step: float) -> flo
         prompt = item.prompt
         if method in ("scene", "scene_layout"):
             kwargs["scene"] = item.scene.to_spec()
+        elif method == "planned":
+            kwargs["plan_layout"] = True
         if method == "scene_layout":
             kwargs["layout_guidance"] = layout_step
         elif method == "excite":

@@ -125,6 +125,9 @@ def _add_generate(commands) -> None:
     gen.add_argument("--scene", help="a scene spec JSON file: one region per object")
     gen.add_argument("--control", choices=("scene",),
                      help="with --prompts: compile each line's scene to regions")
+    gen.add_argument("--plan-layout", action="store_true", dest="plan_layout",
+                     help="read each prompt's scene off its words (shapes grammar) and draw it "
+                          "with scene control")
     gen.add_argument("--excite", nargs="?", const="", metavar="WORDS",
                      help="attend-and-excite: strengthen neglected subjects (default: the "
                           "prompt's shape nouns; or comma-separated words)")

@@ -108,6 +108,9 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
     from .control.regions import Region, box_mask, check_regions, image_mask, parse_region
     from .data.scene import parse_spec
 
+    if args.plan_layout and (args.scene or args.control):
+        raise InputError("--plan-layout plans the scene from each prompt: not with --scene "
+                         "or --control")
     size = pipe.stages[0].cfg.resolution
     for prompt in prompts:
         is_plain(prompt)  # raises PromptSyntaxError with the column of the first bad char
@@ -135,12 +138,18 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
         from .eval.compbench import read_prompts
 
         control["scenes"] = [item.scene.to_spec() for item in read_prompts(args.prompts)]
+    if args.plan_layout:
+        from .control.plan import plan_scene
+
+        for prompt in prompts:
+            plan_scene(prompt)  # a prompt outside the grammar fails before anything is written
+        control["plan_layout"] = True
     if args.excite is not None:
         words = [w.strip() for w in args.excite.split(",") if w.strip()]
         control["excite"] = words or True
     if args.layout_guidance:
         control["layout_guidance"] = args.layout_guidance
-    has_regions = bool(regions) or "scene" in control or "scenes" in control
+    has_regions = bool(regions) or bool({"scene", "scenes", "plan_layout"} & set(control))
     for prompt in prompts:  # before anything is written
         check_attention_options(prompt, control.get("excite", False), args.layout_guidance,
                                 has_regions)

@@ -224,7 +224,8 @@ class TextToImagePipeline:
                  stages: int | str | None = None, stage_options: dict | None = None,
                  return_stages: bool = False, negative_prompt: str | None = None,
                  regions: list | None = None, scene: dict | str | None = None,
-                 excite: bool | list[str] = False, layout_guidance: float = 0.0):
+                 excite: bool | list[str] = False, layout_guidance: float = 0.0,
+                 plan_layout: bool = False):
         """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone.
 
         Unset sampling options take each stage's defaults (its config's `sampling`); the
@@ -240,7 +241,9 @@ class TextToImagePipeline:
         guide their masks with their own prompts; `scene` (a scene spec) compiles to one region
         per object on a known background. `excite` (True, or the words) runs attend-and-excite
         on the prompt's subjects; `layout_guidance` > 0 pulls each region's subject into its
-        region by a gradient step of that size (control.attention_guidance).
+        region by a gradient step of that size (control.attention_guidance). `plan_layout`
+        reads each prompt's scene off its words (control.plan, prompts in the shapes grammar)
+        and draws it with scene control, the prompt as the global prompt.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if n <= 0:
@@ -254,13 +257,17 @@ class TextToImagePipeline:
         stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
         settings = self.check_options(sampler, steps, guidance, threshold, stage_options)
         from .control.build import is_plain
+        from .control.plan import plan_scene
 
+        if plan_layout and scene is not None:
+            raise InputError("plan_layout plans the scene from the prompt: give no scene too")
+        scenes = [plan_scene(p) for p in prompts] if plan_layout else [scene] * len(prompts)
         if negative_prompt is not None or regions or scene is not None or excite or \
-                layout_guidance or not all(is_plain(p) for p in prompts):
+                layout_guidance or plan_layout or not all(is_plain(p) for p in prompts):
             if rerank > 1:
                 raise InputError("rerank does not combine with control options")
             parts = [self._controlled(p, n, seed + i * n, settings, stop, negative_prompt,
-                                      regions or [], scene, progress, bf16, excite,
+                                      regions or [], scenes[i], progress, bf16, excite,
                                       layout_guidance)
                      for i, p in enumerate(prompts)]
             outputs = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
@@ -289,7 +296,10 @@ class TextToImagePipeline:
         return images
 
     def _controlled(self, prompt, n, seed, settings, stop, negative, regions, scene, progress,
-                    bf16, excite=False, layout=0.0) -> dict:
+                    bf16, excite=False, layout=0.0, kept=None) -> dict:
+        """Every stage's output under control; `scene` is a spec or a CompiledScene; `kept`
+        (x0 [n, 3, R, R], keep [1, 1, R, R]) replaces what the base stage keeps known (by
+        default a scene's background outside its regions)."""
         from .control.build import (
             attention_guidance,
             composition,
@@ -297,12 +307,13 @@ class TextToImagePipeline:
             keep_known,
             stage_controls,
         )
-        from .control.regions import background_image, compile_scene
+        from .control.regions import CompiledScene, background_image, compile_scene
 
         base = self.stages[0].cfg
         regions, known, compiled = list(regions), None, None
         if scene is not None:
-            compiled = compile_scene(scene, base.resolution, seed, prompt or None)
+            compiled = scene if isinstance(scene, CompiledScene) else \
+                compile_scene(scene, base.resolution, seed, prompt or None)
             if not layout and compiled.counted:
                 layout = self.scene_count_layout
             regions += compiled.regions
@@ -314,7 +325,9 @@ class TextToImagePipeline:
         controls[0].update = attention_guidance(self, prompt, regions, excite, layout,
                                                 settings[0].steps)
         seeds = [seed + k for k in range(n)]
-        if known is not None:
+        if kept is not None:
+            keep_known(self, controls, 0, *kept, seeds)
+        elif known is not None:
             inside = torch.stack([r.mask for r in regions]).sum(0).clamp(max=1)
             keep_known(self, controls, 0, known, 1 - inside, seeds)
         if compiled is not None and self.scene_sketch_strength < 1:
@@ -373,7 +386,8 @@ class TextToImagePipeline:
                     local_blend: bool = True, blend_threshold: float = 0.6,
                     reweight: dict[str, float] | None = None, inject: bool | None = None,
                     stage_options: dict | None = None, progress: bool = True,
-                    bf16: bool | None = None, **base_options) -> tuple[list, list]:
+                    bf16: bool | None = None, plan_layout: bool = False,
+                    **base_options) -> tuple[list, list]:
         """Prompt-to-prompt editing (control/attention.py): `n` pairs (source image, edited
         image), pair k drawn from seed `seed + k`. The target's attention maps are the
         source's for the first `cross_replace` (cross) and `self_replace` (self) share of the
@@ -381,7 +395,8 @@ class TextToImagePipeline:
         blend keeps pixels away from the edit identical at every stage. `inject` False draws
         the target free from the same noise and blends where the two predictions differ, so
         an object can also move, grow or multiply; the default injects only for a re-weighting
-        of the same prompt (the bench in README compares both)."""
+        of the same prompt (the bench in README compares both). `plan_layout` reads both
+        prompts as scenes and redraws only the objects that changed (control.scene_edit)."""
         from .cascade import StageControl
         from .control.attention import (
             EditState,
@@ -401,6 +416,15 @@ class TextToImagePipeline:
             if not is_plain(p):
                 raise InputError(f"prompt-to-prompt maps plain prompts; {p!r} has AND / NOT "
                                  "or word weights")
+        if plan_layout:
+            if reweight or inject:
+                raise InputError("a planned edit redraws changed objects: no reweight or inject")
+            from .control.scene_edit import planned_edit
+
+            settings = self.check_options(stage_options=stage_options, **base_options)
+            drawn, edited = planned_edit(self, source, target, n, seed, settings, progress, bf16)
+            last = self.stages[-1].name
+            return to_pil(drawn[last]), to_pil(edited[last])
         if not reweight or source.split() != target.split():
             check_edit(source.split(), target.split())
         for name, value in (("cross_replace", cross_replace), ("self_replace", self_replace),

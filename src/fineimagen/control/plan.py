@@ -1,0 +1,134 @@
+"""Layout planning from the prompt: a prompt in the shapes grammar read back into the scene
+spec it states, so that scene control (regions, sketch) can draw it from the prompt alone.
+
+This is the two-stage scheme of LLM-grounded diffusion (Lian et al. 2023, LMD): a planner
+turns the prompt into a layout, a layout-grounded sampler draws it. Here the planner is a
+deterministic reader of the captions' grammar (data/captions.py), which it inverts exactly:
+`plan_scene(caption(scene, rng)) == scene` up to the order of the groups.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from ..data import vocab
+from ..data.captions import (
+    BACKGROUND_WORDS,
+    COLOR_WORDS,
+    COUNT_WORDS,
+    POSITION_PHRASES,
+    SHAPE_WORDS,
+    SIZE_WORDS,
+    TEXTURE_ADJECTIVES,
+    TEXTURE_PHRASES,
+)
+from ..data.scene import Group, Scene, parse_spec
+from ..errors import InputError
+
+RELATIONS = ("to the left of", "to the right of", "above", "below")  # between two groups
+SEPARATORS = ("and", ",", *RELATIONS)
+
+
+class PlanError(InputError):
+    """The prompt is not in the grammar the planner reads."""
+
+
+@functools.cache
+def _lexicon() -> dict[tuple[str, ...], tuple[str, object]]:
+    """Every phrase of the grammar (as a word tuple) -> (kind, value)."""
+    table: dict[tuple[str, ...], tuple[str, object]] = {}
+
+    def add(phrase: str, kind: str, value: object) -> None:
+        table[tuple(_words(phrase))] = (kind, value)
+
+    for count, words in COUNT_WORDS.items():
+        for w in words:
+            add(w, "count", count)
+    add("an", "count", 1)
+    for kind, synonyms, values in (("size", SIZE_WORDS, vocab.SIZES),
+                                   ("color", COLOR_WORDS, vocab.COLORS),
+                                   ("texture", TEXTURE_ADJECTIVES, vocab.TEXTURES)):
+        for value in values:
+            for w in synonyms.get(value, (value,)):
+                add(w, kind, value)
+    for shape in vocab.SHAPES:
+        for w in SHAPE_WORDS[shape]:
+            add(w, "shape", (shape, False))
+            add(w + "s", "shape", (shape, True))
+    for texture, phrase in TEXTURE_PHRASES.items():
+        add(phrase, "texture_after", texture)
+    for position, phrases in POSITION_PHRASES.items():
+        for p in phrases:
+            add(p, "position", position)
+    for background in vocab.BACKGROUNDS:
+        for w in BACKGROUND_WORDS.get(background, (background,)):
+            for p in ("on a {} background", "against a {} background", "on {}"):
+                add(p.format(w), "background", background)
+    for s in SEPARATORS:
+        add(s, "separator", s)
+    return table
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*|,", text.lower())
+
+
+def plan_scene(prompt: str) -> Scene:
+    """The scene spec `prompt` states, e.g. 'two small red circles at the top left and a blue
+    star' -> two groups; raises PlanError at the first word outside the grammar."""
+    words = _words(prompt)
+    if not words:
+        raise PlanError("prompt is empty")
+    table = _lexicon()
+    longest = max(len(k) for k in table)
+    groups: list[dict] = []
+    current: dict = {}
+    background = None
+    i = 0
+    while i < len(words):
+        for n in range(min(longest, len(words) - i), 0, -1):
+            if tuple(words[i:i + n]) in table:
+                kind, value = table[tuple(words[i:i + n])]
+                break
+        else:
+            raise PlanError(f"prompt word {i + 1} ({words[i]!r}) is not in the shapes "
+                            "grammar the layout planner reads")
+        phrase = " ".join(words[i:i + n])
+        i += n
+        if kind == "separator" or kind == "background":
+            if current:
+                groups.append(_finish(current, phrase))
+                current = {}
+            if kind == "background":
+                if background is not None or i < len(words):
+                    raise PlanError(f"{phrase!r}: the background is said once, at the end")
+                background = value
+            continue
+        if kind in ("count", "size", "color", "texture") and "shape" in current:
+            groups.append(_finish(current, phrase))  # a new group without a separator
+            current = {}
+        key = "texture" if kind == "texture_after" else kind
+        if key in current:
+            raise PlanError(f"{phrase!r}: the {key} of one object group is said twice")
+        if kind in ("texture_after", "position") and "shape" not in current:
+            raise PlanError(f"{phrase!r} comes before the shape it describes")
+        current[key] = value
+    if current:
+        groups.append(_finish(current, "the end"))
+    if not groups:
+        raise PlanError("the prompt names no shape")
+    try:
+        return parse_spec(Scene(tuple(groups), background).to_spec())
+    except InputError as err:
+        raise PlanError(f"the planned scene is not valid: {err}") from None
+
+
+def _finish(fields: dict, where: str) -> Group:
+    """A Group from one phrase's fields; a bare plural ('red circles') leaves the count open,
+    a singular without a count word means one."""
+    if "shape" not in fields:
+        raise PlanError(f"no shape before {where!r}")
+    shape, plural = fields.pop("shape")
+    count = fields.pop("count", None if plural else 1)
+    return Group(shape=shape, count=count, **fields)

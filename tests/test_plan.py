@@ -1,0 +1,88 @@
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fineimagen.cli import main
+from fineimagen.control.plan import PlanError, plan_scene
+from fineimagen.data.captions import caption, mention
+from fineimagen.data.scene import Group, sample_scene
+from fineimagen.errors import InputError
+from fineimagen.eval import compbench
+from fineimagen.pipeline import TextToImagePipeline
+
+
+def test_the_planner_inverts_the_caption_grammar():
+    for i in range(1500):  # every phrasing: synonyms, plurals, relations, backgrounds
+        rng = np.random.default_rng(i)
+        scene, _ = sample_scene(rng, "train" if i % 2 else "heldout")
+        said = mention(scene, rng, keep=rng.uniform(0, 1))
+        planned = plan_scene(caption(said, rng))
+        assert set(planned.groups) == set(said.groups) and planned.background == said.background
+    for item in compbench.make_evalset(56, "heldout", seed=3):
+        assert set(plan_scene(item.prompt).groups) == set(item.scene.groups)
+
+
+def test_planned_words():
+    scene = plan_scene("a pair of big violet stars with stripes in the upper left corner, "
+                       "red circles and an orange heart on a grey background")
+    assert scene.groups == (Group("star", "purple", "large", "top left", "striped", 2),
+                            Group("circle", "red"),  # a bare plural leaves the count open
+                            Group("heart", "orange", count=1))
+    assert scene.background == "gray"
+
+
+@pytest.mark.parametrize("prompt, words", [
+    ("a red dog", "prompt word 3 ('dog') is not in the shapes grammar"),
+    ("at the top a circle", "'at the top' comes before the shape"),
+    ("a red circle on white and a star", "the background is said once, at the end"),
+    ("a red blue circle", "the color of one object group is said twice"),
+    ("red and a star", "no shape before 'and'"),
+    ("a circle at the top and a square at the top", "the planned scene is not valid"),
+    ("  ", "prompt is empty"),
+])
+def test_prompts_outside_the_grammar(prompt, words):
+    with pytest.raises(PlanError, match=re.escape(words)):
+        plan_scene(prompt)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "two", "red", "big", "circle", "stars", "striped",
+                                 "with dots", "at the top", "on the left", "and", ",",
+                                 "above", "on white", "on a black background", "dog", "!"]),
+                max_size=12))
+def test_the_planner_raises_nothing_but_its_own_error(words):
+    try:
+        scene = plan_scene(" ".join(words))
+    except PlanError:
+        return
+    assert 1 <= len(scene.groups) <= 3 and all(g.shape for g in scene.groups)
+
+
+def test_plan_layout_draws_the_scene_of_the_prompt(tiny_model):
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    prompt = "two red circles at the top left and a blue star"
+    planned = pipe(prompt, n=2, steps=3, progress=False, plan_layout=True)
+    from_spec = pipe(prompt, n=2, steps=3, progress=False, scene=plan_scene(prompt).to_spec())
+    plain = pipe(prompt, n=2, steps=3, progress=False)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(planned, from_spec, strict=True))
+    assert not np.array_equal(np.asarray(planned[0]), np.asarray(plain[0]))
+    with pytest.raises(InputError, match="give no scene too"):
+        pipe(prompt, plan_layout=True, scene=plan_scene(prompt).to_spec())
+    with pytest.raises(PlanError, match="'dogs'"):
+        pipe("two dogs", plan_layout=True)
+
+
+def test_cli_plan_layout(tmp_path, tiny_model, capsys):
+    out = tmp_path / "o"
+    assert main(["generate", "a blue star at the top", "--plan-layout", "--model",
+                 str(tiny_model), "--steps", "2", "--out", str(out)]) == 0
+    assert (out / "00000_0.png").is_file()
+    for extra, words in ((["two dogs", "--plan-layout"], "not in the shapes grammar"),
+                         (["a star", "--plan-layout", "--scene", "s.json"], "not with --scene")):
+        assert main(["generate", *extra, "--model", str(tiny_model),
+                     "--out", str(tmp_path / "bad")]) == 2
+        assert words in capsys.readouterr().err and not (tmp_path / "bad").exists()
