@@ -3,18 +3,22 @@
 Usage: python bench/edit_quality.py [--model DIR] [--pairs 100] [--stages base|all] [--out DIR]
 Each pair: a held-out scene of one or two groups, its caption, and the caption of the same
 scene with one attribute (color, shape, size, position, texture, count) changed. Each pair is
-edited both ways, from the same source: `free` (no injection; blend where the predictions
-differ, the default) and `inject` (the source's attention maps for the first steps). Reported
-per way:
+edited three ways: `free` (no injection; blend where the predictions differ, the default) and
+`inject` (the source's attention maps for the first steps), which draw the same plain
+source, and `planned` (both prompts read as scenes and drawn with scene control; only the
+changed objects' boxes are redrawn), whose source is drawn with scene control. Reported per
+way:
   - changed as asked: the edited group's attribute in the edited image has the new value;
   - others kept: every other parsed attribute of the edited image equals the source's;
   - pixel change outside the edit: mean |target - source| (0-255) over pixels farther than
     3 px from every object the parser found in either image;
   - seconds per pair against plain sampling of one image (the cost).
-A pair's source is drawn with up to --source-tries seeds (as a user re-rolls) and edited from
-the first that shows its own prompt; pairs without one are counted apart (an edit cannot be
-judged against a wrong start). `source_ok_first_try` is the first seed's rate. For scale,
-`plain_target` is how often the target prompt drawn plainly from the pair's seed is right.
+Each way's source is drawn with up to --source-tries seeds (as a user re-rolls) and edited
+from the first that shows its own prompt; pairs without one are counted apart (an edit cannot
+be judged against a wrong start). `source_ok_first_try` is the first seed's rate. For scale,
+`plain_target` is how often the target prompt drawn plainly from the free way's seed is
+right. An edit a way refuses (a planned target that does not fit the canvas) counts as a
+source that was right and an edit that failed.
 Writes edit_quality.json and edit_quality.png.
 """
 
@@ -72,7 +76,8 @@ def make_pairs(n: int, seed: int = 0):
     return pairs
 
 
-WAYS = {"free": False, "inject": True}  # edit_prompt's `inject`
+WAYS = {"free": {"inject": False}, "inject": {"inject": True},  # edit_prompt's options
+        "planned": {"plan_layout": True}}
 
 
 def judge(attribute, source_scene, target_scene, source_img, target_img) -> dict:
@@ -98,25 +103,30 @@ def judge(attribute, source_scene, target_scene, source_img, target_img) -> dict
 
 
 def edit_pair(pipe, pair, seeds, folder: Path, index: int) -> tuple[dict, dict]:
-    """Judge one pair both ways from the first seed whose source is right; seconds per way."""
+    """Judge one pair each way, from the first seed whose source (that way's) is right;
+    seconds per way."""
     attribute, s_scene, t_scene, a, b = pair
-    seconds = dict.fromkeys(WAYS, 0.0)
-    for attempt, seed in enumerate(seeds):
-        row = {"attribute": attribute, "from": a, "to": b, "tries": attempt + 1}
-        for way, inject in WAYS.items():
+    row, seconds = {"attribute": attribute, "from": a, "to": b}, dict.fromkeys(WAYS, 0.0)
+    for way, options in WAYS.items():
+        for attempt, seed in enumerate(seeds):
             start = time.perf_counter()
-            [src], [tgt] = pipe.edit_prompt(a, b, seed=seed, inject=inject, progress=False)
+            try:
+                [src], [tgt] = pipe.edit_prompt(a, b, seed=seed, progress=False, **options)
+            except InputError as err:  # e.g. a planned target that does not fit the canvas
+                row[way] = {"source_ok": True, "changed": False, "kept": False,
+                            "outside_change": None, "tries": attempt + 1, "refused": str(err)}
+                break
             seconds[way] += time.perf_counter() - start
-            row[way] = judge(attribute, s_scene, t_scene, np.asarray(src), np.asarray(tgt))
+            row[way] = {**judge(attribute, s_scene, t_scene, np.asarray(src), np.asarray(tgt)),
+                        "tries": attempt + 1}
+            if row[way]["source_ok"]:
+                break
+        if "refused" not in row[way]:
+            src.save(folder / f"{index:03d}_{way}_source.png")
             tgt.save(folder / f"{index:03d}_{way}.png")
-        src.save(folder / f"{index:03d}_source.png")
-        row["source_ok"] = all([row[way].pop("source_ok") for way in WAYS])  # one source
-        if row["source_ok"] or attempt == len(seeds) - 1:
-            [plain] = pipe(b, seed=seed, progress=False)
-            row["plain_target"] = bool(is_correct(t_scene, parse_image(np.asarray(plain)),
-                                                  plain.width))
-            return row, seconds
-    raise AssertionError("no seeds")
+    [plain] = pipe(b, seed=seeds[row["free"]["tries"] - 1], progress=False)
+    row["plain_target"] = bool(is_correct(t_scene, parse_image(np.asarray(plain)), plain.width))
+    return row, seconds
 
 
 def main() -> None:
@@ -139,7 +149,6 @@ def main() -> None:
         row, spent = edit_pair(pipe, pair, seeds, out / "images", i)
         rows.append(row)
         seconds = {way: seconds[way] + spent[way] for way in WAYS}
-    edits = sum(r["tries"] for r in rows)
     start = time.perf_counter()
     timed = rows[:10]
     for i, row in enumerate(timed):
@@ -148,19 +157,23 @@ def main() -> None:
     summary = {}
     for attribute in ATTRIBUTES + ("all",):
         sel = [r for r in rows if attribute in ("all", r["attribute"])]
-        good = [r for r in sel if r["source_ok"]]
-        summary[attribute] = {
-            "pairs": len(sel), "source_ok": len(good) / len(sel),
-            "source_ok_first_try": float(np.mean([r["source_ok"] and r["tries"] == 1
-                                                  for r in sel])),
-            "plain_target": float(np.mean([r["plain_target"] for r in good])) if good else None}
+        free_ok = [r for r in sel if r["free"]["source_ok"]]
+        summary[attribute] = {"pairs": len(sel), "plain_target": float(np.mean(
+            [r["plain_target"] for r in free_ok])) if free_ok else None}
         for way in WAYS:
+            good = [r[way] for r in sel if r[way]["source_ok"]]
             summary[attribute][way] = {
-                "changed_as_asked": float(np.mean([r[way]["changed"] for r in good]))
+                "source_ok": len(good) / len(sel),
+                "source_ok_first_try": float(np.mean([r[way]["source_ok"] and
+                                                      r[way]["tries"] == 1 for r in sel])),
+                "changed_as_asked": float(np.mean([g["changed"] for g in good]))
                 if good else None,
-                "others_kept": float(np.mean([r[way]["kept"] for r in good])) if good else None,
-                "outside_change_mean": float(np.mean([r[way]["outside_change"] for r in sel]))}
-    for way in WAYS:  # one edit: source and target in one batch
+                "others_kept": float(np.mean([g["kept"] for g in good])) if good else None,
+                "outside_change_mean": float(np.mean([r[way]["outside_change"] for r in sel
+                                                      if r[way]["outside_change"] is not None])),
+                "refused": sum("refused" in r[way] for r in sel)}
+    for way in WAYS:  # one edit: a source and its target
+        edits = sum(r[way]["tries"] for r in rows)
         summary[f"seconds_per_pair_{way}"] = seconds[way] / edits
         summary[f"slowdown_vs_plain_image_{way}"] = seconds[way] / edits / plain
     print(json.dumps(summary, indent=2))
@@ -191,7 +204,7 @@ def plot(summary, path):
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12))
-    ax.set_title("prompt-to-prompt edits of one attribute (sources that showed their prompt)")
+    ax.set_title("edits of one attribute (sources that showed their prompt)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

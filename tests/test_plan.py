@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,5 +85,45 @@ def test_cli_plan_layout(tmp_path, tiny_model, capsys):
     for extra, words in ((["two dogs", "--plan-layout"], "not in the shapes grammar"),
                          (["a star", "--plan-layout", "--scene", "s.json"], "not with --scene")):
         assert main(["generate", *extra, "--model", str(tiny_model),
+                     "--out", str(tmp_path / "bad")]) == 2
+        assert words in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_a_planned_edit_redraws_only_the_changed_object(tiny_model):
+    from fineimagen.control.regions import compile_scene
+    from fineimagen.control.scene_edit import changed_boxes
+
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    source = "a red circle at the top left and a blue star at the bottom right"
+    target = "a yellow circle at the top left and a blue star at the bottom right"
+    a, b = (compile_scene(plan_scene(p), 32, 5, p) for p in (source, target))
+    gone, new = changed_boxes(a, b)
+    assert torch.equal(gone, new) and torch.equal(gone, a.regions[0].mask)  # the circle's box
+    sources, edits = pipe.edit_prompt(source, target, n=2, seed=5, steps=3, progress=False,
+                                      plan_layout=True)
+    drawn = pipe(source, n=2, seed=5, steps=3, progress=False, plan_layout=True)
+    side = sources[0].size[::-1]
+    outside = (torch.nn.functional.interpolate(gone, size=side, mode="bilinear") == 0)[0, 0]
+    for src, edit, plain in zip(sources, edits, drawn, strict=True):
+        src, edit = np.asarray(src, np.int16), np.asarray(edit, np.int16)
+        assert np.array_equal(src, np.asarray(plain, np.int16))  # plain scene control
+        assert np.abs(edit - src)[outside.numpy()].max() <= 1  # kept outside the changed box
+        assert np.abs(edit - src)[~outside.numpy()].mean() > 1  # redrawn inside it
+    with pytest.raises(InputError, match="plan the same scene"):
+        pipe.edit_prompt(source, "a red disk at the top left and a blue star at the bottom "
+                         "right", plan_layout=True)
+    with pytest.raises(InputError, match="no reweight or inject"):
+        pipe.edit_prompt(source, target, plan_layout=True, inject=True)
+
+
+def test_cli_planned_edit(tmp_path, tiny_model, capsys):
+    out = tmp_path / "e"
+    assert main(["edit", "--from", "a red circle at the top", "--to", "a blue circle at the top",
+                 "--plan-layout", "--model", str(tiny_model), "--steps", "2",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["00.png", "00_source.png"]
+    for extra, words in ((["--from", "a red dog", "--to", "a blue dog"], "not in the shapes"),
+                         (["--image", "x.png", "--prompt", "a star"], "give --from and --to")):
+        assert main(["edit", *extra, "--plan-layout", "--model", str(tiny_model),
                      "--out", str(tmp_path / "bad")]) == 2
         assert words in capsys.readouterr().err and not (tmp_path / "bad").exists()

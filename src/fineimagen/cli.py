@@ -148,6 +148,9 @@ def _add_edit(commands) -> None:
                     help="prompt-to-prompt: inject the source's attention maps (keeps the "
                          "layout; default only for --reweight of the same prompt) or draw "
                          "the edit free and blend where the predictions differ")
+    ed.add_argument("--plan-layout", action="store_true", dest="plan_layout",
+                    help="prompt-to-prompt by planning: both prompts read as scenes, only the "
+                         "changed objects redrawn")
     ed.add_argument("--image", help="a square RGB image")
     ed.add_argument("--prompt")
     ed.add_argument("--mask", help="inpainting mask of the image's size (white = repaint)")

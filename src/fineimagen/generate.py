@@ -188,6 +188,8 @@ def edit_files(args) -> int:
     anything is written."""
     if (args.source is None) != (args.target is None):
         raise InputError("prompt-to-prompt needs both --from and --to")
+    if args.plan_layout and args.source is None:
+        raise InputError("--plan-layout plans prompt-to-prompt edits: give --from and --to")
     if args.source is not None:
         if args.image or args.prompt:
             raise InputError("give --from/--to, or --image with --prompt, not both")
@@ -232,7 +234,8 @@ def _edit_prompt(args) -> int:
                                         reweight=reweight, inject=args.inject,
                                         stage_options=stage_options,
                                         progress=args.n == 1, steps=args.steps,
-                                        guidance=args.guidance, bf16=bf16_choice(args))
+                                        guidance=args.guidance, bf16=bf16_choice(args),
+                                        plan_layout=args.plan_layout)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k, (a, b) in enumerate(zip(sources, targets, strict=True)):
