@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -107,18 +107,26 @@ class CompiledScene:
     background: str  # vocab background name, known outside the regions
     sketch: torch.Tensor  # [1, 3, S, S] in [-1, 1]: background and a colour blob per object
     counted: bool  # some group states a count above one
+    filled: Scene  # the spec with every open attribute drawn (as laid out)
 
 
 def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
-                  prompt: str | None = None) -> CompiledScene:
+                  prompt: str | None = None, like: Scene | None = None) -> CompiledScene:
     """One region per object: open attributes and the layout drawn with `seed` as the data
     draws them, each region prompted with its object's stated attributes and the cell of
-    its own centre (a group of several spreads over neighbouring cells)."""
+    its own centre (a group of several spreads over neighbouring cells). With `like` (a
+    complete scene of as many groups), open attributes are taken from it instead."""
     from ..data.captions import caption
 
     scene = spec if isinstance(spec, Scene) else parse_spec(spec)
     rng = np.random.default_rng([seed, 17])
-    filled, placed = complete(scene, rng)
+    if like is None:
+        filled, placed = complete(scene, rng)
+    else:  # each group laid out on its own stream: what did not change keeps its place
+        try:
+            filled, placed = complete(fill_from(scene, like), rng, per_group=True)
+        except InputError:  # what `like` fixed does not fit beside what the spec states
+            filled, placed = complete(scene, np.random.default_rng([seed, 17]), per_group=True)
     regions = []
     for obj in placed:
         stated = scene.groups[obj.group]
@@ -134,7 +142,20 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     textured = [scene.groups[obj.group].texture is not None for obj in placed]
     counted = any((g.count or 1) > 1 for g in scene.groups)
     return CompiledScene(text, regions, filled.background,
-                         sketch(filled.background, placed, sized, size, textured), counted)
+                         sketch(filled.background, placed, sized, size, textured), counted,
+                         filled)
+
+
+def fill_from(scene: Scene, like: Scene) -> Scene:
+    """`scene` with what it leaves open taken from `like`: group by group where the two have
+    as many groups (but no cell that another group states), and the background."""
+    groups = scene.groups
+    if len(groups) == len(like.groups):
+        stated = {g.position for g in groups if g.position}
+        groups = tuple(replace(other, **g.fields(), **({} if g.position or other.position
+                                                       not in stated else {"position": None}))
+                       for g, other in zip(groups, like.groups, strict=True))
+    return Scene(groups, scene.background or like.background)
 
 
 @functools.cache
