@@ -138,18 +138,16 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
         from .eval.compbench import read_prompts
 
         control["scenes"] = [item.scene.to_spec() for item in read_prompts(args.prompts)]
-    if args.plan_layout:
+    if args.plan_layout:  # each prompt's own scene, as --control scene gives each line's
         from .control.plan import plan_scene
 
-        for prompt in prompts:
-            plan_scene(prompt)  # a prompt outside the grammar fails before anything is written
-        control["plan_layout"] = True
+        control["scenes"] = [plan_scene(prompt).to_spec() for prompt in prompts]
     if args.excite is not None:
         words = [w.strip() for w in args.excite.split(",") if w.strip()]
         control["excite"] = words or True
     if args.layout_guidance:
         control["layout_guidance"] = args.layout_guidance
-    has_regions = bool(regions) or bool({"scene", "scenes", "plan_layout"} & set(control))
+    has_regions = bool(regions) or "scene" in control or "scenes" in control
     for prompt in prompts:  # before anything is written
         check_attention_options(prompt, control.get("excite", False), args.layout_guidance,
                                 has_regions)

@@ -149,12 +149,16 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
 def fill_from(scene: Scene, like: Scene) -> Scene:
     """`scene` with what it leaves open taken from `like`: group by group where the two have
     as many groups (but no cell that another group states), and the background."""
+    stated = {g.position for g in scene.groups if g.position}
+
+    def fill(g: Group, other: Group) -> Group:
+        if other.position in stated:  # taken by a group that states it: left open
+            other = replace(other, position=None)
+        return replace(other, **g.fields())
+
     groups = scene.groups
     if len(groups) == len(like.groups):
-        stated = {g.position for g in groups if g.position}
-        groups = tuple(replace(other, **g.fields(), **({} if g.position or other.position
-                                                       not in stated else {"position": None}))
-                       for g, other in zip(groups, like.groups, strict=True))
+        groups = tuple(fill(g, other) for g, other in zip(groups, like.groups, strict=True))
     return Scene(groups, scene.background or like.background)
 
 

@@ -37,9 +37,10 @@ def planned_edit(pipe, source: str, target: str, n: int, seed: int, settings: li
     """Every stage's output (by name) of the source and of the edit, n images each drawn
     with seeds seed..seed+n-1."""
     side = pipe.stages[0].cfg.resolution
-    drawn_source = compile_scene(plan_scene(source), side, seed, source).filled
+    source_scene = plan_scene(source)
+    drawn_source = compile_scene(source_scene, side, seed, source).filled
     # both laid out from the same complete scene: the same random draws, the same boxes
-    a = compile_scene(plan_scene(source), side, seed, source, like=drawn_source)
+    a = compile_scene(source_scene, side, seed, source, like=drawn_source)
     b = compile_scene(plan_scene(target), side, seed, target, like=drawn_source)
     gone, new = changed_boxes(a, b)
     if a.background != b.background:  # a new background: everything is redrawn
