@@ -17,8 +17,10 @@ Each way's source is drawn with up to --source-tries seeds (as a user re-rolls) 
 from the first that shows its own prompt; pairs without one are counted apart (an edit cannot
 be judged against a wrong start). `source_ok_first_try` is the first seed's rate. For scale,
 `plain_target` is how often the target prompt drawn plainly from the free way's seed is
-right. An edit a way refuses (a planned target that does not fit the canvas) counts as a
-source that was right and an edit that failed.
+right. Pairs whose source or target cannot be laid out at all (three large circles in one
+corner: no scene of the data) are not posed. An edit a way refuses (a planned target that
+does not fit beside the kept objects) counts as a source that was right and an edit that
+failed.
 Writes edit_quality.json and edit_quality.png.
 """
 
@@ -36,7 +38,7 @@ from scipy import ndimage
 from fineimagen.control.attention import check_edit
 from fineimagen.data import vocab
 from fineimagen.data.captions import caption
-from fineimagen.data.scene import Group, Scene
+from fineimagen.data.scene import Group, Scene, complete
 from fineimagen.errors import InputError
 from fineimagen.eval.compbench import is_correct
 from fineimagen.eval.scenes import MIN_TEXTURE_SIDE, parse_image
@@ -70,6 +72,8 @@ def make_pairs(n: int, seed: int = 0):
         b = caption(target, np.random.default_rng(phrasing), relations=False)
         try:
             check_edit(a.split(), b.split())  # wordings that drifted apart are no edit
+            for scene in (source, target):  # a scene the data could never draw is no edit
+                complete(scene, np.random.default_rng(0))
         except InputError:
             continue
         pairs.append((attribute, source, target, a, b))

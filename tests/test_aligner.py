@@ -107,6 +107,14 @@ def test_contrast_samples_are_deterministic_and_negatives_differ():
     assert len(batch["negatives"]) == 3 and len(batch["negatives"][0]) == 5
 
 
+def test_enlarged_low_res_samples_get_no_texture_negatives():
+    samples = [make_contrast_sample(i, 64, 4, low_res=16) for i in range(120)]
+    enlarged = [s for s in samples if s.enlarged]
+    assert 30 < len(enlarged) < 90  # about half
+    assert not any("texture" in s.edited for s in enlarged)
+    assert any("texture" in s.edited for s in samples if not s.enlarged)
+
+
 def test_frechet_distance():
     r = np.random.default_rng(0)
     a = r.normal(size=(4000, 3))

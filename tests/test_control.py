@@ -89,8 +89,7 @@ def test_weight_tokens_scales_the_word_and_keeps_the_mean():
 
 def test_token_spans_of_the_hash_tokenizer_match_words():
     tok = HashTokenizer(64, 8)
-    spans = tok.spans("a red, circle")
-    assert spans[:4] == [(0, 1), (2, 5), (5, 6), (7, 13)] and spans[4:] == [(0, 0)] * 4
+    assert tok.spans("a red, circle") == [(0, 1), (2, 5), (5, 6), (7, 13)]
 
 
 # ----------------------------------------------------------------------------- guidance

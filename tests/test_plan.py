@@ -96,8 +96,8 @@ def test_a_planned_edit_redraws_only_the_changed_object(tiny_model):
     pipe = TextToImagePipeline.from_pretrained(tiny_model)
     source = "a red circle at the top left and a blue star at the bottom right"
     target = "a yellow circle at the top left and a blue star at the bottom right"
-    drawn = compile_scene(plan_scene(source), 32, 5).filled
-    a, b = (compile_scene(plan_scene(p), 32, 5, p, like=drawn) for p in (source, target))
+    a = compile_scene(plan_scene(source), 32, 5, source)
+    b = compile_scene(plan_scene(target), 32, 5, target, like=a)
     gone, new = changed_boxes(a, b)
     assert torch.equal(gone, new) and torch.equal(gone, a.regions[0].mask)  # the circle's box
     sources, edits = pipe.edit_prompt(source, target, n=2, seed=5, steps=3, progress=False,
@@ -133,8 +133,8 @@ def test_a_planned_edit_keeps_what_the_prompts_leave_open():
     from fineimagen.control.scene_edit import changed_boxes
 
     def star_kept(source, target, seed):
-        drawn = compile_scene(plan_scene(source), 32, seed).filled
-        a, b = (compile_scene(plan_scene(p), 32, seed, p, like=drawn) for p in (source, target))
+        a = compile_scene(plan_scene(source), 32, seed, source)
+        b = compile_scene(plan_scene(target), 32, seed, target, like=a)
         gone, new = changed_boxes(a, b)
         kept = a.filled.groups[1] == b.filled.groups[1] and a.background == b.background
         return kept and torch.equal(a.regions[-1].mask, b.regions[-1].mask) and \
@@ -143,6 +143,18 @@ def test_a_planned_edit_keeps_what_the_prompts_leave_open():
     source = "a red circle at the top left and a star"  # the star's look and place are open
     assert all(star_kept(source, "a blue circle at the top left and a star", s)
                for s in range(20))
-    # a move keeps the star unless the circle takes its cell or collides with it
+    # a move keeps the star unless the circle takes its cell or finds no room beside it
     moved = [star_kept(source, "a red circle at the top right and a star", s) for s in range(40)]
-    assert sum(moved) >= 24
+    taken = [compile_scene(plan_scene(source), 32, s).filled.groups[1].position == "top right"
+             for s in range(40)]
+    assert not any(m and t for m, t in zip(moved, taken, strict=True)) and sum(moved) >= 30
+    # more objects of a group are placed around the others, which keep their boxes
+    def star_stays(seed, target="three red circles at the top left and a star"):
+        a = compile_scene(plan_scene(source), 32, seed, source)
+        b = compile_scene(plan_scene(target), 32, seed, target, like=a)
+        gone, new = changed_boxes(a, b)
+        circles = torch.stack([r.mask for r in b.regions[:3]]).sum(0).clamp(max=1)
+        return (len(b.regions) == 4 and b.placed[-1] == a.placed[-1] and torch.equal(
+            gone, a.regions[0].mask) and torch.equal(new, circles))
+
+    assert sum(star_stays(s) for s in range(40)) >= 30

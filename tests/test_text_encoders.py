@@ -83,6 +83,9 @@ def test_trainable_encoder_learns_and_hashes_deterministically():
     encoder = build_text_encoder(cfg)
     ids, mask = HashTokenizer(257, 8)(["A red, circle", "a red circle"])
     assert ids[0, 0] == ids[1, 0] and mask[0].sum() == 4 and mask[1].sum() == 3
+    assert ids.shape == (2, 4)  # padded to the longest prompt, not to max_length
+    long_ids, _ = HashTokenizer(257, 8)(["a " * 20])
+    assert long_ids.shape == (1, 8)
     embeds, _ = encoder.encode(PROMPTS)
     embeds.sum().backward()
     assert encoder.tokens.weight.grad.abs().sum() > 0 and not encoder.frozen

@@ -152,11 +152,24 @@ def test_init_fine_tunes_from_a_model_folder(tmp_path):
         assert max((start[k].float() - c[k].float()).abs().max() for k in start) > 0.05
 
 
+def test_init_fine_tunes_the_aligner(tmp_path):
+    first = train(tiny(tmp_path / "a", stage="align", steps=3, lr=2e-3), progress=False)
+    root = str(Path(first.folder).parent)  # holds aligner/
+    tuned = train(tiny(tmp_path / "b", stage="align", steps=1, lr=1e-9, seed=5, init=root),
+                  progress=False)
+    fresh = train(tiny(tmp_path / "c", stage="align", steps=1, lr=1e-9, seed=5),
+                  progress=False)
+    start, b, c = (load_file(str(Path(r.folder) / "model.safetensors"))
+                   for r in (first, tuned, fresh))
+    assert max((start[k].float() - b[k].float()).abs().max() for k in start) < 1e-3
+    assert max((start[k].float() - c[k].float()).abs().max() for k in start) > 0.05
+
+
 def test_init_refuses_what_does_not_fit(tmp_path):
     first = train(tiny(tmp_path / "a", steps=1), progress=False)
     with pytest.raises(InputError, match="no model folder"):
         train(tiny(tmp_path / "b", init=str(tmp_path / "nothing")), progress=False)
-    with pytest.raises(InputError, match="not the aligner"):
+    with pytest.raises(InputError, match="aligner/config.json"):  # a folder without one
         train(tiny(tmp_path / "b", stage="align", init=str(first.folder)), progress=False)
     config = Path(first.folder) / "base" / "config.json"
     saved = json.loads(config.read_text())

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..data import vocab
 from ..data.captions import POSITION_PHRASES, TEXTURE_ADJECTIVES
-from ..data.scene import Group, Scene, complete, parse_spec
+from ..data.scene import Group, PlacedObject, Scene, complete, parse_spec
 from ..errors import InputError
 
 MAX_REGIONS = 16
@@ -108,25 +108,25 @@ class CompiledScene:
     sketch: torch.Tensor  # [1, 3, S, S] in [-1, 1]: background and a colour blob per object
     counted: bool  # some group states a count above one
     filled: Scene  # the spec with every open attribute drawn (as laid out)
+    placed: list[PlacedObject]  # its objects as laid out, one per region
 
 
 def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
-                  prompt: str | None = None, like: Scene | None = None) -> CompiledScene:
+                  prompt: str | None = None,
+                  like: CompiledScene | None = None) -> CompiledScene:
     """One region per object: open attributes and the layout drawn with `seed` as the data
     draws them, each region prompted with its object's stated attributes and the cell of
-    its own centre (a group of several spreads over neighbouring cells). With `like` (a
-    complete scene of as many groups), open attributes are taken from it instead."""
+    its own centre (a group of several spreads over neighbouring cells). With `like` (an
+    edit's source, compiled), what the spec leaves open is taken from it, every group that
+    comes out the same keeps its objects, and the others are placed around them."""
     from ..data.captions import caption
 
     scene = spec if isinstance(spec, Scene) else parse_spec(spec)
     rng = np.random.default_rng([seed, 17])
     if like is None:
         filled, placed = complete(scene, rng)
-    else:  # each group laid out on its own stream: what did not change keeps its place
-        try:
-            filled, placed = complete(fill_from(scene, like), rng, per_group=True)
-        except InputError:  # what `like` fixed does not fit beside what the spec states
-            filled, placed = complete(scene, np.random.default_rng([seed, 17]), per_group=True)
+    else:
+        filled, placed = _complete_like(scene, like, rng)
     regions = []
     for obj in placed:
         stated = scene.groups[obj.group]
@@ -143,7 +143,38 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     counted = any((g.count or 1) > 1 for g in scene.groups)
     return CompiledScene(text, regions, filled.background,
                          sketch(filled.background, placed, sized, size, textured), counted,
-                         filled)
+                         filled, placed)
+
+
+def _complete_like(scene: Scene, like: CompiledScene, rng: np.random.Generator):
+    """`scene` completed and laid out as an edit of `like`, keeping what it can: first the
+    unchanged groups' boxes and what the spec leaves open, then the boxes with the changed
+    groups' open attributes drawn anew, then the looks alone, then nothing."""
+    spec_filled = fill_from(scene, like.filled)
+    fixed = kept_objects(spec_filled, like) if len(scene.groups) == len(
+        like.filled.groups) else {}
+    open_changed = Scene(tuple(g if i in fixed else stated for i, (g, stated) in
+                               enumerate(zip(spec_filled.groups, scene.groups, strict=True))),
+                         spec_filled.background)
+    tries = [(spec_filled, fixed), (open_changed, fixed), (spec_filled, None),
+             (open_changed, None), (scene, None)]
+    for i, (candidate, kept) in enumerate(tries):
+        try:
+            return complete(candidate, rng, per_group=True, fixed=kept)
+        except InputError:
+            if i == len(tries) - 1:
+                raise
+
+
+def kept_objects(scene: Scene, like: CompiledScene) -> dict[int, list[PlacedObject]]:
+    """The objects of `like` that the groups of `scene` (as many) keep: every group of the
+    same count, size and position keeps its boxes, with its own shape, colour and texture."""
+    kept = {}
+    for i, (g, old) in enumerate(zip(scene.groups, like.filled.groups, strict=True)):
+        if (g.count, g.size, g.position) == (old.count, old.size, old.position):
+            kept[i] = [replace(o, shape=g.shape, color=g.color, texture=g.texture)
+                       for o in like.placed if o.group == i]
+    return kept
 
 
 def fill_from(scene: Scene, like: Scene) -> Scene:

@@ -1,7 +1,8 @@
 """Edits by planning: the source and the edited prompt are read as scenes (control.plan);
-what either leaves open is drawn once (from the seed) and shared, both are laid out with one
-seed (so an object that did not change keeps its box) and drawn with scene control from the
-same noise. The edit redraws only the boxes of the objects that changed:
+the source is laid out as `generate --plan-layout` lays it out, the edit takes what it
+leaves open from the source, every object that did not change keeps its box, and the
+changed ones are placed around them; both are drawn with scene control from the same
+noise. The edit redraws only the boxes of the objects that changed:
 at the base stage every other pixel is the source's (removed objects' boxes the background)
 at every step, and each stage's output is the source's outside the changed boxes (a local
 blend, as in prompt-to-prompt)."""
@@ -37,11 +38,8 @@ def planned_edit(pipe, source: str, target: str, n: int, seed: int, settings: li
     """Every stage's output (by name) of the source and of the edit, n images each drawn
     with seeds seed..seed+n-1."""
     side = pipe.stages[0].cfg.resolution
-    source_scene = plan_scene(source)
-    drawn_source = compile_scene(source_scene, side, seed, source).filled
-    # both laid out from the same complete scene: the same random draws, the same boxes
-    a = compile_scene(source_scene, side, seed, source, like=drawn_source)
-    b = compile_scene(plan_scene(target), side, seed, target, like=drawn_source)
+    a = compile_scene(plan_scene(source), side, seed, source)  # as generate --plan-layout
+    b = compile_scene(plan_scene(target), side, seed, target, like=a)
     gone, new = changed_boxes(a, b)
     if a.background != b.background:  # a new background: everything is redrawn
         gone = new = torch.ones_like(gone)

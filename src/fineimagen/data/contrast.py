@@ -29,12 +29,14 @@ class ContrastSample:
     negatives: list[str]  # captions of the same scene with one attribute changed each
     scene: Scene  # complete
     edited: list[str]  # the attribute each negative changed (one of EDITABLE)
+    enlarged: bool = False  # drawn at the low resolution and enlarged
 
 
-def edit_one(said: Scene, rng: np.random.Generator) -> tuple[Scene, str]:
-    """`said` with one attribute that it sets changed to another value of the vocabulary,
-    and that attribute's name."""
-    choices = [(i, name) for i, g in enumerate(said.groups) for name in EDITABLE
+def edit_one(said: Scene, rng: np.random.Generator,
+             editable: tuple[str, ...] = EDITABLE) -> tuple[Scene, str]:
+    """`said` with one attribute that it sets (of `editable`) changed to another value of
+    the vocabulary, and that attribute's name."""
+    choices = [(i, name) for i, g in enumerate(said.groups) for name in editable
                if getattr(g, name) is not None]
     i, name = choices[int(rng.integers(len(choices)))]
     group = said.groups[i]
@@ -54,7 +56,8 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
     """Sample `index` of the stream: a render, its caption and `negatives` hard negatives.
 
     With `low_res`, half the renders are drawn at that side and enlarged (bilinear) to
-    `size`, so the aligner also scores the base stage's small images fairly. `keep` is the
+    `size`, so the aligner also scores the base stage's small images fairly; their hard
+    negatives never change the texture, which a small render cannot show. `keep` is the
     share of attributes the caption mentions (default: drawn from U(0.5, 1)).
     """
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1, 7])
@@ -63,22 +66,24 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
     said = mention(scene, rng, keep=share if keep is None else keep)
     phrasing = int(rng.integers(2**31))
     text = caption(said, np.random.default_rng(phrasing))
+    small = bool(low_res) and rng.random() < 0.5
+    editable = tuple(a for a in EDITABLE if a != "texture") if small else EDITABLE
     wrong, edited = [], []
     for _ in range(20 * negatives):  # an edit can read the same as the truth; draw again
         if len(wrong) == negatives:
             break
-        scene_edit, name = edit_one(said, rng)
+        scene_edit, name = edit_one(said, rng, editable)
         other = caption(scene_edit, np.random.default_rng(phrasing))
         if other != text and other not in wrong:
             wrong.append(other)
             edited.append(name)
     assert len(wrong) == negatives  # shape and count alone give seven distinct edits
-    if low_res and rng.random() < 0.5:
-        small = Image.fromarray(render(placed, scene.background, low_res))
-        image = np.asarray(small.resize((size, size), Image.BILINEAR))
+    if small:
+        image = Image.fromarray(render(placed, scene.background, low_res))
+        image = np.asarray(image.resize((size, size), Image.BILINEAR))
     else:
         image = render(placed, scene.background, size)
-    return ContrastSample(image, text, wrong, scene, edited)
+    return ContrastSample(image, text, wrong, scene, edited, small)
 
 
 class ContrastDataset(IterableDataset):

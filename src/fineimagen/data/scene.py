@@ -149,19 +149,20 @@ def _check_distinct(groups: tuple[Group, ...]) -> None:
 # ----------------------------------------------------------------------------- completion
 def complete(
     scene: Scene, rng: np.random.Generator, avoid_heldout: bool = False, tries: int = 200,
-    per_group: bool = False,
+    per_group: bool = False, fixed: dict[int, list[PlacedObject]] | None = None,
 ) -> tuple[Scene, list[PlacedObject]]:
     """Fill every open attribute at random and lay the scene out.
 
     With `avoid_heldout`, open attributes never form a held-out combination (training data).
-    With `per_group`, each group is placed with its own random stream (see `layout`).
+    With `per_group`, each group is placed with its own random stream, and `fixed` groups
+    keep the objects given (see `layout`).
     Raises InputError when no completion of the spec fits on the canvas.
     """
     for _ in range(tries):
         filled = _fill(scene, rng, avoid_heldout)
         if filled is None:
             continue
-        placed = layout(filled, rng, per_group)
+        placed = layout(filled, rng, per_group, fixed)
         if placed is not None:
             return filled, placed
     raise InputError("the scene does not fit on the canvas (too many or too large objects)")
@@ -195,21 +196,28 @@ def _fill(scene: Scene, rng: np.random.Generator, avoid_heldout: bool) -> Scene 
     return Scene(tuple(groups), background)
 
 
-def layout(scene: Scene, rng: np.random.Generator,
-           per_group: bool = False) -> list[PlacedObject] | None:
+def layout(scene: Scene, rng: np.random.Generator, per_group: bool = False,
+           fixed: dict[int, list[PlacedObject]] | None = None) -> list[PlacedObject] | None:
     """Place every object of a complete scene without overlap; None when it does not fit.
     With `per_group`, group i draws from its own stream (one key from `rng`, then i), so a
-    change to one group moves no other unless they collide (edits by planning)."""
-    placed: list[PlacedObject] = []
+    change to one group moves no other unless they collide (edits by planning). `fixed`
+    (with `per_group`) maps group indices to objects already placed, which those groups
+    keep; the other groups are placed around them, trying longer on their streams."""
+    fixed = fixed or {}
+    if fixed and not per_group:
+        raise ValueError("fixed groups need per_group layout")
+    placed = [o for objects in fixed.values() for o in objects]
     key = int(rng.integers(2**62)) if per_group else None
     for index, g in enumerate(scene.groups):
         g_rng = rng if key is None else np.random.default_rng([key, index])
+        if index in fixed:
+            continue
         side = vocab.SIZE_FRACTION[g.size] * (1 + g_rng.uniform(-1, 1) * vocab.SIZE_JITTER)
-        objects = _place_group(index, g, side, placed, g_rng)
+        objects = _place_group(index, g, side, placed, g_rng, tries=64 if fixed else 8)
         if objects is None:
             return None
         placed.extend(objects)
-    return placed
+    return sorted(placed, key=lambda o: o.group)  # in group order, as drawn without fixed
 
 
 def _place_group(index, g, side, placed, rng, tries=8):

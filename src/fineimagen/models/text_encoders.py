@@ -121,16 +121,17 @@ def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
 
 class HashTokenizer:
     """Lower-cased words and punctuation, each hashed (crc32) into one of `vocab_size - 1`
-    buckets; id 0 is padding. Deterministic, with no vocabulary file."""
+    buckets; id 0 is padding (to the longest prompt of the batch, at most `max_length`).
+    Deterministic, with no vocabulary file."""
 
     def __init__(self, vocab_size: int, max_length: int):
         self.vocab_size, self.max_length = vocab_size, max_length
 
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.zeros(len(prompts), self.max_length, dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            words = [m.group() for m in self.words(prompt)]
-            for j, word in enumerate(words):
+        words = [[m.group() for m in self.words(p)] for p in prompts]
+        ids = torch.zeros(len(prompts), max([1, *map(len, words)]), dtype=torch.long)
+        for i, prompt_words in enumerate(words):
+            for j, word in enumerate(prompt_words):
                 ids[i, j] = 1 + zlib.crc32(word.encode()) % (self.vocab_size - 1)
         return ids, ids > 0
 
@@ -138,8 +139,8 @@ class HashTokenizer:
         return list(re.finditer(r"[a-z0-9]+|[^\sa-z0-9]", prompt.lower()))[: self.max_length]
 
     def spans(self, prompt: str) -> list[tuple[int, int]]:
-        found = [m.span() for m in self.words(prompt)]
-        return found + [(0, 0)] * (self.max_length - len(found))
+        """The character span of each of the prompt's tokens."""
+        return [m.span() for m in self.words(prompt)]
 
 
 class TrainableEncoder(TextEncoder):
@@ -170,7 +171,9 @@ class TrainableEncoder(TextEncoder):
         return ids[0][mask[0]].tolist()
 
     def token_spans(self, prompts):
-        return [self.tokenizer.spans(p) for p in prompts]
+        found = [self.tokenizer.spans(p) for p in prompts]
+        length = max([1, *map(len, found)])  # padded like `encode`'s output
+        return [f + [(0, 0)] * (length - len(f)) for f in found]
 
 
 def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:

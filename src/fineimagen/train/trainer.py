@@ -25,7 +25,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import precision
-from ..config import CascadeConfig, ConfigMixin, StageConfig, TextEncoderConfig, load_preset
+from ..config import (
+    AlignerConfig,
+    CascadeConfig,
+    ConfigMixin,
+    StageConfig,
+    TextEncoderConfig,
+    load_preset,
+)
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..errors import InputError
 from ..models.sr import RegressionSR
@@ -441,15 +448,17 @@ def export_checkpoint(run: str | Path, folder: str | Path) -> Path:
 
 
 def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) -> None:
-    """Start `module` from the stage `cfg.stage` of the pipeline folder `cfg.init`; its stage
-    and text-encoder configs must equal the preset's (else the weights mean something else)."""
+    """Start `module` from the stage `cfg.stage` (or the aligner) of the pipeline folder
+    `cfg.init`; its configs must equal the preset's (else the weights mean something else)."""
     from ..pipeline import WEIGHTS, load_weights, read_json
 
-    if cfg.stage == "align":
-        raise InputError("--init starts a diffusion or regression stage, not the aligner")
-    root, stage = Path(cfg.init), cascade.stage(cfg.stage)
+    root = Path(cfg.init)
     if not root.is_dir():
         raise InputError(f"--init: no model folder at {root}")
+    if cfg.stage == "align":
+        _init_aligner(module, cascade, root)
+        return
+    stage = cascade.stage(cfg.stage)
     saved = read_json(root / stage.name / "config.json", f"--init: {stage.name}/config.json")
     if StageConfig.from_dict(saved, stage.name).to_dict() != stage.to_dict():
         raise InputError(f"--init: {root / stage.name} was trained with another "
@@ -464,6 +473,19 @@ def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) ->
     if module.text_encoder is not None:
         load_weights(module.text_encoder, root / "text_encoder" / WEIGHTS,
                      "--init text_encoder")
+
+
+def _init_aligner(module: nn.Module, cascade: CascadeConfig, root: Path) -> None:
+    """Start an Aligner from the aligner/ folder of the pipeline folder `root`."""
+    from ..models.alignment import WEIGHTS as ALIGNER_WEIGHTS
+    from ..pipeline import load_weights, read_json
+
+    saved = read_json(root / "aligner/config.json", "--init: aligner/config.json")
+    if AlignerConfig.from_dict(saved, "aligner").to_dict() != cascade.aligner.to_dict():
+        raise InputError(f"--init: {root / 'aligner'} was trained with another aligner "
+                         f"config than the preset's")
+    load_weights(module, root / "aligner" / ALIGNER_WEIGHTS, "--init aligner",
+                 expected=module.trained_state())
 
 
 # ---------------------------------------------------------------------- checkpoints
