@@ -158,3 +158,41 @@ def test_a_planned_edit_keeps_what_the_prompts_leave_open():
             gone, a.regions[0].mask) and torch.equal(new, circles))
 
     assert sum(star_stays(s) for s in range(40)) >= 30
+
+
+def test_moved_and_added_objects_are_copies_of_the_source_object(tiny_model):
+    from fineimagen.control.regions import compile_scene
+    from fineimagen.control.scene_edit import copied_objects
+
+    def copies(source, target, image, seed=2):
+        a = compile_scene(plan_scene(source), 32, seed, source)
+        b = compile_scene(plan_scene(target), 32, seed, target, like=a)
+        return a, b, copied_objects(a, b, image)
+
+    image = torch.rand(1, 3, 64, 64) * 2 - 1  # any stage's side: boxes scale with it
+    source = "a small red circle on the left and a blue star at the top"
+    a, b, (pixels, alpha) = copies(source, "a small red circle on the right and a blue star "
+                                           "at the top", image)
+    (old, new) = (next(o for o in s.placed if o.group == 0) for s in (a, b))
+    dy, dx = round((new.y - old.y) * 64), round((new.x - old.x) * 64)
+    solid = alpha[0, 0] > 0.999
+    ys, xs = torch.nonzero(solid, as_tuple=True)
+    assert len(ys) >= 0.8 * (old.size * 64) ** 2  # the object moves (soft box edges apart)
+    assert abs(xs.float().mean() / 64 - new.x) < 0.03 and abs(ys.float().mean() / 64 - new.y) < 0.03
+    assert torch.allclose(pixels[0, :, ys, xs], image[0, :, ys - dy, xs - dx])
+    _, b3, (_, alpha3) = copies(source, "3 small red circles on the left and a blue star at "
+                                        "the top", image)
+    assert len(b3.placed) == 4 and (alpha3 > 0.999).sum() >= 2.5 * solid.sum()
+    _, _, (pixels, alpha) = copies(source, "a small green circle on the left and a blue star "
+                                           "at the top", image)
+    assert not alpha.any() and not pixels.any()  # a new look is drawn, not copied
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)  # through the cascade: copied
+    [src], [edit] = pipe.edit_prompt("a red circle on the left", "a red circle on the right",
+                                     seed=4, steps=3, progress=False, plan_layout=True)
+    a, b, (_, alpha) = copies("a red circle on the left", "a red circle on the right",
+                              torch.zeros(1, 3, edit.height, edit.width), seed=4)
+    (old, new) = (s.placed[0] for s in (a, b))
+    dy, dx = round((new.y - old.y) * edit.height), round((new.x - old.x) * edit.width)
+    ys, xs = np.nonzero(alpha[0, 0].numpy() > 0.999)
+    src, edit = np.asarray(src, np.int16), np.asarray(edit, np.int16)
+    assert len(ys) and np.abs(edit[ys, xs] - src[ys - dy, xs - dx]).max() <= 1
