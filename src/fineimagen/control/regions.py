@@ -149,7 +149,7 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
 def _complete_like(scene: Scene, like: CompiledScene, rng: np.random.Generator):
     """`scene` completed and laid out as an edit of `like`, keeping what it can: first the
     unchanged groups' boxes and what the spec leaves open, then the boxes with the changed
-    groups' open attributes drawn anew, then the looks alone, then nothing."""
+    groups' open attributes drawn anew, then the looks alone, then the background alone."""
     spec_filled = fill_from(scene, like.filled)
     fixed = kept_objects(spec_filled, like) if len(scene.groups) == len(
         like.filled.groups) else {}
@@ -157,7 +157,8 @@ def _complete_like(scene: Scene, like: CompiledScene, rng: np.random.Generator):
                                enumerate(zip(spec_filled.groups, scene.groups, strict=True))),
                          spec_filled.background)
     tries = [(spec_filled, fixed), (open_changed, fixed), (spec_filled, None),
-             (open_changed, None), (scene, None)]
+             (open_changed, None), (Scene(scene.groups, spec_filled.background), None),
+             (scene, None)]
     for i, (candidate, kept) in enumerate(tries):
         try:
             return complete(candidate, rng, per_group=True, fixed=kept)
