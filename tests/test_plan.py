@@ -194,5 +194,8 @@ def test_moved_and_added_objects_are_copies_of_the_source_object(tiny_model):
     (old, new) = (s.placed[0] for s in (a, b))
     dy, dx = round((new.y - old.y) * edit.height), round((new.x - old.x) * edit.width)
     ys, xs = np.nonzero(alpha[0, 0].numpy() > 0.999)
+    [plain] = pipe("a red circle on the left", seed=4, steps=3, progress=False,
+                   plan_layout=True)
+    assert np.array_equal(np.asarray(plain), np.asarray(src))  # the source: generate's image
     src, edit = np.asarray(src, np.int16), np.asarray(edit, np.int16)
     assert len(ys) and np.abs(edit[ys, xs] - src[ys - dy, xs - dx]).max() <= 1
