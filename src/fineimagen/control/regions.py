@@ -151,8 +151,7 @@ def _complete_like(scene: Scene, like: CompiledScene, rng: np.random.Generator):
     unchanged groups' boxes and what the spec leaves open, then the boxes with the changed
     groups' open attributes drawn anew, then the looks alone, then the background alone."""
     spec_filled = fill_from(scene, like.filled)
-    fixed = kept_objects(spec_filled, like) if len(scene.groups) == len(
-        like.filled.groups) else {}
+    fixed = kept_objects(spec_filled, like)
     open_changed = Scene(tuple(g if i in fixed else stated for i, (g, stated) in
                                enumerate(zip(spec_filled.groups, scene.groups, strict=True))),
                          spec_filled.background)
@@ -168,9 +167,12 @@ def _complete_like(scene: Scene, like: CompiledScene, rng: np.random.Generator):
 
 
 def kept_objects(scene: Scene, like: CompiledScene) -> dict[int, list[PlacedObject]]:
-    """The objects of `like` that the groups of `scene` (as many) keep: every group of the
-    same count, size and position keeps its boxes, with its own shape, colour and texture."""
+    """The objects of `like` that the groups of `scene` keep: where both have as many
+    groups, every group of the same count, size and position keeps its boxes, with its own
+    shape, colour and texture."""
     kept = {}
+    if len(scene.groups) != len(like.filled.groups):
+        return kept
     for i, (g, old) in enumerate(zip(scene.groups, like.filled.groups, strict=True)):
         if (g.count, g.size, g.position) == (old.count, old.size, old.position):
             kept[i] = [replace(o, shape=g.shape, color=g.color, texture=g.texture)

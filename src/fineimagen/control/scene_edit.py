@@ -92,13 +92,15 @@ def planned_edit(pipe, source: str, target: str, n: int, seed: int, settings: li
     drawn = pipe._controlled(source, n, seed, settings, stop, None, [], a, progress, bf16)
     base = drawn[pipe.stages[0].name]
     known = base * (1 - gone) + background_image(b.background, side).to(base) * gone
-    copies, alpha = copied_objects(a, b, base)  # moved or added objects of an unchanged look
+    # moved or added objects of an unchanged look, copied from the source at every stage
+    copied = {name: copied_objects(a, b, x) for name, x in drawn.items()}
+    copies, alpha = copied[pipe.stages[0].name]
     known = known * (1 - alpha) + copies
     edited = pipe._controlled(target, n, seed, settings, stop, None, [], b, progress, bf16,
                               kept=(known, torch.maximum(1 - new.to(base), alpha)))
     changed = (gone + new).clamp(max=1).to(base)
     for name, x in edited.items():  # outside the changed boxes, the source's pixels
         m = F.interpolate(changed, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        copies, alpha = copied_objects(a, b, drawn[name])
+        copies, alpha = copied[name]
         edited[name] = (drawn[name] * (1 - m) + x * m) * (1 - alpha) + copies
     return drawn, edited

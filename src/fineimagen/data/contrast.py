@@ -66,8 +66,8 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
     said = mention(scene, rng, keep=share if keep is None else keep)
     phrasing = int(rng.integers(2**31))
     text = caption(said, np.random.default_rng(phrasing))
-    small = bool(low_res) and rng.random() < 0.5
-    editable = tuple(a for a in EDITABLE if a != "texture") if small else EDITABLE
+    enlarged = bool(low_res) and rng.random() < 0.5
+    editable = tuple(a for a in EDITABLE if a != "texture") if enlarged else EDITABLE
     wrong, edited = [], []
     for _ in range(20 * negatives):  # an edit can read the same as the truth; draw again
         if len(wrong) == negatives:
@@ -78,12 +78,12 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
             wrong.append(other)
             edited.append(name)
     assert len(wrong) == negatives  # shape and count alone give seven distinct edits
-    if small:
+    if enlarged:
         image = Image.fromarray(render(placed, scene.background, low_res))
         image = np.asarray(image.resize((size, size), Image.BILINEAR))
     else:
         image = render(placed, scene.background, size)
-    return ContrastSample(image, text, wrong, scene, edited, small)
+    return ContrastSample(image, text, wrong, scene, edited, enlarged)
 
 
 class ContrastDataset(IterableDataset):
