@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from fineimagen.control.attention_guidance import LAYOUT_STEP
-from fineimagen.control.regions import object_phrase
+from fineimagen.data.captions import object_phrase
 from fineimagen.data.scene import Group
 from fineimagen.eval import compbench
 from fineimagen.pipeline import TextToImagePipeline

@@ -15,7 +15,7 @@ from .config import SamplerConfig, StageConfig
 from .diffusion.denoiser import Denoiser, TextCondition
 from .diffusion.sampling import check_sampling, denoise, initial_noise
 from .errors import InputError
-from .models.sr import RegressionSR, upsample
+from .models.sr import RegionText, RegressionSR, upsample
 from .precision import use_bf16 as resolve_bf16
 
 STAGE_SEED_STRIDE = 7_000_003  # seed offset between the stages of one image
@@ -32,6 +32,7 @@ class StageControl:
     update: Callable | None = None  # before each step (see diffusion.sampling.StepUpdate)
     x_start: torch.Tensor | None = None  # img2img: the noised start, at `start_step`
     start_step: int = 0
+    regions: RegionText | None = None  # region prompts for a regression SR stage
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Stage:
             raise InputError(f"stage {self.name!r} enlarges an image: give one")
         if isinstance(self.model, RegressionSR):
             with torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
-                return self.model(lowres, size).float().clamp(-1, 1)
+                return self.model(lowres, size, control.regions).float().clamp(-1, 1)
         extra = {}
         if self.is_sr:
             level = round(settings.aug_level * (self.cfg.diffusion.timesteps - 1))

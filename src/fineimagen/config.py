@@ -115,6 +115,9 @@ class RegressionConfig(ConfigMixin):
     context_channels: int = 0
     context_levels: int = 3  # input side r, r/2, r/4, ...
     context_blocks: int = 2  # residual blocks per level and path
+    # region prompts: the width of the text encoder's pooled embeddings, each painted over
+    # its region's mask into the context U-Net's input features (0: the stage reads none)
+    region_dim: int = 0
 
 
 @dataclass

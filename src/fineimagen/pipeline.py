@@ -117,6 +117,11 @@ class TextToImagePipeline:
     def __init__(self, text_encoder: TextEncoder, text_config: TextEncoderConfig,
                  stages: list[Stage], aligner: Aligner | None = None):
         CascadeConfig(text_config, [s.cfg for s in stages])  # validates the stage chain
+        for s in stages:
+            if _reads_regions(s.cfg) and s.cfg.regression.region_dim != text_encoder.dim:
+                raise InputError(f"stage {s.name!r} reads region prompts of width "
+                                 f"{s.cfg.regression.region_dim}, but the text encoder's is "
+                                 f"{text_encoder.dim}")
         self.text_encoder, self.text_config = text_encoder, text_config
         self.stages = stages
         self.aligner = aligner  # scores image-text fit; None when the folder has none
@@ -157,10 +162,12 @@ class TextToImagePipeline:
     def assemble(cls, paths: list[str | Path]) -> TextToImagePipeline:
         """One pipeline from folders trained apart (e.g. a base run, an SR run, an aligner
         run's model): their stages in the given order, the first aligner found. Stages that
-        read text must share the first folder's text encoder (regression SR reads none)."""
+        read text must share the first folder's text encoder (a regression SR stage reads
+        none unless it reads region prompts)."""
         parts = [cls.from_pretrained(p) for p in paths]
         for part, path in zip(parts[1:], paths[1:], strict=True):
-            reads_text = any(s.cfg.kind == "diffusion" for s in part.stages)
+            reads_text = any(s.cfg.kind == "diffusion" or _reads_regions(s.cfg)
+                             for s in part.stages)
             if reads_text and part.text_config != parts[0].text_config:
                 raise InputError(f"{path}: its text encoder differs from the first folder's")
         stages = [s for part in parts for s in part.stages]
@@ -305,6 +312,7 @@ class TextToImagePipeline:
             composition,
             img2img_start,
             keep_known,
+            region_prompts_into_sr,
             stage_controls,
         )
         from .control.regions import CompiledScene, background_image, compile_scene
@@ -322,6 +330,7 @@ class TextToImagePipeline:
         comp = composition(self, prompt, regions, negative, settings[0].guidance,
                            settings[0].threshold, known if self.scene_isolation else None)
         controls = stage_controls(self, comp, settings, stop)
+        region_prompts_into_sr(self, controls, regions, n, stop)
         controls[0].update = attention_guidance(self, prompt, regions, excite, layout,
                                                 settings[0].steps)
         seeds = [seed + k for k in range(n)]
@@ -509,6 +518,10 @@ class TextToImagePipeline:
         return torch.cat([self.aligner.score(x[i:i + 256], prompts[i:i + 256])
                           for i in range(0, len(prompts), 256)]).cpu()
 
+
+
+def _reads_regions(cfg: StageConfig) -> bool:
+    return cfg.kind == "regression" and cfg.regression.region_dim > 0
 
 
 def _load_stage(root: Path, name: str) -> Stage:

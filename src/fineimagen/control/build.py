@@ -83,6 +83,32 @@ def stage_controls(pipe, comp: Composition, settings: list, stop: int) -> dict:
     return controls
 
 
+def region_prompts_into_sr(pipe, controls: dict, regions: list[Region], n: int,
+                           stop: int) -> None:
+    """Each regression SR stage that reads region prompts gets them: each region's words
+    (markup dropped, negative clauses left out), pooled, over its mask at the stage's input
+    side (models.sr.RegionText)."""
+    from ..models.sr import RegionText, RegressionSR, pool_text
+
+    if not regions:
+        return
+    for i in range(1, stop):
+        stage = pipe.stages[i]
+        if not (isinstance(stage.model, RegressionSR) and stage.cfg.regression.region_dim):
+            continue
+        side = pipe.stages[i - 1].cfg.resolution
+        words = [" ".join(c.text for c in parse_prompt(r.prompt) if c.weight > 0) or "."
+                 for r in regions]
+        cond = pipe.encode(words)
+        embeds = pool_text(cond.embeds, cond.mask).float()
+        masks = torch.cat([torch.nn.functional.interpolate(r.mask.float(), size=(side, side),
+                                                           mode="area")
+                           for r in regions], 1)
+        controls.setdefault(i, StageControl()).regions = RegionText(
+            masks.expand(n, -1, -1, -1).to(pipe.device),
+            embeds[None].expand(n, -1, -1).to(pipe.device))
+
+
 def keep_known(pipe, controls: dict, index: int, known: torch.Tensor, keep: torch.Tensor,
                seeds: list[int]) -> None:
     """Stage `index` puts `known` ([1 or B, 3, R, R], x0) back where `keep` is 1."""

@@ -19,12 +19,11 @@ import torch
 from PIL import Image
 
 from ..data import vocab
-from ..data.captions import POSITION_PHRASES, TEXTURE_ADJECTIVES
+from ..data.captions import object_phrase
 from ..data.scene import Group, PlacedObject, Scene, complete, parse_spec
 from ..errors import InputError
 
 MAX_REGIONS = 16
-BOX_MARGIN = 0.03  # a scene object's box exceeds its extent by this (fraction of the side)
 HALVES = {"left half": (0.0, 0.0, 0.5, 1.0), "right half": (0.5, 0.0, 1.0, 1.0),
           "top half": (0.0, 0.0, 1.0, 0.5), "bottom half": (0.0, 0.5, 1.0, 1.0)}
 
@@ -64,14 +63,18 @@ def check_box(box) -> tuple[float, float, float, float]:
 
 def box_mask(box, size: int) -> torch.Tensor:
     """[1, 1, size, size]: each pixel's covered fraction by the box (soft at the edges)."""
-    x0, y0, x1, y1 = check_box(box)
-    edges = torch.arange(size + 1, dtype=torch.float32) / size
+    return box_masks(torch.tensor([check_box(box)]), size)[None]
+
+
+def box_masks(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, 4] boxes (x0, y0, x1, y1) -> [N, size, size] covered fractions; an empty box
+    (x1 <= x0 or y1 <= y0) covers nothing."""
+    edges = torch.arange(size + 1, dtype=torch.float32, device=boxes.device) / size
     lo, hi = edges[:-1], edges[1:]
-    cover_x = ((torch.minimum(hi, torch.tensor(x1)) - torch.maximum(lo, torch.tensor(x0)))
-               .clamp(min=0) * size)
-    cover_y = ((torch.minimum(hi, torch.tensor(y1)) - torch.maximum(lo, torch.tensor(y0)))
-               .clamp(min=0) * size)
-    return (cover_y[:, None] * cover_x[None, :])[None, None]
+    x0, y0, x1, y1 = (boxes[:, i, None].float() for i in range(4))
+    cover_x = (torch.minimum(hi, x1) - torch.maximum(lo, x0)).clamp(min=0) * size
+    cover_y = (torch.minimum(hi, y1) - torch.maximum(lo, y0)).clamp(min=0) * size
+    return cover_y[:, :, None] * cover_x[:, None, :]
 
 
 def image_mask(image: Image.Image, size: int, allowed: tuple[int, ...]) -> torch.Tensor:
@@ -132,10 +135,7 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
         stated = scene.groups[obj.group]
         said = Group(stated.shape, stated.color, stated.size, vocab.position_at(obj.x, obj.y),
                      stated.texture, 1)
-        half = obj.size / 2 + BOX_MARGIN
-        box = (max(0.0, obj.x - half), max(0.0, obj.y - half),
-               min(1.0, obj.x + half), min(1.0, obj.y + half))
-        regions.append(Region(object_phrase(said), box_mask(box, size)))
+        regions.append(Region(object_phrase(said), box_mask(obj.box(), size)))
     check_regions(regions)
     text = prompt or caption(scene, np.random.default_rng(0))
     sized = [scene.groups[obj.group].size is not None for obj in placed]
@@ -234,17 +234,6 @@ def sketch(background: str, placed, sized: list[bool], size: int,
             rgb = shade(rgb, dark.float())
         image = image * (1 - alpha) + (rgb / 127.5 - 1) * alpha
     return image[None]
-
-
-def object_phrase(g: Group) -> str:
-    """'a large red striped star at the top left': one object in the captions' first wording."""
-    words = ["a"] + [w for w in (g.size, g.color) if w]
-    if g.texture:
-        words.append(TEXTURE_ADJECTIVES[g.texture][0])
-    words.append(g.shape)
-    if g.position:
-        words.append(POSITION_PHRASES[g.position][0])
-    return " ".join(words)
 
 
 def background_image(name: str, size: int) -> torch.Tensor:

@@ -115,3 +115,13 @@ def mention(scene: Scene, rng: np.random.Generator, keep: float = 0.8) -> Scene:
     background = scene.background if rng.random() < keep * 0.6 else None
     return Scene(tuple(drop(g) for g in scene.groups), background)
 
+
+def object_phrase(g: Group) -> str:
+    """'a large red striped star at the top left': one object in the captions' first wording."""
+    words = ["a"] + [w for w in (g.size, g.color) if w]
+    if g.texture:
+        words.append(TEXTURE_ADJECTIVES[g.texture][0])
+    words.append(g.shape)
+    if g.position:
+        words.append(POSITION_PHRASES[g.position][0])
+    return " ".join(words)

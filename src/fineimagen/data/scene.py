@@ -19,6 +19,7 @@ GAP = 0.09  # least distance between the bounding boxes of two objects
 MARGIN = 0.02  # least distance between an object and the image border
 CELL_MARGIN = 0.02  # a group's centroid keeps this far inside its cell
 GROUP_JITTER = 0.03  # random shift of a group's centre from its cell's centre
+BOX_MARGIN = 0.03  # an object's region box exceeds its extent by this (control, SR hints)
 
 # Arrangements of a group's objects, as offsets in units of (object size + GAP).
 ARRANGEMENTS = {
@@ -81,6 +82,12 @@ class PlacedObject:
     x: float
     y: float
     size: float
+
+    def box(self, margin: float = BOX_MARGIN) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1): its extent grown by `margin` on each side, within [0, 1]."""
+        half = self.size / 2 + margin
+        return (max(0.0, self.x - half), max(0.0, self.y - half),
+                min(1.0, self.x + half), min(1.0, self.y + half))
 
 
 # ----------------------------------------------------------------------------- parsing

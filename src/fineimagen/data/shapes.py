@@ -7,7 +7,7 @@ across workers and processes without overlap and every run can be reproduced.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +17,18 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import InputError
 from ..files import atomic_folder
-from .captions import caption, mention
+from . import vocab
+from .captions import caption, mention, object_phrase
 from .render import render
-from .scene import Scene, sample_scene
+from .scene import MAX_GROUPS, Group, PlacedObject, Scene, sample_scene
 
 MIN_SIDE, MAX_SIDE = 16, 4096
 EXHAUSTIVE_SHARE = 0.25  # training captions that state every attribute of every object
+MAX_OBJECTS = MAX_GROUPS * 4  # region prompts per sample, padded to this
+# region prompts for SR training: how often a sample has none (a plain prompt), how often
+# each optional attribute is stated, and how often a stated texture is drawn otherwise in
+# the low-res input (so the stage learns to follow the prompt over a faint wrong cue)
+NO_REGIONS, STATE_ATTRIBUTE, RESTYLE_LOW = 0.2, 0.6, 0.5
 
 
 @dataclass
@@ -31,6 +37,8 @@ class ShapesSample:
     caption: str
     scene: Scene  # complete: every attribute as rendered
     lowres: np.ndarray | None = None  # the same scene rendered at `low_size`, if asked
+    region_prompts: list[str] | None = None  # one per object, if asked ([] for none)
+    region_boxes: list[tuple[float, float, float, float]] | None = None
 
 
 def check_side(size: int) -> None:
@@ -39,18 +47,48 @@ def check_side(size: int) -> None:
 
 
 def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
-                low_size: int | None = None) -> ShapesSample:
+                low_size: int | None = None, regions: bool = False) -> ShapesSample:
     """Sample `index` of the stream (seed, split): a random scene, its render and a caption
     that mentions a random subset of its attributes (from a bare noun to exhaustive); with
-    `low_size`, also the same scene rendered at that side (super-resolution pairs)."""
+    `low_size`, also the same scene rendered at that side (super-resolution pairs); with
+    `regions`, a region prompt and box per object as scene control words them
+    (`object_regions`), the low-res render following the objects as there restyled."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     scene, placed = sample_scene(rng, split)
     # captions from bare nouns to every attribute: keep ~ U[0, 1] (a bare noun about 1 single
     # object in 5), and EXHAUSTIVE_SHARE of them state everything (what edits start from)
     keep = 1.0 if rng.random() < EXHAUSTIVE_SHARE else rng.uniform(0.0, 1.0)
     said = mention(scene, rng, keep=keep)
-    low = render(placed, scene.background, low_size) if low_size else None
-    return ShapesSample(render(placed, scene.background, size), caption(said, rng), scene, low)
+    prompts = boxes = None
+    low_placed = placed
+    if regions:
+        prompts, boxes, low_placed = object_regions(
+            scene, placed, np.random.default_rng([seed, index, 2 if split == "train" else 3]))
+    low = render(low_placed, scene.background, low_size) if low_size else None
+    return ShapesSample(render(placed, scene.background, size), caption(said, rng), scene, low,
+                        prompts, boxes)
+
+
+def object_regions(scene: Scene, placed: list[PlacedObject], rng: np.random.Generator):
+    """Region prompts as a compiled scene words them ('a red striped star at the top left',
+    shape and cell always, each other attribute with probability STATE_ATTRIBUTE), their
+    boxes, and the objects for the low-res render: a stated texture is drawn there as another
+    one with probability RESTYLE_LOW. None at all with probability NO_REGIONS."""
+    if rng.random() < NO_REGIONS:
+        return [], [], placed
+    prompts, boxes, low = [], [], []
+    for obj in placed:
+        g = scene.groups[obj.group]
+        said = [rng.random() < STATE_ATTRIBUTE for _ in range(3)]
+        prompts.append(object_phrase(Group(
+            obj.shape, obj.color if said[0] else None, g.size if said[1] else None,
+            vocab.position_at(obj.x, obj.y), obj.texture if said[2] else None, 1)))
+        boxes.append(obj.box())
+        if said[2] and rng.random() < RESTYLE_LOW:
+            others = [t for t in vocab.TEXTURES if t != obj.texture]
+            obj = replace(obj, texture=others[int(rng.integers(len(others)))])
+        low.append(obj)
+    return prompts, boxes, low
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -60,7 +98,8 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 class ShapesDataset(IterableDataset):
     """Endless (or `length`-long) stream of {"image": [3, H, W] float in [-1, 1], "caption"}
-    (plus "lowres" [3, h, h] with `low_size`).
+    (plus "lowres" [3, h, h] with `low_size`; with `regions`, "region_prompts" (MAX_OBJECTS
+    strings, "" for none) and "region_boxes" [MAX_OBJECTS, 4], see `object_regions`).
 
     Rendering happens on the fly; no disk. Process `rank` of `world_size` takes the samples
     rank, rank + world_size, ... of the stream, skipping its first `start` (to resume a
@@ -69,19 +108,26 @@ class ShapesDataset(IterableDataset):
 
     def __init__(self, size: int, split: str = "train", seed: int = 0,
                  length: int | None = None, rank: int = 0, world_size: int = 1,
-                 start: int = 0, low_size: int | None = None):
+                 start: int = 0, low_size: int | None = None, regions: bool = False):
         check_side(size)
         self.size, self.split, self.seed, self.length = size, split, seed, length
         self.rank, self.world_size, self.start, self.low_size = rank, world_size, start, low_size
+        self.regions = regions
 
     def __iter__(self):
         for index in shard_indices(self.rank, self.world_size, self.start):
             if self.length is not None and index >= self.length:
                 return
-            sample = make_sample(index, self.size, self.split, self.seed, self.low_size)
+            sample = make_sample(index, self.size, self.split, self.seed, self.low_size,
+                                 self.regions)
             item = {"image": to_tensor(sample.image), "caption": sample.caption}
             if sample.lowres is not None:
                 item["lowres"] = to_tensor(sample.lowres)
+            if self.regions:  # padded to MAX_OBJECTS: empty prompts, empty boxes
+                pad = MAX_OBJECTS - len(sample.region_prompts)
+                item["region_prompts"] = sample.region_prompts + [""] * pad
+                item["region_boxes"] = torch.tensor(
+                    sample.region_boxes + [(0.0, 0.0, 0.0, 0.0)] * pad, dtype=torch.float32)
             yield item
 
 

@@ -4,9 +4,15 @@ predicts the detail the interpolation misses, trained with an L1 loss.
 
 The full-resolution stack sees a few pixels around each one; a pattern drawn in an object's
 own coordinates (three stripe periods across it) needs the whole object. An optional context
-U-Net on the low-res input (cheap: 1/16 of the pixels at 4x) gives the stack that view."""
+U-Net on the low-res input (cheap: 1/16 of the pixels at 4x) gives the stack that view.
+
+It reads no prompt, but it can read region prompts (`RegionText`): each region's pooled text
+embedding, projected and painted over its mask, joins the context U-Net's first features, so
+a stated texture is drawn as stated where the low-res image shows it faintly or wrongly."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +32,24 @@ class _Residual(nn.Module):
         return x + self.conv2(F.silu(self.conv1(x)))
 
 
+@dataclass
+class RegionText:
+    """Region prompts for an SR stage: `masks` [B, K, h, w] in [0, 1] at the low-res input's
+    side and each prompt's pooled text embedding `embeds` [B, K, D] (all-zero: no region)."""
+
+    masks: torch.Tensor
+    embeds: torch.Tensor
+
+    def to(self, device) -> RegionText:
+        return RegionText(self.masks.to(device), self.embeds.to(device))
+
+
+def pool_text(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[N, L, D] token embeddings and their [N, L] mask -> [N, D]: the mean over tokens."""
+    weights = mask.to(embeds.dtype).unsqueeze(-1)
+    return (embeds * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
 class ContextUNet(nn.Module):
     """Features of the low-res image with a receptive field of whole objects: residual blocks
     at sides r, r/2, ..., r/2^(levels-1) and back up, with skips (no normalization)."""
@@ -43,8 +67,11 @@ class ContextUNet(nn.Module):
             nn.Sequential(*[_Residual(channels) for _ in range(blocks)])
             for _ in range(levels - 1))
 
-    def forward(self, lowres: torch.Tensor) -> torch.Tensor:
+    def forward(self, lowres: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """`extra` [B, channels, h, w] joins the first features (region prompts)."""
         h = self.stem(lowres)
+        if extra is not None:
+            h = h + extra
         skips = []
         for i, blocks in enumerate(self.down):
             h = blocks(h)
@@ -67,6 +94,9 @@ class RegressionSR(nn.Module):
             raise InputError("regression context: channels >= 0, levels >= 1 and blocks >= 0 "
                              f"(got {cfg.context_channels}, {cfg.context_levels}, "
                              f"{cfg.context_blocks})")
+        if cfg.region_dim < 0 or (cfg.region_dim and not cfg.context_channels):
+            raise InputError("regression region_dim needs a context U-Net (context_channels "
+                             f"> 0) and must be >= 0 (got {cfg.region_dim})")
         self.cfg = cfg
         self.stem = nn.Conv2d(3, cfg.channels, 3, padding=1)
         self.context = self.context_out = None
@@ -74,22 +104,38 @@ class RegressionSR(nn.Module):
             self.context = ContextUNet(cfg.context_channels, cfg.context_levels,
                                        cfg.context_blocks)
             self.context_out = nn.Conv2d(cfg.context_channels, cfg.channels, 1)
+        self.region_in = None
+        if cfg.region_dim:
+            self.region_in = nn.Linear(cfg.region_dim, cfg.context_channels)
+            nn.init.zeros_(self.region_in.weight)  # fine-tuned from a stage without regions:
+            nn.init.zeros_(self.region_in.bias)  # starts as that stage
         self.blocks = nn.Sequential(*[_Residual(cfg.channels) for _ in range(cfg.blocks)])
         self.out = nn.Conv2d(cfg.channels, 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # starts as plain bilinear upsampling
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, lowres: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """`lowres` at its own side (the context U-Net reads it there) or already at `size`."""
+    def forward(self, lowres: torch.Tensor, size: tuple[int, int],
+                regions: RegionText | None = None) -> torch.Tensor:
+        """`lowres` at its own side (the context U-Net reads it there) or already at `size`;
+        `regions` at the side of `lowres` (read only by a stage with region_dim)."""
         up = upsample(lowres, size)
         h = self.stem(up)
         if self.context is not None:
-            h = h + upsample(self.context_out(self.context(lowres)), size)
+            painted = self.paint(regions) if regions is not None else None
+            h = h + upsample(self.context_out(self.context(lowres, painted)), size)
         return up + self.out(F.silu(self.blocks(h)))
 
-    def loss(self, target: torch.Tensor, lowres: torch.Tensor) -> torch.Tensor:
+    def paint(self, regions: RegionText) -> torch.Tensor | None:
+        """sum_k mask_k(p) * W e_k: each region's projected prompt over its mask."""
+        if self.region_in is None:
+            return None
+        projected = self.region_in(regions.embeds)
+        return torch.einsum("bkhw,bkc->bchw", regions.masks.to(projected.dtype), projected)
+
+    def loss(self, target: torch.Tensor, lowres: torch.Tensor,
+             regions: RegionText | None = None) -> torch.Tensor:
         """L1 between the prediction and the target, from `lowres` (either side, as above)."""
-        pred = self(lowres, target.shape[-2:])
+        pred = self(lowres, target.shape[-2:], regions)
         return F.l1_loss(pred.float(), target.float())
 
 

@@ -35,7 +35,7 @@ from ..config import (
 )
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..errors import InputError
-from ..models.sr import RegressionSR
+from ..models.sr import RegionText, RegressionSR, pool_text
 from ..models.text_encoders import EmbeddingCache, TextEncoder, build_text_encoder
 from ..models.unet import EfficientUNet
 from .plots import plot_loss
@@ -87,15 +87,46 @@ class StageModule(nn.Module):
 
 
 class RegressionModule(nn.Module):
-    """A regression SR stage under training: L1 on (cropped) targets."""
+    """A regression SR stage under training: L1 on (cropped) targets; with `regions`, it
+    reads the samples' region prompts (masks cropped with the low-res input)."""
 
-    def __init__(self, model: RegressionSR, sr: SRInput):
+    def __init__(self, model: RegressionSR, sr: SRInput, regions: RegionPrompts | None = None):
         super().__init__()
-        self.model, self.sr = model, sr
+        self.model, self.sr, self.regions = model, sr, regions
 
-    def forward(self, images, captions, embeds=None, mask=None, generator=None, lowres=None):
-        images, lowres = self.sr(images, lowres, generator, enlarge=False)
-        return self.model.loss(images, lowres)
+    def forward(self, images, captions, embeds=None, mask=None, generator=None, lowres=None,
+                region_prompts=None, region_boxes=None):
+        hint = None
+        if self.regions is not None and region_prompts is not None:
+            hint = self.regions(region_prompts, region_boxes, lowres.shape[-1])
+            k = hint.masks.shape[1]
+            images, low = self.sr(images, torch.cat([lowres, hint.masks], 1), generator,
+                                  enlarge=False)
+            lowres, hint = low[:, :-k], RegionText(low[:, -k:], hint.embeds)
+        else:
+            images, lowres = self.sr(images, lowres, generator, enlarge=False)
+        return self.model.loss(images, lowres, hint)
+
+
+class RegionPrompts:
+    """Region prompts to `RegionText`: pooled embeddings of a frozen text encoder (each
+    distinct prompt encoded once) and box masks. Not a module: its weights stay out of the
+    stage's state, EMA and checkpoints."""
+
+    def __init__(self, encoder: TextEncoder):
+        self.cache = EmbeddingCache(encoder)
+
+    def __call__(self, prompts: list[str], boxes: torch.Tensor, side: int) -> RegionText:
+        """`prompts` B*K strings, row by row ("" for no region); `boxes` [B, K, 4]."""
+        from ..control.regions import box_masks
+
+        b, k = boxes.shape[:2]
+        embeds, mask = self.cache.encode([p or "." for p in prompts])
+        pooled = pool_text(embeds, mask).view(b, k, -1)
+        present = torch.tensor([bool(p) for p in prompts]).view(b, k, 1)
+        pooled = torch.where(present, pooled, torch.zeros_like(pooled))
+        masks = box_masks(boxes.reshape(b * k, 4).cpu(), side).view(b, k, side, side)
+        return RegionText(masks, pooled).to(boxes.device)
 
 
 @dataclass
@@ -182,13 +213,16 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
     low = stage.input_resolution or None
     sr = SRInput(low, crop) if low else None
 
+    region_dim = stage.regression.region_dim if stage.kind == "regression" else 0
+
     def data(rank, world, start):
         return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
-                             start=start, low_size=low)
+                             start=start, low_size=low, regions=bool(region_dim))
 
     if stage.kind == "regression":
         text_weights = _untrained_text(cascade)  # once, not at every export
-        return _Job(RegressionModule(RegressionSR(stage.regression), sr), None,
+        regions = _region_prompts(cascade, region_dim) if region_dim else None
+        return _Job(RegressionModule(RegressionSR(stage.regression), sr, regions), None,
                     stage.resolution,
                     lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow, True,
                                                            text_weights),
@@ -200,6 +234,18 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
         module, text_encoder if text_encoder.frozen else None, stage.resolution,
         lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow,
                                                text_encoder.frozen), data)
+
+
+def _region_prompts(cascade: CascadeConfig, region_dim: int) -> RegionPrompts:
+    """The frozen text encoder that a regression stage's region prompts are read with."""
+    encoder = build_text_encoder(cascade.text_encoder)
+    if not encoder.frozen:
+        raise InputError("a regression stage reads region prompts through a frozen text "
+                         f"encoder; the preset's is {cascade.text_encoder.kind!r}")
+    if encoder.dim != region_dim:
+        raise InputError(f"regression region_dim is {region_dim}, but the text encoder's "
+                         f"width is {encoder.dim}")
+    return RegionPrompts(encoder)
 
 
 def _align_job(cascade: CascadeConfig, seed: int) -> _Job:
@@ -389,6 +435,10 @@ def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generato
         extra["lowres"] = batch["lowres"].to(accelerator.device)
     if "negatives" in batch:  # collated as K tuples of B captions
         extra["negatives"] = [c for group in batch["negatives"] for c in group]
+    if "region_prompts" in batch:  # collated as K tuples of B prompts: row by row here
+        extra["region_prompts"] = [p for row in zip(*batch["region_prompts"], strict=True)
+                                   for p in row]
+        extra["region_boxes"] = batch["region_boxes"].to(accelerator.device)
     with accelerator.accumulate(model):
         loss = model(images, batch["caption"], embeds, mask, generator=generator, **extra)
         accelerator.backward(loss)
@@ -459,12 +509,22 @@ def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) ->
         _init_aligner(module, cascade, root)
         return
     stage = cascade.stage(cfg.stage)
-    saved = read_json(root / stage.name / "config.json", f"--init: {stage.name}/config.json")
-    if StageConfig.from_dict(saved, stage.name).to_dict() != stage.to_dict():
+    saved = StageConfig.from_dict(
+        read_json(root / stage.name / "config.json", f"--init: {stage.name}/config.json"),
+        stage.name)
+    # a regression stage may learn to read region prompts on top of one that read none
+    adds_regions = (stage.kind == "regression" and saved.regression.region_dim == 0
+                    and stage.regression.region_dim > 0)
+    if adds_regions:
+        saved.regression.region_dim = stage.regression.region_dim
+    if saved.to_dict() != stage.to_dict():
         raise InputError(f"--init: {root / stage.name} was trained with another "
                          f"{stage.name} config than the preset {cfg.preset}'s")
     if stage.kind == "regression":
-        load_weights(module.model, root / stage.name / WEIGHTS, f"--init {stage.name}")
+        expected = {k: v for k, v in module.model.state_dict().items()
+                    if not (adds_regions and k.startswith("region_in."))}
+        load_weights(module.model, root / stage.name / WEIGHTS, f"--init {stage.name}",
+                     expected if adds_regions else None)
         return
     text = read_json(root / "text_encoder/config.json", "--init: text_encoder/config.json")
     if TextEncoderConfig.from_dict(text, "text_encoder") != cascade.text_encoder:
