@@ -189,7 +189,27 @@ def test_scene_control_hands_its_region_prompts_to_the_sr_stage():
     diff = np.abs(np.asarray(plain[0], float) - np.asarray(read[0], float))
     assert diff.mean() > 0.5  # the prompts steer the stage
     no_scene = pipe("a red striped star", seed=3, steps=4, progress=False)
+    low = plain[0].resize((32, 32))
+    up, up_read = (np.asarray(pipe.upscale([low], "x", regions=r, progress=False)[0], float)
+                   for r in (None, compiled.regions))
+    assert np.abs(up - up_read).mean() > 0.5  # upscale hands them over too
     pipe.stages[1].model = shipped
     assert np.array_equal(np.asarray(no_scene[0]),
                           np.asarray(pipe("a red striped star", seed=3, steps=4,
                                           progress=False)[0]))  # no regions: unchanged
+
+
+def test_upscale_refuses_region_prompts_no_stage_reads(region_runs, tmp_path, capsys):
+    from PIL import Image
+
+    from fineimagen.cli import main
+
+    _, plain, regions = region_runs
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "a.png")
+    args = ["upscale", str(tmp_path / "a.png"), "--prompt", "a red square", "--stage", "0",
+            "--region", "top left: a striped square", "--out"]
+    code = main([*args, str(tmp_path / "out"), "--model", str(plain.folder)])
+    assert code == 2 and "no stage run here reads region prompts" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main([*args, str(tmp_path / "out2"), "--model", str(regions.folder)]) == 0
+    assert Image.open(tmp_path / "out2" / "a.png").size == (32, 32)

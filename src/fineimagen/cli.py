@@ -114,14 +114,7 @@ def _add_generate(commands) -> None:
     _add_stage_options(gen)
     gen.add_argument("--stages", help="last stage to run, by name or index (default: all)")
     gen.add_argument("--negative", help="negative prompt (replaces the unconditional branch)")
-    gen.add_argument("--region", action="append", default=[], metavar="'NAME: PROMPT'",
-                     help="a prompt for a named region (top left ... bottom right, left half "
-                          "...); repeatable")
-    gen.add_argument("--box", action="append", nargs=2, default=[], metavar=("X0,Y0,X1,Y1",
-                     "PROMPT"), help="a prompt for a box (fractions of the side); repeatable")
-    gen.add_argument("--mask-region", action="append", nargs=2, default=[],
-                     dest="mask_region", metavar=("MASK", "PROMPT"),
-                     help="a prompt for a mask image (white = inside); repeatable")
+    _add_region_args(gen)
     gen.add_argument("--scene", help="a scene spec JSON file: one region per object")
     gen.add_argument("--control", choices=("scene",),
                      help="with --prompts: compile each line's scene to regions")
@@ -178,6 +171,18 @@ def _add_stage_options(parser) -> None:
                              "aug_level); repeatable")
 
 
+def _add_region_args(parser) -> None:
+    parser.add_argument("--region", action="append", default=[], metavar="'NAME: PROMPT'",
+                        help="a prompt for a named region (top left ... bottom right, left "
+                             "half ...); repeatable")
+    parser.add_argument("--box", action="append", nargs=2, default=[],
+                        metavar=("X0,Y0,X1,Y1", "PROMPT"),
+                        help="a prompt for a box (fractions of the side); repeatable")
+    parser.add_argument("--mask-region", action="append", nargs=2, default=[],
+                        dest="mask_region", metavar=("MASK", "PROMPT"),
+                        help="a prompt for a mask image (white = inside); repeatable")
+
+
 def _add_upscale(commands) -> None:
     up = commands.add_parser("upscale", help="enlarge images with the super-resolution stages")
     up.add_argument("images", nargs="+", help="square RGB images (PNG/JPEG)")
@@ -185,6 +190,7 @@ def _add_upscale(commands) -> None:
     up.add_argument("--model", help="pipeline folder (default: the shipped model)")
     up.add_argument("--stage", default="1", help="first SR stage, by name or index (default 1)")
     up.add_argument("--stages", help="last stage to run, by name or index (default: all)")
+    _add_region_args(up)  # for SR stages that read region prompts
     _add_stage_options(up)
     up.add_argument("--seed", type=int, default=0)
     up.add_argument("--out", default="out", help="output folder (same file names, PNG)")

@@ -102,18 +102,11 @@ def generate_to_folder(args) -> int:
     return written
 
 
-def _control_options(args, pipe, prompts: list[str]) -> dict:
-    """Every control flag parsed and checked (before anything is written)."""
-    from .control.build import check_attention_options, is_plain
+def region_args(args, pipe) -> list:
+    """--region, --box and --mask-region as checked Regions (masks at the base side)."""
     from .control.regions import Region, box_mask, check_regions, image_mask, parse_region
-    from .data.scene import parse_spec
 
-    if args.plan_layout and (args.scene or args.control):
-        raise InputError("--plan-layout plans the scene from each prompt: not with --scene "
-                         "or --control")
     size = pipe.stages[0].cfg.resolution
-    for prompt in prompts:
-        is_plain(prompt)  # raises PromptSyntaxError with the column of the first bad char
     regions = [parse_region(r, size) for r in args.region]
     for box, prompt in args.box:
         regions.append(Region(prompt, box_mask(box.split(","), size)))
@@ -121,6 +114,20 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
         sides = tuple(sorted({size, pipe.stages[-1].cfg.resolution}))
         regions.append(Region(prompt, image_mask(_open_image(path, "L"), size, sides)))
     check_regions(regions)
+    return regions
+
+
+def _control_options(args, pipe, prompts: list[str]) -> dict:
+    """Every control flag parsed and checked (before anything is written)."""
+    from .control.build import check_attention_options, is_plain
+    from .data.scene import parse_spec
+
+    if args.plan_layout and (args.scene or args.control):
+        raise InputError("--plan-layout plans the scene from each prompt: not with --scene "
+                         "or --control")
+    for prompt in prompts:
+        is_plain(prompt)  # raises PromptSyntaxError with the column of the first bad char
+    regions = region_args(args, pipe)
     control = {}
     if regions:
         control["regions"] = regions
@@ -255,10 +262,11 @@ def upscale_files(args) -> int:
     pipe = load_pipeline(args)
     stage_options = parse_stage_options(args.stage_option)
     pipe.check_options(stage_options=stage_options)
+    regions = region_args(args, pipe)
     stage, last = _stage_arg(args.stage), _stage_arg(args.stages)
     outputs = pipe.upscale(images, args.prompt, seed=args.seed, stage=stage, stages=last,
                            stage_options=stage_options, progress=len(images) == 1,
-                           bf16=bf16_choice(args))
+                           bf16=bf16_choice(args), regions=regions)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, image in zip(args.images, outputs, strict=True):

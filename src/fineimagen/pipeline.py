@@ -470,9 +470,11 @@ class TextToImagePipeline:
     def upscale(self, images: list[Image.Image], prompt: str | list[str], seed: int = 0,
                 stage: int | str = 1, stages: int | str | None = None,
                 stage_options: dict | None = None, progress: bool = True,
-                bf16: bool | None = None) -> list[Image.Image]:
+                bf16: bool | None = None, regions: list | None = None) -> list[Image.Image]:
         """Run the SR stages from `stage` (through `stages`, default the last) on given
-        images: square RGB, at most the stage's output side, resized to its input side."""
+        images: square RGB, at most the stage's output side, resized to its input side.
+        `regions` (control.regions.Region, masks at any side) reach the stages that read
+        region prompts, the same for every image."""
         start = self.stage_index(stage)
         first = self.stages[start]
         if not first.is_sr:
@@ -492,7 +494,18 @@ class TextToImagePipeline:
         settings = self.check_options(stage_options=stage_options)
         x = from_pil(images, first.cfg.input_resolution, Image.BICUBIC).to(self.device)
         seeds = [seed + j for j in range(len(images))]
-        out = self._run(self.encode(prompts), seeds, settings, x, start, stop, progress, bf16)
+        controls = {}
+        if regions:
+            from .control.build import region_prompts_into_sr
+            from .control.regions import check_regions
+
+            check_regions(regions)
+            if not any(_reads_regions(s.cfg) for s in self.stages[start:stop]):
+                raise InputError("no stage run here reads region prompts (a regression SR "
+                                 "stage with region_dim does)")
+            region_prompts_into_sr(self, controls, regions, len(images), stop)
+        out = self._run(self.encode(prompts), seeds, settings, x, start, stop, progress, bf16,
+                        controls)
         return to_pil(out[self.stages[stop - 1].name])
 
     def _run(self, cond, seeds, settings, x, start, stop, progress, bf16, controls=None):
