@@ -1,6 +1,7 @@
 """Prompt-to-prompt edits that change one attribute, judged by the scene parser.
 
-Usage: python bench/edit_quality.py [--model DIR] [--pairs 100] [--stages base|all] [--out DIR]
+Usage: python bench/edit_quality.py [--model DIR] [--pairs 100] [--stages base|all]
+       [--ways free,inject,planned] [--out DIR]
 Each pair: a held-out scene of one or two groups, its caption, and the caption of the same
 scene with one attribute (color, shape, size, position, texture, count) changed. Each pair is
 edited three ways: `free` (no injection; blend where the predictions differ, the default) and
@@ -16,7 +17,7 @@ way:
 Each way's source is drawn with up to --source-tries seeds (as a user re-rolls) and edited
 from the first that shows its own prompt; pairs without one are counted apart (an edit cannot
 be judged against a wrong start). `source_ok_first_try` is the first seed's rate. For scale,
-`plain_target` is how often the target prompt drawn plainly from the free way's seed is
+`plain_target` is how often the target prompt drawn plainly from the first way's seed is
 right. Pairs whose source or target cannot be laid out at all (three large circles in one
 corner: no scene of the data) are not posed. An edit a way refuses (a planned target that
 does not fit beside the kept objects) counts as a source that was right and an edit that
@@ -106,12 +107,12 @@ def judge(attribute, source_scene, target_scene, source_img, target_img) -> dict
             "outside_change": float(diff[far].mean()) if far.any() else 0.0}
 
 
-def edit_pair(pipe, pair, seeds, folder: Path, index: int) -> tuple[dict, dict]:
-    """Judge one pair each way, from the first seed whose source (that way's) is right;
-    seconds per way."""
+def edit_pair(pipe, pair, seeds, folder: Path, index: int, ways: dict) -> tuple[dict, dict]:
+    """Judge one pair each of `ways`, from the first seed whose source (that way's) is
+    right; seconds per way."""
     attribute, s_scene, t_scene, a, b = pair
-    row, seconds = {"attribute": attribute, "from": a, "to": b}, dict.fromkeys(WAYS, 0.0)
-    for way, options in WAYS.items():
+    row, seconds = {"attribute": attribute, "from": a, "to": b}, dict.fromkeys(ways, 0.0)
+    for way, options in ways.items():
         for attempt, seed in enumerate(seeds):
             start = time.perf_counter()
             try:
@@ -128,7 +129,7 @@ def edit_pair(pipe, pair, seeds, folder: Path, index: int) -> tuple[dict, dict]:
         if "refused" not in row[way]:
             src.save(folder / f"{index:03d}_{way}_source.png")
             tgt.save(folder / f"{index:03d}_{way}.png")
-    [plain] = pipe(b, seed=seeds[row["free"]["tries"] - 1], progress=False)
+    [plain] = pipe(b, seed=seeds[row[next(iter(ways))]["tries"] - 1], progress=False)
     row["plain_target"] = bool(is_correct(t_scene, parse_image(np.asarray(plain)), plain.width))
     return row, seconds
 
@@ -140,19 +141,25 @@ def main() -> None:
     parser.add_argument("--stages", default="all", help="'base' or 'all'")
     parser.add_argument("--source-tries", type=int, default=4,
                         help="seeds tried per pair for a source that shows its prompt")
+    parser.add_argument("--ways", default=",".join(WAYS), help="comma-separated, of "
+                        + ", ".join(WAYS))
     parser.add_argument("--out", default="bench/results/edit_quality")
     args = parser.parse_args()
+    unknown = set(args.ways.split(",")) - set(WAYS)
+    if unknown:
+        parser.error(f"unknown way {sorted(unknown)[0]!r} (choose from {', '.join(WAYS)})")
+    ways = {w: WAYS[w] for w in args.ways.split(",")}
     pipe = TextToImagePipeline.from_pretrained(args.model)
     if args.stages == "base":
         pipe.stages = pipe.stages[:1]
     out = Path(args.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    rows, seconds = [], dict.fromkeys(WAYS, 0.0)
+    rows, seconds = [], dict.fromkeys(ways, 0.0)
     for i, pair in enumerate(make_pairs(args.pairs)):
         seeds = [i * args.source_tries + k for k in range(args.source_tries)]
-        row, spent = edit_pair(pipe, pair, seeds, out / "images", i)
+        row, spent = edit_pair(pipe, pair, seeds, out / "images", i, ways)
         rows.append(row)
-        seconds = {way: seconds[way] + spent[way] for way in WAYS}
+        seconds = {way: seconds[way] + spent[way] for way in ways}
     start = time.perf_counter()
     timed = rows[:10]
     for i, row in enumerate(timed):
@@ -161,10 +168,10 @@ def main() -> None:
     summary = {}
     for attribute in ATTRIBUTES + ("all",):
         sel = [r for r in rows if attribute in ("all", r["attribute"])]
-        free_ok = [r for r in sel if r["free"]["source_ok"]]
+        first_ok = [r for r in sel if r[next(iter(ways))]["source_ok"]]
         summary[attribute] = {"pairs": len(sel), "plain_target": float(np.mean(
-            [r["plain_target"] for r in free_ok])) if free_ok else None}
-        for way in WAYS:
+            [r["plain_target"] for r in first_ok])) if first_ok else None}
+        for way in ways:
             good = [r[way] for r in sel if r[way]["source_ok"]]
             summary[attribute][way] = {
                 "source_ok": len(good) / len(sel),
@@ -176,20 +183,20 @@ def main() -> None:
                 "outside_change_mean": float(np.mean([r[way]["outside_change"] for r in sel
                                                       if r[way]["outside_change"] is not None])),
                 "refused": sum("refused" in r[way] for r in sel)}
-    for way in WAYS:  # one edit: a source and its target
+    for way in ways:  # one edit: a source and its target
         edits = sum(r[way]["tries"] for r in rows)
         summary[f"seconds_per_pair_{way}"] = seconds[way] / edits
         summary[f"slowdown_vs_plain_image_{way}"] = seconds[way] / edits / plain
     print(json.dumps(summary, indent=2))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
-            "stages": args.stages, "source_tries": args.source_tries,
+            "stages": args.stages, "source_tries": args.source_tries, "ways": list(ways),
             "machine": describe()}
     (out / "edit_quality.json").write_text(json.dumps({"meta": meta, "summary": summary,
                                                        "pairs": rows}, indent=2) + "\n")
-    plot(summary, out / "edit_quality.png")
+    plot(summary, ways, out / "edit_quality.png")
 
 
-def plot(summary, path):
+def plot(summary, ways, path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,7 +204,7 @@ def plot(summary, path):
 
     names = [*ATTRIBUTES, "all"]
     bars = [("plain target", lambda n: summary[n]["plain_target"])]
-    for way in WAYS:
+    for way in ways:
         bars += [(f"{way}: changed", lambda n, w=way: summary[n][w]["changed_as_asked"]),
                  (f"{way}: kept", lambda n, w=way: summary[n][w]["others_kept"])]
     width = 0.8 / len(bars)

@@ -9,6 +9,11 @@ Usage: python bench/sr_quality.py [--model DIR] [--regression DIR] [--n 200] [--
    32 px and enlarged to 128 px: PSNR and SSIM against the 128 px photo.
 3. Latency on this machine: one 128 px image through each cascade (--model's, and
    --regression's) with its settings, per stage (bench/latency.py, default precision).
+4. Region prompts, where the --regression stage reads them: the held-out scenes with every
+   object's texture drawn as another one in the 32 px input, each object's prompt (every
+   attribute and its cell, as scene control words it) over its box; the parser's texture
+   agreement with the prompts, against the same inputs without prompts and the true inputs
+   with them.
 Writes sr_quality.json and sr_quality.png.
 """
 
@@ -73,6 +78,39 @@ def parser_agreement(outputs, scenes) -> dict:
     return {**per, "all": float(np.mean(list(per.values()))), "scenes": exact / len(scenes)}
 
 
+def region_prompt_texture(pipe, stage, n: int, side: int, low_side: int) -> dict:
+    """Section 4: texture agreement of the outputs with the region prompts (see above)."""
+    from dataclasses import replace
+
+    from fineimagen.control.regions import Region, box_mask
+    from fineimagen.data.captions import object_phrase
+    from fineimagen.data.render import render
+    from fineimagen.data.scene import Group, sample_scene
+
+    outputs = {"restyled input, prompts": [], "restyled input, no prompts": [],
+               "true input, prompts": []}
+    scenes = []
+    for i in range(n):
+        rng = np.random.default_rng([7, i, 1])  # make_sample's held-out stream, seed 7
+        scene, placed = sample_scene(rng, "heldout")
+        pick = np.random.default_rng([7, i, 4])
+        restyled = [replace(o, texture=str(pick.choice([t for t in vocab.TEXTURES
+                                                        if t != o.texture])))
+                    for o in placed]
+        regions = [Region(object_phrase(Group(o.shape, o.color, scene.groups[o.group].size,
+                                              vocab.position_at(o.x, o.y), o.texture, 1)),
+                          box_mask(o.box(), low_side)) for o in placed]
+        wrong = Image.fromarray(render(restyled, scene.background, low_side))
+        true = Image.fromarray(render(placed, scene.background, low_side))
+        for key, low, given in (("restyled input, prompts", wrong, regions),
+                                ("restyled input, no prompts", wrong, None),
+                                ("true input, prompts", true, regions)):
+            outputs[key] += pipe.upscale([low], "shapes", seed=i, stage=stage, progress=False,
+                                         regions=given)
+        scenes.append(scene)
+    return {key: parser_agreement(out, scenes)["texture"] for key, out in outputs.items()}
+
+
 def photos(size: int) -> list[Image.Image]:
     import skimage.data as data
 
@@ -122,6 +160,10 @@ def main() -> None:
         results["photos"][name] = metrics(pic_out, pics)
         print(name, json.dumps(results["shapes"][name]), json.dumps(results["photos"][name]))
     results["parser_on_truth_128"] = parser_agreement(truths, [s.scene for s in samples])
+    if args.regression and reg.stages[methods["regression SR"][1]].cfg.regression.region_dim:
+        results["region_prompts_texture"] = region_prompt_texture(
+            reg, methods["regression SR"][1], args.n, side, low_side)
+        print("region prompts, texture:", json.dumps(results["region_prompts_texture"]))
     results["latency"] = {"diffusion SR": latency(pipe, args.repeats)}
     if args.regression:
         results["latency"]["regression SR"] = latency(reg, args.repeats)
