@@ -2,7 +2,7 @@
 
 Usage: python bench/sr_quality.py [--model DIR] [--regression DIR] [--n 200] [--out DIR]
 1. Held-out shapes scenes drawn at the base size (32 px) and enlarged to 128 px by the
-   diffusion SR stage of --model, the regression SR stage of --regression and bicubic: PSNR
+   SR stage of --model, the regression SR stage of --regression and bicubic: PSNR
    and SSIM against the 128 px truth, and the scene parser's agreement with the true scene
    per attribute (texture included, which is unreadable at 32 px).
 2. Public-domain photos shipped by scikit-image (`skimage.data`), centre-cropped, reduced to
@@ -131,7 +131,7 @@ def photos(size: int) -> list[Image.Image]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="pipeline with a diffusion SR stage (default: shipped)")
+    parser.add_argument("--model", help="pipeline with an SR stage (default: shipped)")
     parser.add_argument("--regression", help="pipeline folder with a regression SR stage")
     parser.add_argument("--n", type=int, default=200, help="held-out scenes")
     parser.add_argument("--repeats", type=int, default=5)
@@ -140,7 +140,8 @@ def main() -> None:
     pipe = TextToImagePipeline.from_pretrained(args.model)
     sr = next(i for i, s in enumerate(pipe.stages) if s.is_sr)
     low_side, side = pipe.stages[sr].cfg.input_resolution, pipe.stages[sr].cfg.resolution
-    methods = {"diffusion SR": (pipe, sr)}
+    model_name = f"--model's {pipe.stages[sr].cfg.kind} SR"
+    methods = {model_name: (pipe, sr)}
     if args.regression:
         reg = TextToImagePipeline.from_pretrained(args.regression)
         methods["regression SR"] = (reg, next(i for i, s in enumerate(reg.stages) if s.is_sr))
@@ -164,7 +165,7 @@ def main() -> None:
         results["region_prompts_texture"] = region_prompt_texture(
             reg, methods["regression SR"][1], args.n, side, low_side)
         print("region prompts, texture:", json.dumps(results["region_prompts_texture"]))
-    results["latency"] = {"diffusion SR": latency(pipe, args.repeats)}
+    results["latency"] = {model_name: latency(pipe, args.repeats)}
     if args.regression:
         results["latency"]["regression SR"] = latency(reg, args.repeats)
     print(json.dumps(results["latency"], indent=2))
