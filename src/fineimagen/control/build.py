@@ -96,7 +96,7 @@ def region_prompts_into_sr(pipe, controls: dict, regions: list[Region], n: int,
         stage = pipe.stages[i]
         if not (isinstance(stage.model, RegressionSR) and stage.cfg.regression.region_dim):
             continue
-        side = pipe.stages[i - 1].cfg.resolution
+        side = stage.cfg.input_resolution
         words = [" ".join(c.text for c in parse_prompt(r.prompt) if c.weight > 0) or "."
                  for r in regions]
         cond = pipe.encode(words)

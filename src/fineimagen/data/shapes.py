@@ -28,7 +28,7 @@ MAX_OBJECTS = MAX_GROUPS * 4  # region prompts per sample, padded to this
 # region prompts for SR training: how often a sample has none (a plain prompt), how often
 # each optional attribute is stated, and how often a stated texture is drawn otherwise in
 # the low-res input (so the stage learns to follow the prompt over a faint wrong cue)
-NO_REGIONS, STATE_ATTRIBUTE, RESTYLE_LOW = 0.2, 0.6, 0.5
+NO_REGIONS, STATE_ATTRIBUTE, RESTYLE_LOW = 0.2, 0.6, 0.8
 
 
 @dataclass
