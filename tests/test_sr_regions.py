@@ -213,3 +213,15 @@ def test_upscale_refuses_region_prompts_no_stage_reads(region_runs, tmp_path, ca
     assert not (tmp_path / "out").exists()
     assert main([*args, str(tmp_path / "out2"), "--model", str(regions.folder)]) == 0
     assert Image.open(tmp_path / "out2" / "a.png").size == (32, 32)
+
+
+def test_train_only_freezes_every_other_parameter():
+    from fineimagen.train.trainer import freeze_except
+
+    model = RegressionSR(RegressionConfig(channels=8, blocks=1, context_channels=8,
+                                          context_levels=2, context_blocks=1, region_dim=4))
+    freeze_except(model, "region_in, out.bias")
+    trained = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    assert trained == ["out.bias", "region_in.bias", "region_in.weight"]
+    with pytest.raises(InputError, match="no parameter starts with 'regions'"):
+        freeze_except(model, "regions")

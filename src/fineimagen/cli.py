@@ -95,6 +95,9 @@ def _add_train(commands) -> None:
     train.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
     train.add_argument("--init", help="fine-tune: start from this pipeline folder's weights "
                        "for the stage (its configs must match the preset)")
+    train.add_argument("--train-only", dest="train_only", metavar="PREFIXES",
+                       help="train only the parameters whose names start with these "
+                            "(comma-separated), e.g. model.region_in")
 
 
 def _add_generate(commands) -> None:

@@ -65,6 +65,9 @@ class TrainConfig(ConfigMixin):
     crop: int = 0  # SR stages: train on random crops of this side (0: whole images)
     resume: bool = False
     init: str = ""  # fine-tuning: a pipeline folder holding this stage, whose weights start it
+    # fine-tuning part of a stage: comma-separated name prefixes of the parameters that train
+    # (e.g. "model.region_in": a regression stage learns region prompts, the rest stays)
+    train_only: str = ""
 
 
 class StageModule(nn.Module):
@@ -355,10 +358,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     module = job.module
     if cfg.init and not cfg.resume:  # a resumed run's checkpoint already holds its weights
         init_weights(module, cascade, cfg)
+    if cfg.train_only:
+        freeze_except(module, cfg.train_only)
     if cfg.channels_last:
         module = module.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  betas=(0.9, 0.99))
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, cfg))
     ema = EMA(module, cfg.ema_decay)
     out = Path(cfg.out)
@@ -419,6 +424,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # clean exits under torchrun (DESIGN.md)
     return TrainResult(folder, module, step, processes)
+
+
+def freeze_except(module: nn.Module, prefixes: str) -> None:
+    """Only the parameters whose names start with one of the comma-separated `prefixes`
+    train; a prefix that names none is an error."""
+    wanted = [p.strip() for p in prefixes.split(",") if p.strip()]
+    names = [n for n, _ in module.named_parameters()]
+    for prefix in wanted:
+        if not any(n.startswith(prefix) for n in names):
+            raise InputError(f"--train-only: no parameter starts with {prefix!r}")
+    for name, param in module.named_parameters():
+        param.requires_grad_(any(name.startswith(p) for p in wanted))
 
 
 def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generator):
