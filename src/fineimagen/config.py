@@ -131,6 +131,11 @@ class StageConfig(ConfigMixin):
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampling: SamplerConfig = field(default_factory=SamplerConfig)
 
+    @property
+    def reads_regions(self) -> bool:
+        """A regression SR stage that reads region prompts (`regression.region_dim`)."""
+        return self.kind == "regression" and self.regression.region_dim > 0
+
 
 @dataclass
 class ViTConfig(ConfigMixin):

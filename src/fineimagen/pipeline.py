@@ -118,7 +118,7 @@ class TextToImagePipeline:
                  stages: list[Stage], aligner: Aligner | None = None):
         CascadeConfig(text_config, [s.cfg for s in stages])  # validates the stage chain
         for s in stages:
-            if _reads_regions(s.cfg) and s.cfg.regression.region_dim != text_encoder.dim:
+            if s.cfg.reads_regions and s.cfg.regression.region_dim != text_encoder.dim:
                 raise InputError(f"stage {s.name!r} reads region prompts of width "
                                  f"{s.cfg.regression.region_dim}, but the text encoder's is "
                                  f"{text_encoder.dim}")
@@ -166,7 +166,7 @@ class TextToImagePipeline:
         none unless it reads region prompts)."""
         parts = [cls.from_pretrained(p) for p in paths]
         for part, path in zip(parts[1:], paths[1:], strict=True):
-            reads_text = any(s.cfg.kind == "diffusion" or _reads_regions(s.cfg)
+            reads_text = any(s.cfg.kind == "diffusion" or s.cfg.reads_regions
                              for s in part.stages)
             if reads_text and part.text_config != parts[0].text_config:
                 raise InputError(f"{path}: its text encoder differs from the first folder's")
@@ -500,7 +500,7 @@ class TextToImagePipeline:
             from .control.regions import check_regions
 
             check_regions(regions)
-            if not any(_reads_regions(s.cfg) for s in self.stages[start:stop]):
+            if not any(s.cfg.reads_regions for s in self.stages[start:stop]):
                 raise InputError("no stage run here reads region prompts (a regression SR "
                                  "stage with region_dim does)")
             region_prompts_into_sr(self, controls, regions, len(images), stop)
@@ -531,10 +531,6 @@ class TextToImagePipeline:
         return torch.cat([self.aligner.score(x[i:i + 256], prompts[i:i + 256])
                           for i in range(0, len(prompts), 256)]).cpu()
 
-
-
-def _reads_regions(cfg: StageConfig) -> bool:
-    return cfg.kind == "regression" and cfg.regression.region_dim > 0
 
 
 def _load_stage(root: Path, name: str) -> Stage:

@@ -88,19 +88,17 @@ def region_prompts_into_sr(pipe, controls: dict, regions: list[Region], n: int,
     """Each regression SR stage that reads region prompts gets them: each region's words
     (markup dropped, negative clauses left out), pooled, over its mask at the stage's input
     side (models.sr.RegionText)."""
-    from ..models.sr import RegionText, RegressionSR, pool_text
+    from ..models.sr import RegionText, pool_text
 
-    if not regions:
+    readers = [i for i in range(1, stop) if pipe.stages[i].cfg.reads_regions]
+    if not regions or not readers:
         return
-    for i in range(1, stop):
-        stage = pipe.stages[i]
-        if not (isinstance(stage.model, RegressionSR) and stage.cfg.regression.region_dim):
-            continue
-        side = stage.cfg.input_resolution
-        words = [" ".join(c.text for c in parse_prompt(r.prompt) if c.weight > 0) or "."
-                 for r in regions]
-        cond = pipe.encode(words)
-        embeds = pool_text(cond.embeds, cond.mask).float()
+    words = [" ".join(c.text for c in parse_prompt(r.prompt) if c.weight > 0) or "."
+             for r in regions]
+    cond = pipe.encode(words)
+    embeds = pool_text(cond.embeds, cond.mask).float()
+    for i in readers:
+        side = pipe.stages[i].cfg.input_resolution
         masks = torch.cat([torch.nn.functional.interpolate(r.mask.float(), size=(side, side),
                                                            mode="area")
                            for r in regions], 1)

@@ -216,15 +216,14 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
     low = stage.input_resolution or None
     sr = SRInput(low, crop) if low else None
 
-    region_dim = stage.regression.region_dim if stage.kind == "regression" else 0
-
     def data(rank, world, start):
         return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
-                             start=start, low_size=low, regions=bool(region_dim))
+                             start=start, low_size=low, regions=stage.reads_regions)
 
     if stage.kind == "regression":
         text_weights = _untrained_text(cascade)  # once, not at every export
-        regions = _region_prompts(cascade, region_dim) if region_dim else None
+        regions = (_region_prompts(cascade, stage.regression.region_dim)
+                   if stage.reads_regions else None)
         return _Job(RegressionModule(RegressionSR(stage.regression), sr, regions), None,
                     stage.resolution,
                     lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow, True,
@@ -530,18 +529,19 @@ def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) ->
         read_json(root / stage.name / "config.json", f"--init: {stage.name}/config.json"),
         stage.name)
     # a regression stage may learn to read region prompts on top of one that read none
-    adds_regions = (stage.kind == "regression" and saved.regression.region_dim == 0
-                    and stage.regression.region_dim > 0)
+    adds_regions = stage.reads_regions and not saved.reads_regions
     if adds_regions:
         saved.regression.region_dim = stage.regression.region_dim
     if saved.to_dict() != stage.to_dict():
         raise InputError(f"--init: {root / stage.name} was trained with another "
                          f"{stage.name} config than the preset {cfg.preset}'s")
     if stage.kind == "regression":
-        expected = {k: v for k, v in module.model.state_dict().items()
-                    if not (adds_regions and k.startswith("region_in."))}
+        expected = None  # all of the stage's weights, unless it adds the region projection
+        if adds_regions:
+            expected = {k: v for k, v in module.model.state_dict().items()
+                        if not k.startswith("region_in.")}
         load_weights(module.model, root / stage.name / WEIGHTS, f"--init {stage.name}",
-                     expected if adds_regions else None)
+                     expected)
         return
     text = read_json(root / "text_encoder/config.json", "--init: text_encoder/config.json")
     if TextEncoderConfig.from_dict(text, "text_encoder") != cascade.text_encoder:
