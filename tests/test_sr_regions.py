@@ -6,26 +6,40 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fineimagen.config import RegressionConfig, load_preset
 from fineimagen.control.regions import box_mask, box_masks, compile_scene
 from fineimagen.data import vocab
-from fineimagen.data.shapes import MAX_OBJECTS, NO_REGIONS, ShapesDataset, make_sample
+from fineimagen.data.shapes import (
+    MAX_OBJECTS,
+    NO_REGIONS,
+    WHOLE_BOX,
+    WHOLE_CAPTION,
+    ShapesDataset,
+    make_sample,
+)
 from fineimagen.errors import InputError
-from fineimagen.models.sr import RegionText, RegressionSR, pool_text
-from fineimagen.pipeline import TextToImagePipeline
+from fineimagen.models.sr import RegionText, RegressionSR, pool_text, whole_image
+from fineimagen.pipeline import TextToImagePipeline, from_pil, to_pil
 from fineimagen.train.trainer import TrainConfig, train
 
 
 def test_region_samples_word_each_object_as_a_scene_does():
-    empty = restyled = stated_textures = 0
-    for i in range(200):
+    empty = whole = restyled = stated_textures = 0
+    for i in range(300):
         plain = make_sample(i, 64, low_size=16)
         s = make_sample(i, 64, low_size=16, regions=True)
         assert s.caption == plain.caption and np.array_equal(s.image, plain.image)
         if not s.region_prompts:
             empty += 1
             assert np.array_equal(s.lowres, plain.lowres)
+            continue
+        if s.region_boxes == [WHOLE_BOX]:  # the caption over the whole image
+            whole += 1
+            assert s.region_prompts == [s.caption]
+            if not np.array_equal(s.lowres, plain.lowres):  # only stated textures restyled
+                assert _states_a_texture(s.caption)
             continue
         assert len(s.region_prompts) == sum(g.count for g in s.scene.groups)
         for prompt, box in zip(s.region_prompts, s.region_boxes, strict=True):
@@ -38,8 +52,15 @@ def test_region_samples_word_each_object_as_a_scene_does():
                 stated_textures += 1
         if not np.array_equal(s.lowres, plain.lowres):
             restyled += 1
-    assert abs(empty / 200 - NO_REGIONS) < 0.08
+    assert abs(empty / 300 - NO_REGIONS) < 0.06 and abs(whole / 300 - WHOLE_CAPTION) < 0.08
     assert stated_textures > 100 and restyled > 20  # a stated texture is often drawn otherwise
+
+
+def _states_a_texture(caption: str) -> bool:
+    from fineimagen.data.captions import TEXTURE_ADJECTIVES, TEXTURE_PHRASES
+
+    words = [w for ws in TEXTURE_ADJECTIVES.values() for w in ws] + list(TEXTURE_PHRASES.values())
+    return any(w in caption for w in words)
 
 
 def _cell_phrases(cell):
@@ -188,15 +209,23 @@ def test_scene_control_hands_its_region_prompts_to_the_sr_stage():
                 progress=False)
     diff = np.abs(np.asarray(plain[0], float) - np.asarray(read[0], float))
     assert diff.mean() > 0.5  # the prompts steer the stage
-    no_scene = pipe("a red striped star", seed=3, steps=4, progress=False)
     low = plain[0].resize((32, 32))
     up, up_read = (np.asarray(pipe.upscale([low], "x", regions=r, progress=False)[0], float)
                    for r in (None, compiled.regions))
     assert np.abs(up - up_read).mean() > 0.5  # upscale hands them over too
-    pipe.stages[1].model = shipped
-    assert np.array_equal(np.asarray(no_scene[0]),
-                          np.asarray(pipe("a red striped star", seed=3, steps=4,
-                                          progress=False)[0]))  # no regions: unchanged
+    # without regions, the prompt itself is read, as one region over the whole image
+    text = "a red striped star"
+    with torch.no_grad():
+        expected = reading(from_pil([low], 32, Image.BICUBIC), (128, 128),
+                           whole_image(pipe.encode([text]), 32)).clamp(-1, 1)
+    assert np.array_equal(np.asarray(pipe.upscale([low], text, progress=False)[0]),
+                          np.asarray(to_pil(expected)[0]))
+    read_plain = np.asarray(pipe(text, seed=3, steps=4, progress=False)[0], float)
+    with torch.no_grad():
+        reading.region_in.weight.zero_()
+        reading.region_in.bias.zero_()
+    silent = np.asarray(pipe(text, seed=3, steps=4, progress=False)[0], float)
+    assert np.abs(read_plain - silent).mean() > 0.5
 
 
 def test_upscale_refuses_region_prompts_no_stage_reads(region_runs, tmp_path, capsys):

@@ -15,7 +15,7 @@ from .config import SamplerConfig, StageConfig
 from .diffusion.denoiser import Denoiser, TextCondition
 from .diffusion.sampling import check_sampling, denoise, initial_noise
 from .errors import InputError
-from .models.sr import RegionText, RegressionSR, upsample
+from .models.sr import RegionText, RegressionSR, upsample, whole_image
 from .precision import use_bf16 as resolve_bf16
 
 STAGE_SEED_STRIDE = 7_000_003  # seed offset between the stages of one image
@@ -81,8 +81,11 @@ class Stage:
         if self.is_sr and lowres is None:
             raise InputError(f"stage {self.name!r} enlarges an image: give one")
         if isinstance(self.model, RegressionSR):
+            regions = control.regions
+            if regions is None and self.cfg.reads_regions:  # the prompt over the whole image
+                regions = whole_image(cond, lowres.shape[-1])
             with torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
-                return self.model(lowres, size, control.regions).float().clamp(-1, 1)
+                return self.model(lowres, size, regions).float().clamp(-1, 1)
         extra = {}
         if self.is_sr:
             level = round(settings.aug_level * (self.cfg.diffusion.timesteps - 1))

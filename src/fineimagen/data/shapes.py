@@ -25,10 +25,13 @@ from .scene import MAX_GROUPS, Group, PlacedObject, Scene, sample_scene
 MIN_SIDE, MAX_SIDE = 16, 4096
 EXHAUSTIVE_SHARE = 0.25  # training captions that state every attribute of every object
 MAX_OBJECTS = MAX_GROUPS * 4  # region prompts per sample, padded to this
-# region prompts for SR training: how often a sample has none (a plain prompt), how often
-# each optional attribute is stated, and how often a stated texture is drawn otherwise in
-# the low-res input (so the stage learns to follow the prompt over a faint wrong cue)
-NO_REGIONS, STATE_ATTRIBUTE, RESTYLE_LOW = 0.2, 0.6, 0.8
+# region prompts for SR training: how often a sample has none (an upscale without a
+# prompt), how often its one region is the whole caption over the whole image (a plain
+# prompt), how often each optional attribute of an object's own region is stated, and how
+# often a stated texture is drawn otherwise in the low-res input (so the stage learns to
+# follow the words over a faint wrong cue)
+NO_REGIONS, WHOLE_CAPTION, STATE_ATTRIBUTE, RESTYLE_LOW = 0.15, 0.35, 0.6, 0.8
+WHOLE_BOX = (0.0, 0.0, 1.0, 1.0)
 
 
 @dataclass
@@ -51,31 +54,42 @@ def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
     """Sample `index` of the stream (seed, split): a random scene, its render and a caption
     that mentions a random subset of its attributes (from a bare noun to exhaustive); with
     `low_size`, also the same scene rendered at that side (super-resolution pairs); with
-    `regions`, a region prompt and box per object as scene control words them
-    (`object_regions`), the low-res render following the objects as there restyled."""
+    `regions`, the region prompts and boxes of `object_regions` (an object's own words
+    over its box, or the caption over the whole image), the low-res render following the
+    objects as there restyled."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     scene, placed = sample_scene(rng, split)
     # captions from bare nouns to every attribute: keep ~ U[0, 1] (a bare noun about 1 single
     # object in 5), and EXHAUSTIVE_SHARE of them state everything (what edits start from)
     keep = 1.0 if rng.random() < EXHAUSTIVE_SHARE else rng.uniform(0.0, 1.0)
     said = mention(scene, rng, keep=keep)
+    text = caption(said, rng)
     prompts = boxes = None
     low_placed = placed
     if regions:
         prompts, boxes, low_placed = object_regions(
-            scene, placed, np.random.default_rng([seed, index, 2 if split == "train" else 3]))
+            scene, placed, np.random.default_rng([seed, index, 2 if split == "train" else 3]),
+            said, text)
     low = render(low_placed, scene.background, low_size) if low_size else None
-    return ShapesSample(render(placed, scene.background, size), caption(said, rng), scene, low,
-                        prompts, boxes)
+    return ShapesSample(render(placed, scene.background, size), text, scene, low, prompts,
+                        boxes)
 
 
-def object_regions(scene: Scene, placed: list[PlacedObject], rng: np.random.Generator):
-    """Region prompts as a compiled scene words them ('a red striped star at the top left',
-    shape and cell always, each other attribute with probability STATE_ATTRIBUTE), their
-    boxes, and the objects for the low-res render: a stated texture is drawn there as another
-    one with probability RESTYLE_LOW. None at all with probability NO_REGIONS."""
-    if rng.random() < NO_REGIONS:
+def object_regions(scene: Scene, placed: list[PlacedObject], rng: np.random.Generator,
+                   said: Scene | None = None, text: str | None = None):
+    """Region prompts, their boxes, and the objects for the low-res render. None at all with
+    probability NO_REGIONS; with WHOLE_CAPTION, the caption `text` (stating `said`) as one
+    region over the whole image, as a plain prompt reaches the SR stages; else one per
+    object as a compiled scene words them ('a red striped star at the top left', shape and
+    cell always, each other attribute with probability STATE_ATTRIBUTE). A stated texture
+    is drawn in the low-res render as another one with probability RESTYLE_LOW."""
+    draw = rng.random()
+    if draw < NO_REGIONS:
         return [], [], placed
+    if text is not None and draw < NO_REGIONS + WHOLE_CAPTION:
+        low = [_restyled(obj, rng) if said.groups[obj.group].texture else obj
+               for obj in placed]
+        return [text], [WHOLE_BOX], low
     prompts, boxes, low = [], [], []
     for obj in placed:
         g = scene.groups[obj.group]
@@ -84,11 +98,16 @@ def object_regions(scene: Scene, placed: list[PlacedObject], rng: np.random.Gene
             obj.shape, obj.color if said[0] else None, g.size if said[1] else None,
             vocab.position_at(obj.x, obj.y), obj.texture if said[2] else None, 1)))
         boxes.append(obj.box())
-        if said[2] and rng.random() < RESTYLE_LOW:
-            others = [t for t in vocab.TEXTURES if t != obj.texture]
-            obj = replace(obj, texture=others[int(rng.integers(len(others)))])
-        low.append(obj)
+        low.append(_restyled(obj, rng) if said[2] else obj)
     return prompts, boxes, low
+
+
+def _restyled(obj: PlacedObject, rng: np.random.Generator) -> PlacedObject:
+    """`obj` with another texture, with probability RESTYLE_LOW."""
+    if rng.random() >= RESTYLE_LOW:
+        return obj
+    others = [t for t in vocab.TEXTURES if t != obj.texture]
+    return replace(obj, texture=others[int(rng.integers(len(others)))])
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -50,6 +50,13 @@ def pool_text(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (embeds * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
+def whole_image(cond, side: int) -> RegionText:
+    """A prompt as one region over the whole image (how a plain prompt reaches an SR stage
+    that reads region prompts): `cond` (embeds [B, L, D], mask [B, L]) pooled per image."""
+    embeds = pool_text(cond.embeds, cond.mask).float()[:, None]
+    return RegionText(embeds.new_ones(len(embeds), 1, side, side), embeds)
+
+
 class ContextUNet(nn.Module):
     """Features of the low-res image with a receptive field of whole objects: residual blocks
     at sides r, r/2, ..., r/2^(levels-1) and back up, with skips (no normalization)."""
