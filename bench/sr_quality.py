@@ -10,10 +10,11 @@ Usage: python bench/sr_quality.py [--model DIR] [--regression DIR] [--n 200] [--
 3. Latency on this machine: one 128 px image through each cascade (--model's, and
    --regression's) with its settings, per stage (bench/latency.py, default precision).
 4. Region prompts, where the --regression stage reads them: the held-out scenes with every
-   object's texture drawn as another one in the 32 px input, each object's prompt (every
-   attribute and its cell, as scene control words it) over its box; the parser's texture
-   agreement with the prompts, against the same inputs without prompts and the true inputs
-   with them.
+   object's texture drawn as another one in the 32 px input, given each object's prompt
+   (every attribute and its cell, as scene control words it) over its box, or the scene's
+   caption (every attribute) as a plain prompt, or no text; the parser's texture agreement
+   with the scene, and the same for the true inputs. (Section 1 gives the stage the
+   samples' own captions, which state a random subset of the attributes.)
 Writes sr_quality.json and sr_quality.png.
 """
 
@@ -83,12 +84,12 @@ def region_prompt_texture(pipe, stage, n: int, side: int, low_side: int) -> dict
     from dataclasses import replace
 
     from fineimagen.control.regions import Region, box_mask
-    from fineimagen.data.captions import object_phrase
+    from fineimagen.data.captions import caption, object_phrase
     from fineimagen.data.render import render
     from fineimagen.data.scene import Group, sample_scene
 
-    outputs = {"restyled input, prompts": [], "restyled input, no prompts": [],
-               "true input, prompts": []}
+    outputs = {f"{given} input, {text}": [] for given in ("restyled", "true")
+               for text in ("prompts", "caption", "no prompts")}
     scenes = []
     for i in range(n):
         rng = np.random.default_rng([7, i, 1])  # make_sample's held-out stream, seed 7
@@ -100,13 +101,13 @@ def region_prompt_texture(pipe, stage, n: int, side: int, low_side: int) -> dict
         regions = [Region(object_phrase(Group(o.shape, o.color, scene.groups[o.group].size,
                                               vocab.position_at(o.x, o.y), o.texture, 1)),
                           box_mask(o.box(), low_side)) for o in placed]
-        wrong = Image.fromarray(render(restyled, scene.background, low_side))
-        true = Image.fromarray(render(placed, scene.background, low_side))
-        for key, low, given in (("restyled input, prompts", wrong, regions),
-                                ("restyled input, no prompts", wrong, None),
-                                ("true input, prompts", true, regions)):
-            outputs[key] += pipe.upscale([low], "shapes", seed=i, stage=stage, progress=False,
-                                         regions=given)
+        words = caption(scene, np.random.default_rng([7, i, 5]))
+        for given, objects in (("restyled", restyled), ("true", placed)):
+            low = Image.fromarray(render(objects, scene.background, low_side))
+            for text, prompt, region in (("prompts", None, regions), ("caption", words, None),
+                                         ("no prompts", None, None)):
+                outputs[f"{given} input, {text}"] += pipe.upscale(
+                    [low], prompt, seed=i, stage=stage, progress=False, regions=region)
         scenes.append(scene)
     return {key: parser_agreement(out, scenes)["texture"] for key, out in outputs.items()}
 

@@ -193,6 +193,8 @@ def test_upscale_given_images(tiny_cascade):
         pipe.upscale([small], "x", stage=0, progress=False)
     with pytest.raises(InputError, match="no stage 'sr9'"):
         pipe.upscale([small], "x", stage="sr9", progress=False)
+    with pytest.raises(InputError, match="stage 'sr' reads text: give a prompt"):
+        pipe.upscale([small], progress=False)
 
 
 def test_upscale_cli_and_bad_input(tiny_cascade, tmp_path, capsys):

@@ -29,7 +29,8 @@ def test_region_samples_word_each_object_as_a_scene_does():
     empty = whole = restyled = stated_textures = 0
     for i in range(300):
         plain = make_sample(i, 64, low_size=16)
-        s = make_sample(i, 64, low_size=16, regions=True)
+        s = make_sample(i, 64, low_size=16, regions=True, whole_caption=True)
+        assert make_sample(i, 64, low_size=16, regions=True).region_boxes != [WHOLE_BOX]
         assert s.caption == plain.caption and np.array_equal(s.image, plain.image)
         if not s.region_prompts:
             empty += 1
@@ -186,7 +187,8 @@ def test_scene_control_hands_its_region_prompts_to_the_sr_stage():
 
     pipe = TextToImagePipeline.from_pretrained()
     shipped = pipe.stages[1].model
-    cfg = RegressionConfig(**{**shipped.cfg.__dict__, "region_dim": pipe.text_encoder.dim})
+    cfg = RegressionConfig(**{**shipped.cfg.__dict__, "region_dim": pipe.text_encoder.dim,
+                              "reads_prompt": True})
     reading = RegressionSR(cfg)
     reading.load_state_dict(shipped.state_dict(), strict=False)
     torch.manual_seed(0)
@@ -220,12 +222,20 @@ def test_scene_control_hands_its_region_prompts_to_the_sr_stage():
                            whole_image(pipe.encode([text]), 32)).clamp(-1, 1)
     assert np.array_equal(np.asarray(pipe.upscale([low], text, progress=False)[0]),
                           np.asarray(to_pil(expected)[0]))
+    with torch.no_grad():
+        blind = reading(from_pil([low], 32, Image.BICUBIC), (128, 128), None).clamp(-1, 1)
+    assert np.array_equal(np.asarray(pipe.upscale([low], progress=False)[0]),  # no text
+                          np.asarray(to_pil(blind)[0]))
     read_plain = np.asarray(pipe(text, seed=3, steps=4, progress=False)[0], float)
+    cfg.reads_prompt = False  # a stage trained without whole-caption samples
+    ignored = np.asarray(pipe(text, seed=3, steps=4, progress=False)[0], float)
+    assert np.abs(read_plain - ignored).mean() > 0.5
     with torch.no_grad():
         reading.region_in.weight.zero_()
         reading.region_in.bias.zero_()
+    cfg.reads_prompt = True
     silent = np.asarray(pipe(text, seed=3, steps=4, progress=False)[0], float)
-    assert np.abs(read_plain - silent).mean() > 0.5
+    assert np.array_equal(ignored, silent)  # it ignores the prompt as if the words were silent
 
 
 def test_upscale_refuses_region_prompts_no_stage_reads(region_runs, tmp_path, capsys):

@@ -70,7 +70,7 @@ class Stage:
             raise InputError(f"aug_level must be in [0, 1), got {s.aug_level}")
         return s
 
-    def run(self, cond: TextCondition, seeds: list[int], settings: SamplerConfig,
+    def run(self, cond: TextCondition | None, seeds: list[int], settings: SamplerConfig,
             lowres: torch.Tensor | None, device: torch.device, progress: bool = True,
             bf16: bool | None = None, control: StageControl | None = None) -> torch.Tensor:
         """[len(seeds), 3, R, R] in about [-1, 1]; SR stages enlarge `lowres` [B, 3, r, r].
@@ -82,7 +82,8 @@ class Stage:
             raise InputError(f"stage {self.name!r} enlarges an image: give one")
         if isinstance(self.model, RegressionSR):
             regions = control.regions
-            if regions is None and self.cfg.reads_regions:  # the prompt over the whole image
+            if regions is None and cond is not None and self.cfg.reads_prompt:
+                # the prompt over the whole image
                 regions = whole_image(cond, lowres.shape[-1])
             with torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
                 return self.model(lowres, size, regions).float().clamp(-1, 1)
@@ -118,7 +119,7 @@ def stage_seeds(seeds: list[int], index: int) -> list[int]:
     return [s + index * STAGE_SEED_STRIDE for s in seeds]
 
 
-def run_stages(stages: list[Stage], cond: TextCondition, seeds: list[int],
+def run_stages(stages: list[Stage], cond: TextCondition | None, seeds: list[int],
                settings: list[SamplerConfig], x: torch.Tensor | None, start: int, stop: int,
                device: torch.device, progress: bool = True, bf16: bool | None = None,
                offload: bool = False, controls: dict[int, StageControl] | None = None

@@ -118,6 +118,9 @@ class RegressionConfig(ConfigMixin):
     # region prompts: the width of the text encoder's pooled embeddings, each painted over
     # its region's mask into the context U-Net's input features (0: the stage reads none)
     region_dim: int = 0
+    # with region_dim: given no regions, read the prompt as one region over the whole image
+    # (a stage trained with whole-caption samples, data.shapes.WHOLE_CAPTION)
+    reads_prompt: bool = False
 
 
 @dataclass
@@ -135,6 +138,11 @@ class StageConfig(ConfigMixin):
     def reads_regions(self) -> bool:
         """A regression SR stage that reads region prompts (`regression.region_dim`)."""
         return self.kind == "regression" and self.regression.region_dim > 0
+
+    @property
+    def reads_prompt(self) -> bool:
+        """A region-reading stage that reads a plain prompt over the whole image."""
+        return self.reads_regions and self.regression.reads_prompt
 
 
 @dataclass

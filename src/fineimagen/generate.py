@@ -203,7 +203,7 @@ def edit_files(args) -> int:
         raise InputError("edit needs --from and --to, or --image and --prompt")
     image = _open_image(args.image, "RGB")
     mask = _open_image(args.mask, "L") if args.mask else None
-    if not args.prompt.strip():
+    if args.prompt is not None and not args.prompt.strip():
         raise InputError("prompt is empty")
     pipe = load_pipeline(args)
     stage_options = parse_stage_options(args.stage_option)
@@ -257,7 +257,7 @@ def upscale_files(args) -> int:
     """`fineimagen upscale`: every input checked before anything is written."""
 
     images = [_open_image(name, "RGB") for name in args.images]
-    if not args.prompt.strip():
+    if args.prompt is not None and not args.prompt.strip():
         raise InputError("prompt is empty")
     pipe = load_pipeline(args)
     stage_options = parse_stage_options(args.stage_option)

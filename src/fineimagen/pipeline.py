@@ -467,14 +467,17 @@ class TextToImagePipeline:
         return images[:n], images[n:]
 
     @torch.no_grad()
-    def upscale(self, images: list[Image.Image], prompt: str | list[str], seed: int = 0,
+    def upscale(self, images: list[Image.Image], prompt: str | list[str] | None = None,
+                seed: int = 0,
                 stage: int | str = 1, stages: int | str | None = None,
                 stage_options: dict | None = None, progress: bool = True,
                 bf16: bool | None = None, regions: list | None = None) -> list[Image.Image]:
         """Run the SR stages from `stage` (through `stages`, default the last) on given
         images: square RGB, at most the stage's output side, resized to its input side.
         `regions` (control.regions.Region, masks at any side) reach the stages that read
-        region prompts, the same for every image."""
+        region prompts, the same for every image; without them such a stage reads `prompt`
+        over the whole image. `prompt` None: no text (only where every stage run is a
+        regression stage)."""
         start = self.stage_index(stage)
         first = self.stages[start]
         if not first.is_sr:
@@ -482,8 +485,13 @@ class TextToImagePipeline:
         stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
         if stop <= start:
             raise InputError("the last stage to run comes before the first")
-        prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
-        if len(prompts) != len(images):
+        if prompt is None:
+            diffusion = [s.name for s in self.stages[start:stop] if s.cfg.kind == "diffusion"]
+            if diffusion:
+                raise InputError(f"stage {diffusion[0]!r} reads text: give a prompt")
+        prompts = None if prompt is None else \
+            [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
+        if prompts is not None and len(prompts) != len(images):
             raise InputError(f"{len(images)} images but {len(prompts)} prompts")
         for i, image in enumerate(images):
             if isinstance(image, Image.Image) and image.width != image.height:
@@ -504,8 +512,8 @@ class TextToImagePipeline:
                 raise InputError("no stage run here reads region prompts (a regression SR "
                                  "stage with region_dim does)")
             region_prompts_into_sr(self, controls, regions, len(images), stop)
-        out = self._run(self.encode(prompts), seeds, settings, x, start, stop, progress, bf16,
-                        controls)
+        cond = None if prompts is None else self.encode(prompts)
+        out = self._run(cond, seeds, settings, x, start, stop, progress, bf16, controls)
         return to_pil(out[self.stages[stop - 1].name])
 
     def _run(self, cond, seeds, settings, x, start, stop, progress, bf16, controls=None):

@@ -50,13 +50,14 @@ def check_side(size: int) -> None:
 
 
 def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
-                low_size: int | None = None, regions: bool = False) -> ShapesSample:
+                low_size: int | None = None, regions: bool = False,
+                whole_caption: bool = False) -> ShapesSample:
     """Sample `index` of the stream (seed, split): a random scene, its render and a caption
     that mentions a random subset of its attributes (from a bare noun to exhaustive); with
     `low_size`, also the same scene rendered at that side (super-resolution pairs); with
     `regions`, the region prompts and boxes of `object_regions` (an object's own words
-    over its box, or the caption over the whole image), the low-res render following the
-    objects as there restyled."""
+    over its box, or with `whole_caption` sometimes the caption over the whole image), the
+    low-res render following the objects as there restyled."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     scene, placed = sample_scene(rng, split)
     # captions from bare nouns to every attribute: keep ~ U[0, 1] (a bare noun about 1 single
@@ -69,7 +70,7 @@ def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
     if regions:
         prompts, boxes, low_placed = object_regions(
             scene, placed, np.random.default_rng([seed, index, 2 if split == "train" else 3]),
-            said, text)
+            said, text if whole_caption else None)
     low = render(low_placed, scene.background, low_size) if low_size else None
     return ShapesSample(render(placed, scene.background, size), text, scene, low, prompts,
                         boxes)
@@ -78,8 +79,8 @@ def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
 def object_regions(scene: Scene, placed: list[PlacedObject], rng: np.random.Generator,
                    said: Scene | None = None, text: str | None = None):
     """Region prompts, their boxes, and the objects for the low-res render. None at all with
-    probability NO_REGIONS; with WHOLE_CAPTION, the caption `text` (stating `said`) as one
-    region over the whole image, as a plain prompt reaches the SR stages; else one per
+    probability NO_REGIONS; given `text`, with WHOLE_CAPTION that caption (stating `said`)
+    as one region over the whole image, as a plain prompt reaches the SR stages; else one per
     object as a compiled scene words them ('a red striped star at the top left', shape and
     cell always, each other attribute with probability STATE_ATTRIBUTE). A stated texture
     is drawn in the low-res render as another one with probability RESTYLE_LOW."""
@@ -127,18 +128,19 @@ class ShapesDataset(IterableDataset):
 
     def __init__(self, size: int, split: str = "train", seed: int = 0,
                  length: int | None = None, rank: int = 0, world_size: int = 1,
-                 start: int = 0, low_size: int | None = None, regions: bool = False):
+                 start: int = 0, low_size: int | None = None, regions: bool = False,
+                 whole_caption: bool = False):
         check_side(size)
         self.size, self.split, self.seed, self.length = size, split, seed, length
         self.rank, self.world_size, self.start, self.low_size = rank, world_size, start, low_size
-        self.regions = regions
+        self.regions, self.whole_caption = regions, whole_caption
 
     def __iter__(self):
         for index in shard_indices(self.rank, self.world_size, self.start):
             if self.length is not None and index >= self.length:
                 return
             sample = make_sample(index, self.size, self.split, self.seed, self.low_size,
-                                 self.regions)
+                                 self.regions, self.whole_caption)
             item = {"image": to_tensor(sample.image), "caption": sample.caption}
             if sample.lowres is not None:
                 item["lowres"] = to_tensor(sample.lowres)

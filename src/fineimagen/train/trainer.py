@@ -218,7 +218,8 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
 
     def data(rank, world, start):
         return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
-                             start=start, low_size=low, regions=stage.reads_regions)
+                             start=start, low_size=low, regions=stage.reads_regions,
+                             whole_caption=stage.reads_prompt)
 
     if stage.kind == "regression":
         text_weights = _untrained_text(cascade)  # once, not at every export
