@@ -190,7 +190,7 @@ def _add_upscale(commands) -> None:
     up = commands.add_parser("upscale", help="enlarge images with the super-resolution stages")
     up.add_argument("images", nargs="+", help="square RGB images (PNG/JPEG)")
     up.add_argument("--prompt", help="what the images show (needed by diffusion SR stages; "
-                    "a regression stage that reads region prompts reads it too)")
+                    "a regression stage with reads_prompt reads it too)")
     up.add_argument("--model", help="pipeline folder (default: the shipped model)")
     up.add_argument("--stage", default="1", help="first SR stage, by name or index (default 1)")
     up.add_argument("--stages", help="last stage to run, by name or index (default: all)")

@@ -203,7 +203,7 @@ def edit_files(args) -> int:
         raise InputError("edit needs --from and --to, or --image and --prompt")
     image = _open_image(args.image, "RGB")
     mask = _open_image(args.mask, "L") if args.mask else None
-    if args.prompt is not None and not args.prompt.strip():
+    if not args.prompt.strip():
         raise InputError("prompt is empty")
     pipe = load_pipeline(args)
     stage_options = parse_stage_options(args.stage_option)

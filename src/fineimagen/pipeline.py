@@ -468,16 +468,15 @@ class TextToImagePipeline:
 
     @torch.no_grad()
     def upscale(self, images: list[Image.Image], prompt: str | list[str] | None = None,
-                seed: int = 0,
-                stage: int | str = 1, stages: int | str | None = None,
+                seed: int = 0, stage: int | str = 1, stages: int | str | None = None,
                 stage_options: dict | None = None, progress: bool = True,
                 bf16: bool | None = None, regions: list | None = None) -> list[Image.Image]:
         """Run the SR stages from `stage` (through `stages`, default the last) on given
         images: square RGB, at most the stage's output side, resized to its input side.
         `regions` (control.regions.Region, masks at any side) reach the stages that read
-        region prompts, the same for every image; without them such a stage reads `prompt`
-        over the whole image. `prompt` None: no text (only where every stage run is a
-        regression stage)."""
+        region prompts, the same for every image; without them a stage that `reads_prompt`
+        reads `prompt` over the whole image. `prompt` None: no text (only where every stage
+        run is a regression stage)."""
         start = self.stage_index(stage)
         first = self.stages[start]
         if not first.is_sr:
