@@ -484,14 +484,15 @@ class TextToImagePipeline:
         stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
         if stop <= start:
             raise InputError("the last stage to run comes before the first")
+        prompts = None
         if prompt is None:
-            diffusion = [s.name for s in self.stages[start:stop] if s.cfg.kind == "diffusion"]
-            if diffusion:
-                raise InputError(f"stage {diffusion[0]!r} reads text: give a prompt")
-        prompts = None if prompt is None else \
-            [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
-        if prompts is not None and len(prompts) != len(images):
-            raise InputError(f"{len(images)} images but {len(prompts)} prompts")
+            for s in self.stages[start:stop]:
+                if s.cfg.kind == "diffusion":
+                    raise InputError(f"stage {s.name!r} reads text: give a prompt")
+        else:
+            prompts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
+            if len(prompts) != len(images):
+                raise InputError(f"{len(images)} images but {len(prompts)} prompts")
         for i, image in enumerate(images):
             if isinstance(image, Image.Image) and image.width != image.height:
                 raise InputError(f"image {i} is not square ({image.width}x{image.height})")
