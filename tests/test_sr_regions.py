@@ -150,6 +150,22 @@ def region_runs(tmp_path_factory):
     return root, plain, regions
 
 
+def test_trainer_fine_tunes_a_region_stage_to_read_the_prompt(region_runs, tmp_path):
+    root, _, regions = region_runs
+    cascade = json.loads((root / "regions.json").read_text())
+    cascade["stages"][1]["regression"]["reads_prompt"] = True
+    (tmp_path / "prompt.json").write_text(json.dumps(cascade))
+    run = train(TrainConfig(out=str(tmp_path / "run"), preset=str(tmp_path / "prompt.json"),
+                            stage="sr", crop=16, batch_size=4, warmup=1, log_every=1, steps=1,
+                            lr=1e-9, mixed_precision="no", channels_last=False,
+                            init=str(regions.folder)), progress=False)
+    stage = TextToImagePipeline.from_pretrained(run.folder).stages[0]
+    assert stage.cfg.reads_prompt
+    before = TextToImagePipeline.from_pretrained(regions.folder).stages[0].model.state_dict()
+    for name, value in stage.model.state_dict().items():
+        assert torch.allclose(before[name], value, atol=1e-5), name
+
+
 def test_trainer_fine_tunes_a_stage_to_read_region_prompts(region_runs):
     root, plain, regions = region_runs
     before = TextToImagePipeline.from_pretrained(plain.folder).stages[0].model

@@ -529,10 +529,12 @@ def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) ->
     saved = StageConfig.from_dict(
         read_json(root / stage.name / "config.json", f"--init: {stage.name}/config.json"),
         stage.name)
-    # a regression stage may learn to read region prompts on top of one that read none
+    # a regression stage may learn to read region prompts on top of one that read none, and
+    # the prompt on top of one that read regions only (that changes its data, not weights)
     adds_regions = stage.reads_regions and not saved.reads_regions
-    if adds_regions:
+    if stage.reads_regions:
         saved.regression.region_dim = stage.regression.region_dim
+        saved.regression.reads_prompt = stage.regression.reads_prompt
     if saved.to_dict() != stage.to_dict():
         raise InputError(f"--init: {root / stage.name} was trained with another "
                          f"{stage.name} config than the preset {cfg.preset}'s")
