@@ -4,7 +4,7 @@ import pytest
 from fineimagen.data.render import render
 from fineimagen.data.scene import complete, parse_spec
 from fineimagen.eval.scenes import parse_image
-from fineimagen.eval.selftest import agreement, perturb
+from fineimagen.eval.selftest import agreement, darken_rims, perturb
 
 
 def test_parses_a_known_scene_exactly(rng):
@@ -18,6 +18,21 @@ def test_parses_a_known_scene_exactly(rng):
     assert parsed.background == "gray"
     found = sorted((g.attributes() for g in parsed.groups), key=lambda a: a["shape"])
     assert found == sorted(spec["objects"], key=lambda a: a["shape"])
+
+
+@pytest.mark.parametrize("texture", ["solid", "striped", "dotted", "checkered"])
+def test_a_dark_rim_is_not_a_texture(texture):
+    """Generated objects ring darker along their edges; the texture reading skips that band
+    (one pixel deep, it read 2 px rims of solid squares as checkered)."""
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        spec = {"background": "black", "objects": [
+            {"shape": "square", "color": "green", "size": "medium", "texture": texture,
+             "count": 1}]}
+        scene, placed = complete(parse_spec(spec), rng)
+        image = darken_rims(render(placed, scene.background, 128), scene.background, rng)
+        [obj] = parse_image(image).objects
+        assert obj.texture == texture, seed
 
 
 def test_blank_image_has_no_objects():
@@ -41,10 +56,11 @@ def test_centroids_are_subpixel_accurate(rng):
 # Small versions of `fineimagen eval --selftest` (the full table runs 2,000 scenes a row).
 @pytest.mark.parametrize("size, perturbed, floor", [
     (32, False, 0.98), (64, False, 0.98), (128, False, 0.99),
-    (64, True, 0.95), (128, True, 0.97),
+    (64, True, 0.95), (128, True, 0.97), (128, "rimmed", 0.98),
 ])
 def test_selftest_agreement(size, perturbed, floor):
-    result = agreement(size, 120, seed=11, perturbed=perturbed)
+    result = agreement(size, 120, seed=11, perturbed=bool(perturbed),
+                       rimmed=perturbed == "rimmed")
     assert result.all_attributes >= floor, result.per_attribute
     assert ("texture" in result.per_attribute) == (size >= 64)
 

@@ -310,9 +310,10 @@ def _selftest(args) -> None:
         raise InputError(f"--sizes must be integers joined by commas: {args.sizes!r}") from None
     rows = {}
     for size in sizes:
-        for perturbed in (False, True):
-            name = f"{size}px {'perturbed' if perturbed else 'clean'}"
-            rows[name] = agreement(size, args.n, args.seed, perturbed)
+        for condition in ("clean", "perturbed", "rimmed"):
+            rows[f"{size}px {condition}"] = agreement(
+                size, args.n, args.seed, perturbed=condition != "clean",
+                rimmed=condition == "rimmed")
     print(format_agreement(rows))
     _write_json(args.json, {name: vars(row) for name, row in rows.items()})
 

@@ -10,7 +10,9 @@ generated images:
    geometry at the area and centroid measured, and the best match (after a light blur of
    both) wins; size class from the fitted extent.
 4. colour = nearest palette hue of the interior mean (hue survives grey blending and the
-   darker texture shade); texture from the interior brightness pattern.
+   darker texture shade); texture from the interior brightness pattern, read from
+   RIM_DEPTH of the side inside the edge: generated images ring darker along an object's
+   edge, which a one-pixel interior reads as a pattern.
 5. groups = objects of one shape and colour; position = grid cell of the group's centroid.
 """
 
@@ -30,6 +32,8 @@ FOREGROUND_DISTANCE = 40.0  # RGB distance from the background that marks a fore
 MIN_MASS_FRACTION = 0.35  # components lighter than this share of the smallest object are noise
 TEXTURE_CONTRAST = 0.2  # relative interior brightness spread above which an object is textured
 MIN_TEXTURE_SIDE = 64  # below this image side textures are not readable (reported as None)
+RIM_DEPTH = 1 / 64  # of the side: the edge band left out of the texture reading (2 px at 128)
+MIN_TEXTURE_PIXELS = 16  # a deeper interior smaller than this falls back to one pixel deep
 
 _PALETTE_HUES = {
     name: colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] * 360
@@ -170,7 +174,8 @@ def _describe(img, alpha, core_mask, box, side) -> DetectedObject:
     if interior.sum() < 4:
         interior = core_mask
     pixels = img[interior]
-    texture = _texture(img, interior) if side >= MIN_TEXTURE_SIDE else None
+    texture = _texture(img, _texture_interior(core_mask, alpha, side, interior)) \
+        if side >= MIN_TEXTURE_SIDE else None
     return DetectedObject(
         shape=shape,
         color=_color(pixels),
@@ -181,6 +186,16 @@ def _describe(img, alpha, core_mask, box, side) -> DetectedObject:
         extent=extent / side,
         mass=float(mass),
     )
+
+
+def _texture_interior(core_mask, alpha, side, interior):
+    """The pixels at least RIM_DEPTH * side inside the edge (`interior`, one pixel deep,
+    where the object is too small for that)."""
+    depth = max(1, round(side * RIM_DEPTH))
+    if depth == 1:
+        return interior
+    deep = ndimage.binary_erosion(core_mask, _CROSS, iterations=depth) & (alpha >= 1)
+    return deep if deep.sum() >= MIN_TEXTURE_PIXELS else interior
 
 
 def _fit_shape(alpha, mass, cx, cy) -> tuple[str, float]:

@@ -1,7 +1,8 @@
 """Validation of the scene parser against ground truth, on clean and perturbed renders.
 
 Perturbations imitate generated images: a slight blur, a colour cast, pixel noise and a few
-small blobs. Agreement is counted per (group, attribute) after matching each true group to
+small blobs; "rimmed" renders also have the darker band that generated objects show along
+their edges. Agreement is counted per (group, attribute) after matching each true group to
 the detected group that agrees with it most.
 """
 
@@ -36,6 +37,17 @@ def perturb(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
+def darken_rims(image: np.ndarray, background: str, rng: np.random.Generator) -> np.ndarray:
+    """A clean render with each object's outer band (1-2 px per 128 px of side) darkened by a
+    factor 0.7-0.9, as generated images ring along edges; uint8."""
+    img = image.astype(np.float32)
+    objects = (img != np.array(vocab.BACKGROUND_RGB[background], np.float32)).any(-1)
+    width = max(1, round(rng.integers(1, 3) * img.shape[0] / 128))
+    band = objects & ~ndimage.binary_erosion(objects, iterations=width)
+    img[band] *= rng.uniform(0.7, 0.9)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
 def truth_groups(scene) -> list[dict]:
     return [g.fields() for g in scene.groups]
 
@@ -63,8 +75,10 @@ class Agreement:
     n: int
 
 
-def agreement(size: int, n: int, seed: int = 0, perturbed: bool = False) -> Agreement:
-    """Parse `n` random renders (both splits) at `size` px and compare with their truth."""
+def agreement(size: int, n: int, seed: int = 0, perturbed: bool = False,
+              rimmed: bool = False) -> Agreement:
+    """Parse `n` random renders (both splits) at `size` px and compare with their truth;
+    `rimmed` darkens the objects' edges before any perturbation."""
     keys = tuple(k for k in vocab.ATTRIBUTES if k != "texture" or size >= MIN_TEXTURE_SIDE)
     hits = dict.fromkeys(keys, 0)
     total, exact = 0, 0
@@ -72,6 +86,8 @@ def agreement(size: int, n: int, seed: int = 0, perturbed: bool = False) -> Agre
         rng = np.random.default_rng([seed, i])
         scene, placed = sample_scene(rng, "heldout" if i % 4 == 3 else "train")
         image = render(placed, scene.background, size)
+        if rimmed:
+            image = darken_rims(image, scene.background, rng)
         if perturbed:
             image = perturb(image, rng)
         parsed = parse_image(image)
