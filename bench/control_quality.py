@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--sketch-strength", type=float, default=None,
                         help="scene control: share of the schedule run from the sketch "
                              "(default: the pipeline's)")
+    parser.add_argument("--count-layout", type=float, default=None,
+                        help="scene control: layout-guidance step for scenes with a count "
+                             "(default: the pipeline's; 0 turns it off)")
     parser.add_argument("--eval-seed", type=int, default=123,
                         help="held-out eval set to draw (tune on another than you report)")
     parser.add_argument("--out", default="bench/results/control_quality")
@@ -87,6 +90,8 @@ def main() -> None:
     pipe = TextToImagePipeline.from_pretrained(args.model)
     if args.sketch_strength is not None:
         pipe.scene_sketch_strength = args.sketch_strength
+    if args.count_layout is not None:
+        pipe.scene_count_layout = args.count_layout
     stages = None if args.stages == "all" else 0
     items = compbench.make_evalset(args.n_prompts, "heldout", seed=args.eval_seed)
     results = {}
@@ -106,7 +111,7 @@ def main() -> None:
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
             "stages": args.stages, "sketch_strength": pipe.scene_sketch_strength,
             "eval_seed": args.eval_seed,
-            "layout_step": args.layout_step,
+            "layout_step": args.layout_step, "count_layout": pipe.scene_count_layout,
             "machine": describe()}
     write(out, meta, results)
 
