@@ -301,7 +301,7 @@ def test_a_scene_with_a_count_gets_layout_guidance_unless_asked_otherwise(tiny_m
         pipe("a scene", scene=spec, layout_guidance=layout, steps=2, progress=False)
     pipe.scene_count_layout = 0.0
     pipe("a scene", scene=two, steps=2, progress=False)
-    assert steps == [attention_guidance.LAYOUT_STEP, 0.0, 0.2, 0.0]
+    assert steps == [attention_guidance.COUNT_LAYOUT_STEP, 0.0, 0.2, 0.0]
 
 
 def test_each_scene_region_hides_the_other_regions(tiny_model):

@@ -23,7 +23,7 @@ from PIL import Image
 
 from .cascade import Stage, run_stages
 from .config import CascadeConfig, SamplerConfig, StageConfig, TextEncoderConfig
-from .control.attention_guidance import LAYOUT_STEP
+from .control.attention_guidance import COUNT_LAYOUT_STEP
 from .diffusion.denoiser import Denoiser, TextCondition
 from .errors import InputError
 from .files import atomic_folder
@@ -130,7 +130,7 @@ class TextToImagePipeline:
         self.scene_sketch_strength = 0.3  # scene control starts from its layout sketch (SDEdit)
         # layout guidance a scene with a group of several objects gets when none is asked
         # (objects of a count went missing without it); 0 turns it off
-        self.scene_count_layout = LAYOUT_STEP
+        self.scene_count_layout = COUNT_LAYOUT_STEP
         self.scene_isolation = True  # a scene region's prompt sees the background, not the others
 
     # ------------------------------------------------------------------ folders
