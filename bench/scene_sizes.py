@@ -88,7 +88,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scene_sizes.json").write_text(json.dumps({"meta": meta, "cells": rows},
-                                                            indent=2) + "\n")
+                                                     indent=2) + "\n")
     plot(rows, out / "scene_sizes.png")
 
 
