@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--sketch-strength", type=float, default=None,
                         help="scene control: share of the schedule run from the sketch "
                              "(default: the pipeline's)")
+    parser.add_argument("--count-sketch-strength", type=float, default=None,
+                        help="the same for scenes with a count (default: the pipeline's)")
     parser.add_argument("--count-layout", type=float, default=None,
                         help="scene control: layout-guidance step for scenes with a count "
                              "(default: the pipeline's; 0 turns it off)")
@@ -90,6 +92,8 @@ def main() -> None:
     pipe = TextToImagePipeline.from_pretrained(args.model)
     if args.sketch_strength is not None:
         pipe.scene_sketch_strength = args.sketch_strength
+    if args.count_sketch_strength is not None:
+        pipe.scene_count_sketch_strength = args.count_sketch_strength
     if args.count_layout is not None:
         pipe.scene_count_layout = args.count_layout
     stages = None if args.stages == "all" else 0
@@ -110,6 +114,7 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
             "stages": args.stages, "sketch_strength": pipe.scene_sketch_strength,
+            "count_sketch_strength": pipe.scene_count_sketch_strength,
             "eval_seed": args.eval_seed,
             "layout_step": args.layout_step, "count_layout": pipe.scene_count_layout,
             "machine": describe()}

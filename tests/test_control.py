@@ -304,6 +304,27 @@ def test_a_scene_with_a_count_gets_layout_guidance_unless_asked_otherwise(tiny_m
     assert steps == [attention_guidance.COUNT_LAYOUT_STEP, 0.0, 0.2, 0.0]
 
 
+def test_a_scene_with_a_count_starts_later_from_its_sketch(tiny_model, monkeypatch):
+    from fineimagen.control import build
+
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    starts = []
+    real = build.img2img_start
+
+    def spy(pipe, control, x0, strength, settings, seeds):
+        real(pipe, control, x0, strength, settings, seeds)
+        starts.append((strength, control.start_step))
+
+    monkeypatch.setattr(build, "img2img_start", spy)
+    two = {"objects": [{"shape": "circle", "color": "red", "count": 2}]}
+    one = {"objects": [{"shape": "circle", "color": "red"}, {"shape": "star", "count": 1}]}
+    for spec in (two, one):
+        pipe("a scene", scene=spec, steps=10, progress=False)
+    pipe.scene_count_sketch_strength = 1.0  # from pure noise: no sketch start
+    pipe("a scene", scene=two, steps=10, progress=False)
+    assert starts == [(0.2, 8), (0.3, 7)]
+
+
 def test_each_scene_region_hides_the_other_regions(tiny_model):
     from fineimagen.control.build import composition
     from fineimagen.control.regions import background_image
