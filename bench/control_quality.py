@@ -8,6 +8,7 @@ to one region per object on a known background), `planned` (the scene read off t
 words by control.plan, then as `scene`), `scene_layout` (scene plus layout guidance at
 --layout-step). Scores per
 category with the scene evaluator, and seconds per image (the cost of each method).
+`--counted-only` draws only the prompts whose scene has a count (to tune count settings).
 `--rescore` judges the images already in --out again (after a change to the parser), keeping
 the seconds measured when they were drawn.
 Writes control_quality.json and control_quality.png.
@@ -42,9 +43,10 @@ def clauses(item) -> str:
 
 
 def run(pipe, items, method, n, stages, folder: Path, layout_step: float) -> float:
+    """Draw `items` ([(eval-set index, item)]) with `method`; seconds per image."""
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    for index, item in enumerate(items):
+    for index, item in items:
         kwargs = {}
         prompt = item.prompt
         if method in ("scene", "scene_layout"):
@@ -82,6 +84,8 @@ def main() -> None:
                              "(default: the pipeline's; 0 turns it off)")
     parser.add_argument("--eval-seed", type=int, default=123,
                         help="held-out eval set to draw (tune on another than you report)")
+    parser.add_argument("--counted-only", action="store_true",
+                        help="only the prompts whose scene has a group of several objects")
     parser.add_argument("--out", default="bench/results/control_quality")
     parser.add_argument("--rescore", action="store_true",
                         help="judge the images in --out again; draw nothing")
@@ -97,12 +101,12 @@ def main() -> None:
     if args.count_layout is not None:
         pipe.scene_count_layout = args.count_layout
     stages = None if args.stages == "all" else 0
-    items = compbench.make_evalset(args.n_prompts, "heldout", seed=args.eval_seed)
+    items = chosen(args.n_prompts, args.eval_seed, args.counted_only)
     results = {}
     for method in args.methods.split(","):
         seconds = run(pipe, items, method, args.images_per_prompt, stages, out / method,
                       args.layout_step)
-        scores = compbench.score_folder(items, out / method)
+        scores = score(items, out / method)
         scores["seconds_per_image"] = seconds
         results[method] = scores
         print(f"{method}: overall {scores['overall']:.3f}, {seconds:.2f} s/image")
@@ -115,7 +119,7 @@ def main() -> None:
             "prompts": len(items), "images_per_prompt": args.images_per_prompt,
             "stages": args.stages, "sketch_strength": pipe.scene_sketch_strength,
             "count_sketch_strength": pipe.scene_count_sketch_strength,
-            "eval_seed": args.eval_seed,
+            "eval_seed": args.eval_seed, "counted_only": args.counted_only,
             "layout_step": args.layout_step, "count_layout": pipe.scene_count_layout,
             "machine": describe()}
     write(out, meta, results)
@@ -125,15 +129,28 @@ def rescore(out: Path) -> None:
     """Judge the stored images of an earlier run again; its timings stay."""
     saved = json.loads((out / "control_quality.json").read_text())
     meta, results = saved["meta"], saved["results"]
-    items = compbench.make_evalset(meta["prompts"], "heldout", seed=meta.get("eval_seed", 123))
+    items = chosen(meta["prompts"], meta.get("eval_seed", 123), meta.get("counted_only", False))
     for method, old in results.items():
-        scores = compbench.score_folder(items, out / method)
+        scores = score(items, out / method)
         timing = {k: old[k] for k in ("seconds_per_image", "slowdown_vs_plain") if k in old}
         results[method] = {**scores, **timing}
         print(f"{method}: overall {old['overall']:.3f} -> {scores['overall']:.3f}")
         print(compbench.format_table(scores))
     meta["rescored"] = time.strftime("%Y-%m-%d")
     write(out, meta, results)
+
+
+def chosen(n_prompts: int, eval_seed: int, counted_only: bool) -> list:
+    """[(index, item)] of the held-out eval set; with `counted_only`, the scenes with a
+    count above one (each keeps its index, so its seeds and file names)."""
+    items = enumerate(compbench.make_evalset(n_prompts, "heldout", seed=eval_seed))
+    return [(i, it) for i, it in items
+            if not counted_only or any((g.count or 1) > 1 for g in it.scene.groups)]
+
+
+def score(items: list, folder: Path) -> dict:
+    """The score table of the images of `items` ([(index, item)]) in `folder`."""
+    return compbench.score_folder([it for _, it in items], folder, [i for i, _ in items])
 
 
 def write(out: Path, meta: dict, results: dict) -> None:

@@ -120,13 +120,15 @@ def image_paths(folder: Path, index: int) -> list[Path]:
     return sorted(folder.glob(f"{index:05d}_*.png"))
 
 
-def score_folder(items: list[EvalItem], folder: str | Path) -> dict:
-    """Parse every image of every prompt and return the score table (see `summarize`)."""
+def score_folder(items: list[EvalItem], folder: str | Path,
+                 indices: list[int] | None = None) -> dict:
+    """Parse every image of every prompt and return the score table (see `summarize`);
+    `indices` are the items' line numbers in the file names (default 0, 1, ...)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"image folder not found: {folder}")
     results = []
-    for index, item in enumerate(items):
+    for index, item in zip(indices or range(len(items)), items, strict=True):
         paths = image_paths(folder, index)
         if not paths:
             raise InputError(f"no image for prompt line {index + 1}: expected {index:05d}_0.png")
