@@ -7,7 +7,8 @@ Usage: python bench/aligner_quality.py [--model DIR] [--pairs 1000] [--prompts 2
    has one true image): text->image and image->text top-1 among all pairs, at the aligner's
    input size and from base-size renders enlarged to it.
 2. Hard negatives: the true caption against 4 single-attribute edits of it (5-way top-1),
-   and per edited attribute the share of negatives scored below the true caption.
+   and per edited attribute the share of negatives scored below the true caption; and the
+   true caption against the one that swaps an attribute between two groups (where it can).
 3. Best-of-N: the held-out eval score of the model's images with and without `--rerank N`.
 4. Agreement with the scene evaluator: Spearman rank correlation between score and
    per-image correctness on the plain images.
@@ -51,9 +52,16 @@ def retrieval(aligner, n: int, size: int, low_res: int | None) -> dict:
         hard.append(bool(u[i] @ w[i] > negative_scores.max()))
         for name, score in zip(s.edited, negative_scores.tolist(), strict=True):
             beaten.setdefault(name, []).append(bool(u[i] @ w[i] > score))
+    # the same images and captions, each against its caption with an attribute swapped
+    # between two groups (where it has two that differ in one): what a bag of words misses
+    swaps = [make_contrast_sample(i, low_res or size, 4, "heldout", seed=1, keep=1.0,
+                                  swaps=1.0) for i in range(n)]
+    above_swap = [bool(u[i] @ w[i] > aligner.embed_texts(t.negatives[:1])[0] @ u[i])
+                  for i, t in enumerate(swaps) if t.edited[0].startswith("swap")]
     return {"image_to_text_top1": (sim.argmax(1) == target).float().mean().item(),
             "text_to_image_top1": (sim.argmax(0) == target).float().mean().item(),
             "hard_negative_top1": float(np.mean(hard)),
+            "true_above_swap": float(np.mean(above_swap)), "swap_pairs": len(above_swap),
             "true_above_negative_by_attribute": {k: float(np.mean(v))
                                                  for k, v in sorted(beaten.items())}}
 

@@ -6,8 +6,13 @@ import torch.nn.functional as F
 from fineimagen.cli import main
 from fineimagen.config import ViTConfig, load_preset
 from fineimagen.data.captions import mention
-from fineimagen.data.contrast import ContrastDataset, edit_one, make_contrast_sample
-from fineimagen.data.scene import sample_scene
+from fineimagen.data.contrast import (
+    ContrastDataset,
+    edit_one,
+    make_contrast_sample,
+    swap_two,
+)
+from fineimagen.data.scene import Group, Scene, sample_scene
 from fineimagen.errors import InputError
 from fineimagen.eval.fid import frechet_distance
 from fineimagen.models.alignment import Aligner
@@ -105,6 +110,27 @@ def test_contrast_samples_are_deterministic_and_negatives_differ():
     batch = next(iter(torch.utils.data.DataLoader(ContrastDataset(32, 3), batch_size=5)))
     assert batch["image"].shape == (5, 3, 32, 32)
     assert len(batch["negatives"]) == 3 and len(batch["negatives"][0]) == 5
+
+
+def test_swap_negatives_exchange_one_attribute_between_two_groups():
+    said = Scene((Group("circle", color="red", size="small"), Group("square", color="blue"),
+                  Group("star", color="red")), "gray")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        swapped, name = swap_two(said, rng)
+        assert name == "swap color"  # size is stated once only; red-red cannot swap
+        colors = [g.color for g in swapped.groups]
+        assert sorted(colors) == sorted(g.color for g in said.groups) and colors != \
+            [g.color for g in said.groups]
+        assert [g.shape for g in swapped.groups] == ["circle", "square", "star"]
+    assert swap_two(Scene((Group("circle", color="red"),), None), rng) is None
+    plain = [make_contrast_sample(i, 32, 4) for i in range(40)]
+    swapping = [make_contrast_sample(i, 32, 4, swaps=1.0) for i in range(40)]
+    assert not any(e.startswith("swap") for s in plain for e in s.edited)
+    firsts = [s.edited[0] for s in swapping]
+    assert 5 < sum(e.startswith("swap") for e in firsts) < 40  # where two groups can swap
+    for s in swapping:
+        assert len(set(s.negatives)) == 4 and s.caption not in s.negatives
 
 
 def test_enlarged_low_res_samples_get_no_texture_negatives():

@@ -83,6 +83,7 @@ def _add_train(commands) -> None:
     train.add_argument("--lr-schedule", choices=("constant", "cosine"), dest="lr_schedule",
                        help="after warmup (a resumed run may change it: the decay starts "
                             "from the step it resumes at)")
+    train.add_argument("--warmup", type=int, help="optimizer steps of linear warmup")
     train.add_argument("--ema-decay", type=float, dest="ema_decay")
     train.add_argument("--mixed-precision", choices=("auto", "bf16", "no"),
                        dest="mixed_precision", help="auto (default): bf16 where the hardware "
@@ -98,6 +99,9 @@ def _add_train(commands) -> None:
     train.add_argument("--train-only", dest="train_only", metavar="PREFIXES",
                        help="train only the parameters whose names start with these "
                             "(comma-separated), e.g. model.region_in")
+    train.add_argument("--swap-negatives", type=float, dest="swap_negatives", metavar="P",
+                       help="--stage align: the chance that a hard negative swaps an "
+                            "attribute between two groups of the scene")
 
 
 def _add_generate(commands) -> None:

@@ -50,15 +50,38 @@ def edit_one(said: Scene, rng: np.random.Generator,
     return Scene(tuple(groups), said.background), name
 
 
+SWAPPABLE = ("color", "texture", "size")
+
+
+def swap_two(said: Scene, rng: np.random.Generator,
+             swappable: tuple[str, ...] = SWAPPABLE) -> tuple[Scene, str] | None:
+    """`said` with the values of one attribute exchanged between two groups that both state
+    it differently ("a red circle and a blue square" -> "a blue circle and a red square"),
+    and "swap " + its name; None where no two groups can swap anything."""
+    groups = said.groups
+    choices = [(i, j, name) for name in swappable for i in range(len(groups))
+               for j in range(i + 1, len(groups))
+               if None is not getattr(groups[i], name) != getattr(groups[j], name) is not None]
+    if not choices:
+        return None
+    i, j, name = choices[int(rng.integers(len(choices)))]
+    swapped = list(groups)
+    swapped[i] = replace(groups[i], **{name: getattr(groups[j], name)})
+    swapped[j] = replace(groups[j], **{name: getattr(groups[i], name)})
+    return Scene(tuple(swapped), said.background), f"swap {name}"
+
+
 def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str = "train",
                          seed: int = 0, low_res: int | None = None,
-                         keep: float | None = None) -> ContrastSample:
+                         keep: float | None = None, swaps: float = 0.0) -> ContrastSample:
     """Sample `index` of the stream: a render, its caption and `negatives` hard negatives.
 
     With `low_res`, half the renders are drawn at that side and enlarged (bilinear) to
     `size`, so the aligner also scores the base stage's small images fairly; their hard
     negatives never change the texture, which a small render cannot show. `keep` is the
-    share of attributes the caption mentions (default: drawn from U(0.5, 1)).
+    share of attributes the caption mentions (default: drawn from U(0.5, 1)). With chance
+    `swaps`, the first negative swaps an attribute between two groups (`swap_two`) where the
+    caption states one for both: a bag of words cannot tell it from the truth.
     """
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1, 7])
     scene, placed = sample_scene(rng, split)
@@ -69,6 +92,13 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
     enlarged = bool(low_res) and rng.random() < 0.5
     editable = tuple(a for a in EDITABLE if a != "texture") if enlarged else EDITABLE
     wrong, edited = [], []
+    swappable = tuple(a for a in SWAPPABLE if a != "texture") if enlarged else SWAPPABLE
+    swapped = swap_two(said, rng, swappable) if swaps > 0 and rng.random() < swaps else None
+    if swapped is not None:
+        other = caption(swapped[0], np.random.default_rng(phrasing))
+        if other != text:
+            wrong.append(other)
+            edited.append(swapped[1])
     for _ in range(20 * negatives):  # an edit can read the same as the truth; draw again
         if len(wrong) == negatives:
             break
@@ -92,14 +122,15 @@ class ContrastDataset(IterableDataset):
 
     def __init__(self, size: int, negatives: int = 4, split: str = "train", seed: int = 0,
                  rank: int = 0, world_size: int = 1, start: int = 0,
-                 low_res: int | None = None):
+                 low_res: int | None = None, swaps: float = 0.0):
         check_side(size)
         self.size, self.negatives, self.split, self.seed = size, negatives, split, seed
         self.rank, self.world_size, self.start, self.low_res = rank, world_size, start, low_res
+        self.swaps = swaps
 
     def __iter__(self):
         for index in shard_indices(self.rank, self.world_size, self.start):
             s = make_contrast_sample(index, self.size, self.negatives, self.split, self.seed,
-                                     self.low_res)
+                                     self.low_res, swaps=self.swaps)
             yield {"image": to_tensor(s.image.copy()), "caption": s.caption,
                    "negatives": s.negatives}

@@ -68,6 +68,9 @@ class TrainConfig(ConfigMixin):
     # fine-tuning part of a stage: comma-separated name prefixes of the parameters that train
     # (e.g. "model.region_in": a regression stage learns region prompts, the rest stays)
     train_only: str = ""
+    # --stage align: the chance that a sample's first hard negative swaps one attribute
+    # between two of its groups ("a blue circle and a red square"), where it can
+    swap_negatives: float = 0.0
 
 
 class StageModule(nn.Module):
@@ -251,7 +254,7 @@ def _region_prompts(cascade: CascadeConfig, region_dim: int) -> RegionPrompts:
     return RegionPrompts(encoder)
 
 
-def _align_job(cascade: CascadeConfig, seed: int) -> _Job:
+def _align_job(cascade: CascadeConfig, seed: int, swaps: float) -> _Job:
     from ..data.contrast import ContrastDataset
     from ..models.alignment import Aligner
 
@@ -264,12 +267,12 @@ def _align_job(cascade: CascadeConfig, seed: int) -> _Job:
         lambda folder, shadow: export_aligner(folder, cfg, shadow),
         lambda rank, world, start: ContrastDataset(
             size, cfg.hard_negatives, "train", seed, rank, world, start,
-            low_res=low if low < size else None))
+            low_res=low if low < size else None, swaps=swaps))
 
 
 def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
-        return _align_job(cascade, cfg.seed)
+        return _align_job(cascade, cfg.seed, cfg.swap_negatives)
     return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop)
 
 
