@@ -112,6 +112,8 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
     ("batch_size", -1, "batch_size must be positive"),
     ("lr", float("nan"), "lr must be a positive number"),
     ("preset", "nope", "unknown preset"),
+    ("swap_negatives", 1.5, r"swap_negatives must be a chance in \[0, 1\]"),
+    ("swap_negatives", 0.5, "applies to --stage align only"),
 ])
 def test_bad_train_config(tmp_path, field, value, words):
     from fineimagen.errors import InputError

@@ -59,9 +59,13 @@ def swap_two(said: Scene, rng: np.random.Generator,
     it differently ("a red circle and a blue square" -> "a blue circle and a red square"),
     and "swap " + its name; None where no two groups can swap anything."""
     groups = said.groups
+
+    def differ(i: int, j: int, name: str) -> bool:
+        a, b = getattr(groups[i], name), getattr(groups[j], name)
+        return a is not None and b is not None and a != b
+
     choices = [(i, j, name) for name in swappable for i in range(len(groups))
-               for j in range(i + 1, len(groups))
-               if None is not getattr(groups[i], name) != getattr(groups[j], name) is not None]
+               for j in range(i + 1, len(groups)) if differ(i, j, name)]
     if not choices:
         return None
     i, j, name = choices[int(rng.integers(len(choices)))]

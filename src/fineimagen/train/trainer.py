@@ -198,6 +198,10 @@ def _check(cfg: TrainConfig) -> None:
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
                          f"got {cfg.lr_schedule!r}")
+    if not 0 <= cfg.swap_negatives <= 1:
+        raise InputError(f"swap_negatives must be a chance in [0, 1], got {cfg.swap_negatives}")
+    if cfg.swap_negatives and cfg.stage != "align":
+        raise InputError("swap_negatives applies to --stage align only")
     if not 0 <= cfg.ema_decay < 1:
         raise InputError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
 
