@@ -145,7 +145,7 @@ def chosen(n_prompts: int, eval_seed: int, counted_only: bool) -> list:
     count above one (each keeps its index, so its seeds and file names)."""
     items = enumerate(compbench.make_evalset(n_prompts, "heldout", seed=eval_seed))
     return [(i, it) for i, it in items
-            if not counted_only or any((g.count or 1) > 1 for g in it.scene.groups)]
+            if not counted_only or it.scene.has_count()]
 
 
 def score(items: list, folder: Path) -> dict:

@@ -37,7 +37,6 @@ def prompt_triples(n: int, seed: int = 0) -> list[tuple[str, str, str, str]]:
     for _ in range(n):
         s1, s2 = (str(s) for s in rng.choice(vocab.SHAPES, 2, replace=False))
         c1, c2, c3 = (str(c) for c in rng.choice(vocab.COLORS, 3, replace=False))
-
         triples.append((two_objects(c1, s1, c2, s2), two_objects(c2, s1, c1, s2),
                         two_objects(c3, s1, c2, s2), s1))
     return triples

@@ -140,7 +140,7 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     text = prompt or caption(scene, np.random.default_rng(0))
     sized = [scene.groups[obj.group].size is not None for obj in placed]
     textured = [scene.groups[obj.group].texture is not None for obj in placed]
-    counted = any((g.count or 1) > 1 for g in scene.groups)
+    counted = scene.has_count()
     return CompiledScene(text, regions, filled.background,
                          sketch(filled.background, placed, sized, size, textured), counted,
                          filled, placed)

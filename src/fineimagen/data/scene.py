@@ -65,6 +65,10 @@ class Scene:
             spec = {"background": self.background, **spec}
         return spec
 
+    def has_count(self) -> bool:
+        """Some group states a count above one."""
+        return any((g.count or 1) > 1 for g in self.groups)
+
     def is_complete(self) -> bool:
         return self.background is not None and all(
             None not in asdict(g).values() for g in self.groups
