@@ -56,6 +56,25 @@ def test_sincos_positions_tell_patches_apart_from_the_start():
         sincos_2d(4, 30)
 
 
+def test_conv_stem_starts_at_zero_and_learns_what_one_patch_map_cannot_see():
+    cfg = dict(image_size=16, patch=4, width=32, depth=1, heads=2)
+    torch.manual_seed(0)
+    plain = ViT(ViTConfig(**cfg)).eval()
+    stemmed = ViT(ViTConfig(**cfg, conv_stem=True)).eval()
+    stemmed.load_state_dict(plain.state_dict(), strict=False)
+    # 3x3 convs 3 -> 32 (full size), 32 -> 64 and 64 -> 128 (stride 2 each), 1x1 to the width
+    assert stemmed.stem(torch.zeros(2, 3, 16, 16)).shape == (2, 32, 4, 4)
+    assert sum(p.numel() for p in stemmed.stem.parameters()) == \
+        3 * 9 * 32 + 32 + 32 * 9 * 64 + 64 + 64 * 9 * 128 + 128 + 128 * 32 + 32
+    image = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(plain(image), stemmed(image))  # the stem adds nothing at first
+        torch.nn.init.normal_(stemmed.stem.out.weight, std=0.1)
+        assert not torch.allclose(plain(image), stemmed(image), atol=1e-3)
+    with pytest.raises(InputError, match="power-of-two patch"):
+        ViT(ViTConfig(image_size=12, patch=3, width=32, depth=1, heads=2, conv_stem=True))
+
+
 def test_infonce_matches_the_formula(aligner):
     images = torch.rand(4, 3, 16, 16) * 2 - 1
     captions = ["a red circle", "two blue stars", "a green heart", "a large square"]

@@ -567,12 +567,17 @@ def _init_aligner(module: nn.Module, cascade: CascadeConfig, root: Path) -> None
     from ..models.alignment import WEIGHTS as ALIGNER_WEIGHTS
     from ..pipeline import load_weights, read_json
 
-    saved = read_json(root / "aligner/config.json", "--init: aligner/config.json")
-    if AlignerConfig.from_dict(saved, "aligner").to_dict() != cascade.aligner.to_dict():
+    saved = AlignerConfig.from_dict(
+        read_json(root / "aligner/config.json", "--init: aligner/config.json"), "aligner")
+    # a ViT may gain a convolutional stem on top of one trained without (it starts at zero)
+    adds_stem = cascade.aligner.vit.conv_stem and not saved.vit.conv_stem
+    saved.vit.conv_stem = saved.vit.conv_stem or adds_stem
+    if saved.to_dict() != cascade.aligner.to_dict():
         raise InputError(f"--init: {root / 'aligner'} was trained with another aligner "
                          f"config than the preset's")
-    load_weights(module, root / "aligner" / ALIGNER_WEIGHTS, "--init aligner",
-                 expected=module.trained_state())
+    expected = {k: v for k, v in module.trained_state().items()
+                if not (adds_stem and k.startswith("image_encoder.stem."))}
+    load_weights(module, root / "aligner" / ALIGNER_WEIGHTS, "--init aligner", expected)
 
 
 # ---------------------------------------------------------------------- checkpoints
