@@ -2,7 +2,7 @@
 
 Usage: python bench/aligner_quality.py [--model DIR] [--pairs 1000] [--prompts 200]
                                        [--images-per-prompt 4] [--rerank 4]
-                                       [--stages base|all] [--out DIR]
+                                       [--stages base|all] [--retrieval-only] [--out DIR]
 1. Retrieval on held-out shapes pairs (captions that state every attribute, so each caption
    has one true image): text->image and image->text top-1 among all pairs, at the aligner's
    input size and from base-size renders enlarged to it.
@@ -12,6 +12,7 @@ Usage: python bench/aligner_quality.py [--model DIR] [--pairs 1000] [--prompts 2
 3. Best-of-N: the held-out eval score of the model's images with and without `--rerank N`.
 4. Agreement with the scene evaluator: Spearman rank correlation between score and
    per-image correctness on the plain images.
+`--retrieval-only` measures 1 and 2 (a minute or two), to compare trained aligners.
 Writes aligner_quality.json and aligner_quality.png.
 """
 
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--rerank", type=int, default=4)
     parser.add_argument("--stages", default="base", help="'base' (fast) or 'all'")
+    parser.add_argument("--retrieval-only", action="store_true",
+                        help="skip best-of-N and agreement (no images are generated)")
     parser.add_argument("--out", default="bench/results/aligner_quality")
     args = parser.parse_args()
     pipe = TextToImagePipeline.from_pretrained(args.model)
@@ -109,8 +112,22 @@ def main() -> None:
     results = {"retrieval": retrieval(aligner, args.pairs, side, None),
                "retrieval_from_base_size": retrieval(aligner, args.pairs, side, base)}
     print(json.dumps(results, indent=2))
-    items = compbench.make_evalset(args.prompts, "heldout", seed=123)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results["meta"] = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
+                       "pairs": args.pairs, "prompts": args.prompts,
+                       "images_per_prompt": args.images_per_prompt, "rerank": args.rerank,
+                       "stages": args.stages, "retrieval_only": args.retrieval_only,
+                       "machine": describe()}
+    if not args.retrieval_only:
+        best_of_n(pipe, args, out, results)
+    (out / "aligner_quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.rerank, out / "aligner_quality.png")
+
+
+def best_of_n(pipe, args, out: Path, results: dict) -> None:
+    """Sections 3 and 4: the eval score with and without `--rerank`, and the agreement."""
+    items = compbench.make_evalset(args.prompts, "heldout", seed=123)
     for rerank in (1, args.rerank):
         folder = out / f"rerank_{rerank}"
         seconds = generate(pipe, items, args.images_per_prompt, rerank, folder,
@@ -122,13 +139,6 @@ def main() -> None:
         print(compbench.format_table(scores))
     results["agreement"] = agreement(pipe, items, out / "rerank_1")
     print(json.dumps(results["agreement"], indent=2))
-    results["meta"] = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
-                       "pairs": args.pairs, "prompts": args.prompts,
-                       "images_per_prompt": args.images_per_prompt, "rerank": args.rerank,
-                       "stages": args.stages,
-                       "machine": describe()}
-    (out / "aligner_quality.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.rerank, out / "aligner_quality.png")
 
 
 def plot(results, rerank, path):
@@ -137,7 +147,9 @@ def plot(results, rerank, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    ranked = "eval_rerank_1" in results
+    fig, axes = plt.subplots(1, 2 if ranked else 1, figsize=(11 if ranked else 5.5, 3.6))
+    a = axes[0] if ranked else axes
     names = ["image_to_text_top1", "text_to_image_top1", "hard_negative_top1"]
     for j, key in enumerate(("retrieval", "retrieval_from_base_size")):
         a.bar([i + 0.4 * j for i in range(3)], [results[key][n] for n in names], 0.4,
@@ -146,6 +158,11 @@ def plot(results, rerank, path):
     a.set_ylim(0, 1)
     a.legend(fontsize=8)
     a.set_title("held-out retrieval (top-1)")
+    if not ranked:
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        return
+    b = axes[1]
     plain, best = results["eval_rerank_1"], results[f"eval_rerank_{rerank}"]
     cats = [c for c in compbench.CATEGORIES if c in plain["categories"]]
     for j, (name, r) in enumerate((("plain", plain), (f"rerank {rerank}", best))):
