@@ -571,7 +571,8 @@ def _init_aligner(module: nn.Module, cascade: CascadeConfig, root: Path) -> None
         read_json(root / "aligner/config.json", "--init: aligner/config.json"), "aligner")
     # a ViT may gain a convolutional stem on top of one trained without (it starts at zero)
     adds_stem = cascade.aligner.vit.conv_stem and not saved.vit.conv_stem
-    saved.vit.conv_stem = saved.vit.conv_stem or adds_stem
+    if adds_stem:
+        saved.vit.conv_stem = True
     if saved.to_dict() != cascade.aligner.to_dict():
         raise InputError(f"--init: {root / 'aligner'} was trained with another aligner "
                          f"config than the preset's")
