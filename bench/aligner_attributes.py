@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from fineimagen.data import vocab
-from fineimagen.data.captions import TEXTURE_ADJECTIVES
+from fineimagen.data.captions import object_phrase
 from fineimagen.data.contrast import make_contrast_sample
 from fineimagen.data.render import render
-from fineimagen.data.scene import PlacedObject
+from fineimagen.data.scene import Group, PlacedObject
+from fineimagen.data.shapes import to_tensor
 from fineimagen.models.alignment import Aligner
 from machine import describe  # bench/ is on sys.path when a bench script runs
 
@@ -36,12 +37,7 @@ ATTRIBUTES = {"texture": vocab.TEXTURES, "shape": vocab.SHAPES, "color": vocab.C
 
 
 def to_images(arrays: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def object_caption(g: dict) -> str:
-    return f"a large {g['color']} {TEXTURE_ADJECTIVES[g['texture']][0]} {g['shape']} " \
-           "in the center"
+    return torch.stack([to_tensor(a) for a in arrays])
 
 
 @torch.no_grad()
@@ -59,7 +55,7 @@ def separation(aligner: Aligner, pairs: int, seed: int = 0) -> dict:
                 obj = PlacedObject(0, h["shape"], h["color"], h["texture"], x, y,
                                    vocab.SIZE_FRACTION["large"])
                 images.append(render([obj], "white", aligner.cfg.vit.image_size))
-                texts.append(object_caption(h))
+                texts.append(object_phrase(Group(size="large", position="center", **h)))
         u = aligner.embed_images(to_images(images))
         w = aligner.embed_texts(texts)
         found[name] = {"image_cos": float((u[0::2] * u[1::2]).sum(-1).mean()),
@@ -146,9 +142,9 @@ def plot(results: dict, path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     width = 0.8 / len(results)
+    keys = [(n, side) for n in ATTRIBUTES for side in ("image_cos", "text_cos")]
     for j, (folder, r) in enumerate(results.items()):
         label = Path(folder).parent.name or folder
-        keys = [(n, side) for n in ATTRIBUTES for side in ("image_cos", "text_cos")]
         a.bar([i + j * width for i in range(len(keys))],
               [1 - r["separation"][n][side] for n, side in keys], width, label=label)
         probe = r["texture_probe"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import fineimagen
+from fineimagen.config import load_preset
 from fineimagen.errors import InputError
 from fineimagen.pipeline import TextToImagePipeline
 from fineimagen.train.trainer import TrainConfig, export_checkpoint, train
@@ -170,7 +170,7 @@ def test_init_fine_tunes_the_aligner(tmp_path):
 
 def test_init_adds_a_conv_stem_to_an_aligner_trained_without(tmp_path):
     first = train(tiny(tmp_path / "a", stage="align", steps=3, lr=2e-3), progress=False)
-    preset = json.loads((Path(fineimagen.__file__).parent / "presets/tiny.json").read_text())
+    preset = load_preset("tiny").to_dict()
     preset["aligner"]["vit"]["conv_stem"] = True
     (tmp_path / "stem.json").write_text(json.dumps(preset))
     tuned = train(tiny(tmp_path / "b", preset=str(tmp_path / "stem.json"), stage="align",
