@@ -53,3 +53,22 @@ def test_cli_precision_flag(tmp_path, tiny_model, native):
             for f in ("auto", "fp32", "bf16")}
     assert np.array_equal(read["auto"], read["fp32"])
     assert not np.array_equal(read["fp32"], read["bf16"])
+
+
+def test_the_frozen_text_encoder_runs_bf16_only_where_native(native):
+    from fineimagen.config import TextEncoderConfig
+    from fineimagen.models.text_encoders import build_text_encoder
+
+    encoder = build_text_encoder(TextEncoderConfig(kind="minilm", max_length=16))
+    prompts = ["a red circle at the top left", "two blue stars"]
+    batch = encoder.tokenizer(prompts, padding="longest", return_tensors="pt")
+    with torch.no_grad():
+        fp32 = encoder.model(input_ids=batch["input_ids"],
+                             attention_mask=batch["attention_mask"]).last_hidden_state
+    keep = batch["attention_mask"].bool()
+    native(False)
+    assert torch.equal(encoder.encode(prompts)[0][keep], fp32[keep])
+    native(True)  # bf16 autocast: the same states to about 2 significant digits, not equal
+    rounded = encoder.encode(prompts)[0][keep]
+    assert not torch.equal(rounded, fp32[keep])
+    assert torch.allclose(rounded, fp32[keep], atol=0.1)
