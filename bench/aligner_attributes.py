@@ -115,12 +115,14 @@ def main() -> None:
     args = parser.parse_args()
     shipped = Path(__file__).resolve().parents[1] / "src/fineimagen/default_model/aligner"
     folders = args.aligner or [str(shipped)]
-    results = {}
+    results, renders = {}, {}  # renders per image size, shared by the aligners
     for folder in folders:
         torch.manual_seed(0)
         aligner = Aligner.from_folder(folder)
-        images, labels, sizes = texture_renders(args.probe_images,
-                                                aligner.cfg.vit.image_size)
+        side = aligner.cfg.vit.image_size
+        if side not in renders:
+            renders[side] = texture_renders(args.probe_images, side)
+        images, labels, sizes = renders[side]
         results[folder] = {"separation": separation(aligner, args.pairs),
                            "texture_probe": texture_probe(pooled(aligner, images), labels,
                                                           sizes)}
