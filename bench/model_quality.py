@@ -1,7 +1,8 @@
 """Compositional quality of a model on a held-out eval set, for one or more guidance scales.
 
 Usage: python bench/model_quality.py [--model DIR] [--prompts P.jsonl | --n-prompts 400]
-                                     [--images-per-prompt 4] [--guidance 3,5,7] [--out DIR]
+                                     [--categories color_attribution] [--images-per-prompt 4]
+                                     [--guidance 3,5,7] [--out DIR]
 Generates `{index:05d}_{k}.png` for each guidance scale with the shipped sampler settings,
 scores them with the scene evaluator, and writes model_quality.json and model_quality.png.
 """
@@ -35,12 +36,21 @@ def main() -> None:
     parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
     parser.add_argument("--prompts", help="eval JSONL (default: a new held-out set)")
     parser.add_argument("--n-prompts", type=int, default=400)
+    parser.add_argument("--categories", help="comma-separated: keep only these categories' "
+                        "prompts (seeds follow the kept list)")
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--guidance", default="5")
     parser.add_argument("--out", default="bench/results/model_quality")
     args = parser.parse_args()
     items = compbench.read_prompts(args.prompts) if args.prompts else \
         compbench.make_evalset(args.n_prompts, "heldout", seed=123)
+    if args.categories:
+        wanted = args.categories.split(",")
+        unknown = sorted(set(wanted) - set(compbench.CATEGORIES))
+        if unknown:
+            parser.error(f"unknown categories {unknown} (choose from "
+                         f"{', '.join(compbench.CATEGORIES)})")
+        items = [it for it in items if it.category in wanted]
     pipe = TextToImagePipeline.from_pretrained(args.model)
     out = Path(args.out)
     results = {}
@@ -54,7 +64,8 @@ def main() -> None:
               f"({len(items) * args.images_per_prompt / seconds:.1f} img/s)")
         print(compbench.format_table(scores))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
-            "prompts": len(items), "images_per_prompt": args.images_per_prompt,
+            "prompts": len(items), "categories": args.categories,
+            "images_per_prompt": args.images_per_prompt,
             "model_defaults": vars(pipe.check_options()[0]), "machine": describe()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "model_quality.json").write_text(json.dumps({"meta": meta, "results": results},

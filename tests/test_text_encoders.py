@@ -7,6 +7,7 @@ from fineimagen.models.text_encoders import (
     EmbeddingCache,
     HashTokenizer,
     build_text_encoder,
+    conjunct_spans,
     minilm_path,
 )
 
@@ -89,3 +90,53 @@ def test_trainable_encoder_learns_and_hashes_deterministically():
     embeds, _ = encoder.encode(PROMPTS)
     embeds.sum().backward()
     assert encoder.tokens.weight.grad.abs().sum() > 0 and not encoder.frozen
+
+
+def test_conjunct_spans_split_at_commas_conjunctions_relations_and_background():
+    def pieces(prompt):
+        return [prompt[s:e] for s, e in conjunct_spans(prompt)]
+
+    assert pieces("two red circles at the top left, a star on the left and 3 pink hearts "
+                  "on a white background") == [
+        "two red circles at the top left", "a star on the left", "3 pink hearts",
+        "a white background"]
+    assert pieces("a red circle to the left of a blue square against gray") == [
+        "a red circle", "a blue square", "gray"]
+    assert pieces("a circle with stripes on the right") == ["a circle with stripes on the right"]
+
+
+@pytest.fixture(scope="module")
+def bound():
+    return build_text_encoder(TextEncoderConfig(kind="minilm", max_length=16,
+                                                feature_layers=(0, -1), binding="conjuncts"))
+
+
+def test_conjunct_binding_gives_each_noun_its_own_conjuncts_states(bound):
+    whole = build_text_encoder(TextEncoderConfig(kind="minilm", max_length=16,
+                                                 feature_layers=(0, -1)))
+    prompt, swapped = "a red circle and a blue square", "a blue circle and a red square"
+    circle, square = 3, 7  # [CLS] a red circle and a blue square [SEP]
+    embeds, _ = bound.encode([prompt, swapped])
+    plain, _ = whole.encode([prompt, swapped])
+    alone, _ = whole.encode(["a red circle", "a blue square"])
+    # the last layer of "circle" and "square" is that of its conjunct encoded alone ...
+    assert torch.allclose(embeds[0, circle, 384:], alone[0, 3, 384:], atol=1e-5)
+    assert torch.allclose(embeds[0, square, 384:], alone[1, 3, 384:], atol=1e-5)
+    # ... the input embeddings, [CLS], [SEP] and "and" stay the whole prompt's
+    assert torch.equal(embeds[0, :, :384], plain[0, :, :384])
+    for j in (0, 4, 8):
+        assert torch.equal(embeds[0, j], plain[0, j])
+    # so swapping the colours moves the noun much further than in the whole prompt's states
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(embeds[0, circle, 384:], embeds[1, circle, 384:], 0) < 0.95
+    assert cos(plain[0, circle, 384:], plain[1, circle, 384:], 0) > 0.99
+    # one conjunct: exactly the usual encoding
+    single, _ = bound.encode(["a large blue star in the center"])
+    assert torch.equal(single, whole.encode(["a large blue star in the center"])[0])
+
+
+def test_binding_must_be_known_and_frozen():
+    with pytest.raises(InputError, match="unknown text binding 'nouns'"):
+        build_text_encoder(TextEncoderConfig(kind="minilm", binding="nouns"))
+    with pytest.raises(InputError, match="binding applies to a frozen encoder"):
+        build_text_encoder(TextEncoderConfig(kind="trainable", binding="conjuncts"))

@@ -184,6 +184,25 @@ def test_init_adds_a_conv_stem_to_an_aligner_trained_without(tmp_path):
         train(tiny(tmp_path / "c", stage="align", init=str(tmp_path / "b")), progress=False)
 
 
+def test_init_may_change_how_a_frozen_encoder_binds_the_prompt(tmp_path):
+    def preset(binding):
+        cascade = load_preset("tiny").to_dict()
+        cascade["text_encoder"] = {"kind": "minilm", "max_length": 16, "binding": binding}
+        path = tmp_path / f"{binding}.json"
+        path.write_text(json.dumps(cascade))
+        return str(path)
+
+    first = train(tiny(tmp_path / "a", preset=preset("prompt"), steps=1), progress=False)
+    tuned = train(tiny(tmp_path / "b", preset=preset("conjuncts"), steps=1, lr=1e-9,
+                       init=str(first.folder)), progress=False)
+    start, b = weights(first.folder), weights(tuned.folder)
+    assert max((start[k].float() - b[k].float()).abs().max() for k in start) < 1e-3
+    saved = json.loads((Path(tuned.folder) / "text_encoder" / "config.json").read_text())
+    assert saved["binding"] == "conjuncts"  # what the pipeline will read prompts with
+    pipe = TextToImagePipeline.from_pretrained(tuned.folder)
+    assert pipe.text_encoder.binding == "conjuncts"
+
+
 def test_init_refuses_what_does_not_fit(tmp_path):
     first = train(tiny(tmp_path / "a", steps=1), progress=False)
     with pytest.raises(InputError, match="no model folder"):

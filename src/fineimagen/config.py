@@ -62,6 +62,10 @@ class TextEncoderConfig(ConfigMixin):
     # minilm / t5: hidden states concatenated per token, by index (0 = the input embeddings,
     # -1 = the last layer); the width is the model's times their number
     feature_layers: tuple[int, ...] = (-1,)
+    # minilm / t5: "prompt" encodes the prompt whole; "conjuncts" gives each token of a
+    # conjunct ("a red circle", "two blue stars at the top") its hidden states from that
+    # conjunct encoded alone, so a noun carries its own attributes, not the prompt's
+    binding: str = "prompt"
     dim: int = 256  # trainable only: width of the jointly trained encoder
     layers: int = 2  # trainable only
     heads: int = 4  # trainable only

@@ -8,6 +8,11 @@
 - `trainable`: a small Transformer trained jointly with the U-Net, with a hashing word
   tokenizer that needs no download.
 `EmbeddingCache` keeps the outputs of a frozen encoder per distinct prompt.
+
+A frozen encoder's tokens carry the whole prompt's bag of attributes: in "a red circle and a
+blue square" the token "circle" hardly knows its own colour. With `binding="conjuncts"` each
+conjunct is encoded on its own and its tokens take those hidden states (the structured
+encoding of Feng et al. 2023, split by punctuation and conjunctions rather than a parser).
 """
 
 from __future__ import annotations
@@ -47,14 +52,40 @@ class TextEncoder(nn.Module):
         return next(self.parameters()).device
 
 
+BINDINGS = ("prompt", "conjuncts")
+# what joins conjuncts: commas, "and", the relations of the shapes captions, and a
+# background phrase at the end ("on a white background", "on gray"; not "on the left")
+_SEPARATOR = re.compile(
+    r"\s*,\s*(?:and\s+)?|\s+and\s+|\s+(?:to the (?:left|right) of|above|below)\s+"
+    r"|\s+(?:on|against)\s+(?=(?:an?\s+)?[\w-]+(?:\s+background)?\s*[.!]?\s*$)")
+
+
+def conjunct_spans(prompt: str) -> list[tuple[int, int]]:
+    """The character spans (start, end) of the prompt's conjuncts, in order."""
+    spans, start = [], 0
+    for sep in [*_SEPARATOR.finditer(prompt), None]:
+        end = len(prompt) if sep is None else sep.start()
+        piece = prompt[start:end]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            spans.append((start + lead, start + len(piece.rstrip())))
+        if sep is not None:
+            start = sep.end()
+    return spans
+
+
 class HFEncoder(TextEncoder):
     """A frozen transformers encoder (MiniLM's BertModel or T5's encoder) and its tokenizer."""
 
     frozen = True
 
     def __init__(self, model: nn.Module, tokenizer, max_length: int,
-                 feature_layers: tuple[int, ...] = (-1,)):
+                 feature_layers: tuple[int, ...] = (-1,), binding: str = "prompt"):
         super().__init__()
+        if binding not in BINDINGS:
+            raise InputError(f"unknown text binding {binding!r} (choose from "
+                             f"{', '.join(BINDINGS)})")
+        self.binding = binding
         self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
         self.model.requires_grad_(False)
         width = model.config.hidden_size if hasattr(model.config, "hidden_size") \
@@ -66,6 +97,7 @@ class HFEncoder(TextEncoder):
                              f"the {depth + 1} hidden states (0 = embeddings, -1 = last)")
         self.feature_layers = tuple(feature_layers)
         self.dim = width * len(self.feature_layers)
+        self.depth = depth
 
     def train(self, mode: bool = True):  # a frozen encoder stays in eval mode
         return super().train(False)
@@ -75,15 +107,46 @@ class HFEncoder(TextEncoder):
         """Pads to the longest prompt of the batch (at most max_length tokens). bf16 autocast
         on a CPU that computes bf16 natively; elsewhere fp32 (emulated bf16 ran the MiniLM
         5x slower than fp32 on an AVX2-only CPU)."""
-        batch = self.tokenizer(list(prompts), padding="longest", truncation=True,
-                               max_length=self.max_length, return_tensors="pt")
+        prompts = list(prompts)
+        states, mask, offsets = self._hidden_states(prompts)
+        if self.binding == "conjuncts":
+            self._bind_conjuncts(prompts, states, offsets)
+        out = torch.cat([states[i] for i in self.feature_layers], -1)  # [B, L, D]
+        return out.float() * mask[..., None], mask
+
+    def _hidden_states(self, prompts: list[str]):
+        """Every layer's hidden states [B, L, W] (a list), the mask and the tokens' offsets."""
+        batch = self.tokenizer(prompts, padding="longest", truncation=True,
+                               max_length=self.max_length, return_tensors="pt",
+                               return_offsets_mapping=True)
+        offsets = batch.pop("offset_mapping").tolist()
         batch = {k: v.to(self.device) for k, v in batch.items() if k != "token_type_ids"}
         bf16 = self.device.type == "cpu" and native_bf16(self.device)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
             states = self.model(**batch, output_hidden_states=True).hidden_states
-            out = torch.cat([states[i] for i in self.feature_layers], -1)  # [B, L, D]
-        mask = batch["attention_mask"].bool()
-        return out.float() * mask[..., None], mask
+        return [s.float() for s in states], batch["attention_mask"].bool(), offsets
+
+    def _bind_conjuncts(self, prompts: list[str], states: list[torch.Tensor],
+                        offsets: list[list[list[int]]]) -> None:
+        """In place: each token inside a conjunct takes the hidden states of that conjunct
+        encoded alone; the input embeddings (layer 0, which hold the position in the whole
+        prompt), special tokens and the joining words keep the whole prompt's."""
+        pieces = [(b, s, e) for b, p in enumerate(prompts) for s, e in conjunct_spans(p)]
+        pieces = [(b, s, e) for b, s, e in pieces
+                  if sum(1 for q in pieces if q[0] == b) > 1]  # one conjunct: nothing to do
+        if not pieces:
+            return
+        alone, _, alone_offsets = self._hidden_states([prompts[b][s:e] for b, s, e in pieces])
+        rows, cols, src_rows, src_cols = [], [], [], []
+        for k, (b, s, e) in enumerate(pieces):
+            where = {(a - s, z - s): j for j, (a, z) in enumerate(offsets[b])
+                     if z > a and s <= a and z <= e}
+            for j, (a, z) in enumerate(alone_offsets[k]):
+                if z > a and (a, z) in where:
+                    rows.append(b), cols.append(where[(a, z)])
+                    src_rows.append(k), src_cols.append(j)
+        for layer in range(1, self.depth + 1):
+            states[layer][rows, cols] = alone[layer][src_rows, src_cols]
 
     def token_ids(self, prompt):
         return list(self.tokenizer(prompt, truncation=True, max_length=self.max_length)
@@ -111,7 +174,7 @@ def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
         path = cfg.path or minilm_path()
         model = AutoModel.from_pretrained(path).float()  # fp32 whatever the file's dtype
         return HFEncoder(model, AutoTokenizer.from_pretrained(path), cfg.max_length,
-                         cfg.feature_layers)
+                         cfg.feature_layers, cfg.binding)
     if not cfg.path:
         raise InputError("the t5 text encoder needs a path (a local folder or a hub id)")
     try:
@@ -120,7 +183,7 @@ def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
     except OSError as err:
         raise InputError(f"cannot load T5 from {cfg.path!r}: {str(err).splitlines()[0]}") \
             from None
-    return HFEncoder(model, tokenizer, cfg.max_length, cfg.feature_layers)
+    return HFEncoder(model, tokenizer, cfg.max_length, cfg.feature_layers, cfg.binding)
 
 
 class HashTokenizer:
@@ -184,6 +247,9 @@ def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
     if cfg.kind in ("minilm", "t5"):
         return load_hf_encoder(cfg)
     if cfg.kind == "trainable":
+        if cfg.binding != "prompt":
+            raise InputError("binding applies to a frozen encoder (minilm, t5); a trainable "
+                             "one learns its own")
         return TrainableEncoder(cfg)
     raise InputError(f"unknown text encoder {cfg.kind!r} (choose from minilm, t5, trainable)")
 

@@ -553,8 +553,11 @@ def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) ->
         load_weights(module.model, root / stage.name / WEIGHTS, f"--init {stage.name}",
                      expected)
         return
-    text = read_json(root / "text_encoder/config.json", "--init: text_encoder/config.json")
-    if TextEncoderConfig.from_dict(text, "text_encoder") != cascade.text_encoder:
+    text = TextEncoderConfig.from_dict(
+        read_json(root / "text_encoder/config.json", "--init: text_encoder/config.json"),
+        "text_encoder")
+    text.binding = cascade.text_encoder.binding  # the same encoder, read another way
+    if text != cascade.text_encoder:
         raise InputError(f"--init: {root} has another text encoder than the preset {cfg.preset}")
     load_weights(module.denoiser.unet, root / stage.name / WEIGHTS, f"--init {stage.name}")
     if module.text_encoder is not None:
