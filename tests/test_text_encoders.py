@@ -135,8 +135,26 @@ def test_conjunct_binding_gives_each_noun_its_own_conjuncts_states(bound):
     assert torch.equal(single, whole.encode(["a large blue star in the center"])[0])
 
 
+def test_without_special_tokens_only_the_words_are_read(minilm):
+    words = build_text_encoder(TextEncoderConfig(kind="minilm", max_length=16,
+                                                 special_tokens=False))
+    prompts = ["two blue stars", "x"]
+    embeds, mask = words.encode(prompts)
+    full, full_mask = minilm.encode(prompts)
+    # [CLS] two blue stars [SEP] / [CLS] x [SEP] [PAD] [PAD]
+    assert mask.tolist() == [[False, True, True, True, False],
+                             [False, True, False, False, False]]
+    assert torch.equal(embeds, full * mask[..., None])
+    assert embeds[:, 0].abs().sum() == 0 and full_mask[:, 0].all()
+    cached, cached_mask = EmbeddingCache(words).encode(prompts)  # a mask that is no prefix
+    assert torch.equal(cached_mask, mask[:, :4])  # the cache drops [SEP], masked anyway
+    assert torch.allclose(cached, embeds[:, :4], atol=1e-2)
+
+
 def test_binding_must_be_known_and_frozen():
     with pytest.raises(InputError, match="unknown text binding 'nouns'"):
         build_text_encoder(TextEncoderConfig(kind="minilm", binding="nouns"))
-    with pytest.raises(InputError, match="binding applies to a frozen encoder"):
+    with pytest.raises(InputError, match="apply to a frozen encoder"):
         build_text_encoder(TextEncoderConfig(kind="trainable", binding="conjuncts"))
+    with pytest.raises(InputError, match="apply to a frozen encoder"):
+        build_text_encoder(TextEncoderConfig(kind="trainable", special_tokens=False))

@@ -66,6 +66,9 @@ class TextEncoderConfig(ConfigMixin):
     # conjunct ("a red circle", "two blue stars at the top") its hidden states from that
     # conjunct encoded alone, so a noun carries its own attributes, not the prompt's
     binding: str = "prompt"
+    # minilm / t5: False masks the special tokens ([CLS] and [SEP], T5's </s>) out, so
+    # cross-attention and pooling read only the words (a [CLS] carries the prompt's bag)
+    special_tokens: bool = True
     dim: int = 256  # trainable only: width of the jointly trained encoder
     layers: int = 2  # trainable only
     heads: int = 4  # trainable only

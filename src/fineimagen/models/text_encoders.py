@@ -80,8 +80,10 @@ class HFEncoder(TextEncoder):
     frozen = True
 
     def __init__(self, model: nn.Module, tokenizer, max_length: int,
-                 feature_layers: tuple[int, ...] = (-1,), binding: str = "prompt"):
+                 feature_layers: tuple[int, ...] = (-1,), binding: str = "prompt",
+                 special_tokens: bool = True):
         super().__init__()
+        self.special_tokens = special_tokens
         if binding not in BINDINGS:
             raise InputError(f"unknown text binding {binding!r} (choose from "
                              f"{', '.join(BINDINGS)})")
@@ -109,6 +111,9 @@ class HFEncoder(TextEncoder):
         5x slower than fp32 on an AVX2-only CPU)."""
         prompts = list(prompts)
         states, mask, offsets = self._hidden_states(prompts)
+        if not self.special_tokens:  # offsets (0, 0) mark [CLS], [SEP], </s> and padding
+            mask = mask & torch.tensor([[b > a for a, b in row] for row in offsets],
+                                       device=mask.device)
         if self.binding == "conjuncts":
             self._bind_conjuncts(prompts, states, offsets)
         out = torch.cat([states[i] for i in self.feature_layers], -1)  # [B, L, D]
@@ -174,7 +179,7 @@ def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
         path = cfg.path or minilm_path()
         model = AutoModel.from_pretrained(path).float()  # fp32 whatever the file's dtype
         return HFEncoder(model, AutoTokenizer.from_pretrained(path), cfg.max_length,
-                         cfg.feature_layers, cfg.binding)
+                         cfg.feature_layers, cfg.binding, cfg.special_tokens)
     if not cfg.path:
         raise InputError("the t5 text encoder needs a path (a local folder or a hub id)")
     try:
@@ -183,7 +188,8 @@ def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
     except OSError as err:
         raise InputError(f"cannot load T5 from {cfg.path!r}: {str(err).splitlines()[0]}") \
             from None
-    return HFEncoder(model, tokenizer, cfg.max_length, cfg.feature_layers, cfg.binding)
+    return HFEncoder(model, tokenizer, cfg.max_length, cfg.feature_layers, cfg.binding,
+                     cfg.special_tokens)
 
 
 class HashTokenizer:
@@ -247,9 +253,9 @@ def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
     if cfg.kind in ("minilm", "t5"):
         return load_hf_encoder(cfg)
     if cfg.kind == "trainable":
-        if cfg.binding != "prompt":
-            raise InputError("binding applies to a frozen encoder (minilm, t5); a trainable "
-                             "one learns its own")
+        if cfg.binding != "prompt" or not cfg.special_tokens:
+            raise InputError("binding and special_tokens apply to a frozen encoder (minilm, "
+                             "t5); a trainable one learns its own")
         return TrainableEncoder(cfg)
     raise InputError(f"unknown text encoder {cfg.kind!r} (choose from minilm, t5, trainable)")
 
@@ -272,7 +278,7 @@ class EmbeddingCache:
         if missing:
             embeds, mask = self.encoder.encode(missing)
             for p, e, m in zip(missing, embeds.half(), mask, strict=True):
-                n = int(m.sum())  # keep the prompt's own tokens only
+                n = int(m.nonzero().max()) + 1 if m.any() else 0  # the prompt's own tokens
                 self.store[p] = (e[:n].clone(), m[:n].clone())
         for p in prompts:
             self.store.move_to_end(p)
