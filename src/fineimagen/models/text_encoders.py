@@ -136,22 +136,25 @@ class HFEncoder(TextEncoder):
         """In place: each token inside a conjunct takes the hidden states of that conjunct
         encoded alone; the input embeddings (layer 0, which hold the position in the whole
         prompt), special tokens and the joining words keep the whole prompt's."""
-        pieces = [(b, s, e) for b, p in enumerate(prompts) for s, e in conjunct_spans(p)]
-        pieces = [(b, s, e) for b, s, e in pieces
-                  if sum(1 for q in pieces if q[0] == b) > 1]  # one conjunct: nothing to do
+        spans = [conjunct_spans(p) for p in prompts]
+        pieces = [(b, s, e) for b, found in enumerate(spans) if len(found) > 1
+                  for s, e in found]  # a prompt of one conjunct keeps its states
         if not pieces:
             return
         alone, _, alone_offsets = self._hidden_states([prompts[b][s:e] for b, s, e in pieces])
-        rows, cols, src_rows, src_cols = [], [], [], []
+        target, source = [], []  # (prompt, token) <- (conjunct, token), matched by offsets
         for k, (b, s, e) in enumerate(pieces):
             where = {(a - s, z - s): j for j, (a, z) in enumerate(offsets[b])
                      if z > a and s <= a and z <= e}
             for j, (a, z) in enumerate(alone_offsets[k]):
                 if z > a and (a, z) in where:
-                    rows.append(b), cols.append(where[(a, z)])
-                    src_rows.append(k), src_cols.append(j)
+                    target.append((b, where[(a, z)]))
+                    source.append((k, j))
+        if not target:  # every conjunct truncated away
+            return
+        to, of = torch.tensor(target).T, torch.tensor(source).T
         for layer in range(1, self.depth + 1):
-            states[layer][rows, cols] = alone[layer][src_rows, src_cols]
+            states[layer][to[0], to[1]] = alone[layer][of[0], of[1]]
 
     def token_ids(self, prompt):
         return list(self.tokenizer(prompt, truncation=True, max_length=self.max_length)
