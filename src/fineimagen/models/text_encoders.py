@@ -83,11 +83,10 @@ class HFEncoder(TextEncoder):
                  feature_layers: tuple[int, ...] = (-1,), binding: str = "prompt",
                  special_tokens: bool = True):
         super().__init__()
-        self.special_tokens = special_tokens
         if binding not in BINDINGS:
             raise InputError(f"unknown text binding {binding!r} (choose from "
                              f"{', '.join(BINDINGS)})")
-        self.binding = binding
+        self.binding, self.special_tokens = binding, special_tokens
         self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
         self.model.requires_grad_(False)
         width = model.config.hidden_size if hasattr(model.config, "hidden_size") \
@@ -99,7 +98,6 @@ class HFEncoder(TextEncoder):
                              f"the {depth + 1} hidden states (0 = embeddings, -1 = last)")
         self.feature_layers = tuple(feature_layers)
         self.dim = width * len(self.feature_layers)
-        self.depth = depth
 
     def train(self, mode: bool = True):  # a frozen encoder stays in eval mode
         return super().train(False)
@@ -116,11 +114,12 @@ class HFEncoder(TextEncoder):
                                        device=mask.device)
         if self.binding == "conjuncts":
             self._bind_conjuncts(prompts, states, offsets)
-        out = torch.cat([states[i] for i in self.feature_layers], -1)  # [B, L, D]
-        return out.float() * mask[..., None], mask
+        out = torch.cat([states[i] for i in self.feature_layers], -1).float()  # [B, L, D]
+        return out * mask[..., None], mask
 
     def _hidden_states(self, prompts: list[str]):
-        """Every layer's hidden states [B, L, W] (a list), the mask and the tokens' offsets."""
+        """Every layer's hidden states [B, L, W] (a list; bf16 where autocast ran), the mask
+        and the tokens' offsets."""
         batch = self.tokenizer(prompts, padding="longest", truncation=True,
                                max_length=self.max_length, return_tensors="pt",
                                return_offsets_mapping=True)
@@ -129,13 +128,14 @@ class HFEncoder(TextEncoder):
         bf16 = self.device.type == "cpu" and native_bf16(self.device)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
             states = self.model(**batch, output_hidden_states=True).hidden_states
-        return [s.float() for s in states], batch["attention_mask"].bool(), offsets
+        return list(states), batch["attention_mask"].bool(), offsets
 
     def _bind_conjuncts(self, prompts: list[str], states: list[torch.Tensor],
                         offsets: list[list[list[int]]]) -> None:
-        """In place: each token inside a conjunct takes the hidden states of that conjunct
-        encoded alone; the input embeddings (layer 0, which hold the position in the whole
-        prompt), special tokens and the joining words keep the whole prompt's."""
+        """In place, in the layers of `feature_layers`: each token inside a conjunct takes the
+        hidden states of that conjunct encoded alone; the input embeddings (layer 0, which
+        hold the position in the whole prompt), special tokens and the joining words keep
+        the whole prompt's."""
         spans = [conjunct_spans(p) for p in prompts]
         pieces = [(b, s, e) for b, found in enumerate(spans) if len(found) > 1
                   for s, e in found]  # a prompt of one conjunct keeps its states
@@ -153,7 +153,7 @@ class HFEncoder(TextEncoder):
         if not target:  # every conjunct truncated away
             return
         to, of = torch.tensor(target).T, torch.tensor(source).T
-        for layer in range(1, self.depth + 1):
+        for layer in {i % len(states) for i in self.feature_layers} - {0}:
             states[layer][to[0], to[1]] = alone[layer][of[0], of[1]]
 
     def token_ids(self, prompt):
