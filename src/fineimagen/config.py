@@ -74,6 +74,14 @@ class TextEncoderConfig(ConfigMixin):
     heads: int = 4  # trainable only
     vocab_size: int = 4096  # trainable only: hashed word buckets
 
+    READING = ("binding", "special_tokens")  # how a frozen encoder is read, not what it is
+
+    def same_encoder(self, other: TextEncoderConfig) -> bool:
+        """True where the two configs differ at most in how the encoder is read, so the
+        same weights serve both (`--init` may change the reading)."""
+        return dataclasses.replace(self, **{f: getattr(other, f) for f in self.READING}) \
+            == other
+
 
 @dataclass
 class UNetConfig(ConfigMixin):

@@ -110,8 +110,8 @@ class HFEncoder(TextEncoder):
         prompts = list(prompts)
         states, mask, offsets = self._hidden_states(prompts)
         if not self.special_tokens:  # offsets (0, 0) mark [CLS], [SEP], </s> and padding
-            mask = mask & torch.tensor([[b > a for a, b in row] for row in offsets],
-                                       device=mask.device)
+            spans = torch.tensor(offsets, device=mask.device)  # [B, L, 2]
+            mask = mask & (spans[..., 1] > spans[..., 0])
         if self.binding == "conjuncts":
             self._bind_conjuncts(prompts, states, offsets)
         out = torch.cat([states[i] for i in self.feature_layers], -1).float()  # [B, L, D]

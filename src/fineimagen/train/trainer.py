@@ -556,10 +556,7 @@ def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) ->
     text = TextEncoderConfig.from_dict(
         read_json(root / "text_encoder/config.json", "--init: text_encoder/config.json"),
         "text_encoder")
-    # the same encoder, read another way
-    text.binding, text.special_tokens = (cascade.text_encoder.binding,
-                                         cascade.text_encoder.special_tokens)
-    if text != cascade.text_encoder:
+    if not text.same_encoder(cascade.text_encoder):
         raise InputError(f"--init: {root} has another text encoder than the preset {cfg.preset}")
     load_weights(module.denoiser.unet, root / stage.name / WEIGHTS, f"--init {stage.name}")
     if module.text_encoder is not None:
