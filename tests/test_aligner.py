@@ -56,21 +56,26 @@ def test_sincos_positions_tell_patches_apart_from_the_start():
         sincos_2d(4, 30)
 
 
-def test_conv_stem_starts_at_zero_and_learns_what_one_patch_map_cannot_see():
+def test_conv_stem_replaces_the_patch_map_and_sees_across_patch_borders():
     cfg = dict(image_size=16, patch=4, width=32, depth=1, heads=2)
     torch.manual_seed(0)
-    plain = ViT(ViTConfig(**cfg)).eval()
-    stemmed = ViT(ViTConfig(**cfg, conv_stem=True)).eval()
-    stemmed.load_state_dict(plain.state_dict(), strict=False)
-    # 3x3 convs 3 -> 32 (full size), 32 -> 64 and 64 -> 128 (stride 2 each), 1x1 to the width
-    assert stemmed.stem(torch.zeros(2, 3, 16, 16)).shape == (2, 32, 4, 4)
-    assert sum(p.numel() for p in stemmed.stem.parameters()) == \
-        3 * 9 * 32 + 32 + 32 * 9 * 64 + 64 + 64 * 9 * 128 + 128 + 128 * 32 + 32
-    image = torch.rand(2, 3, 16, 16) * 2 - 1
+    plain, stemmed = ViT(ViTConfig(**cfg)).eval(), ViT(ViTConfig(**cfg, conv_stem=True)).eval()
+    # 3x3 convs 3 -> 24 (full size), 24 -> 48 and 48 -> 96 (stride 2), each with GroupNorm,
+    # then a 1x1 map to the width
+    assert stemmed.patches(torch.zeros(2, 3, 16, 16)).shape == (2, 32, 4, 4)
+    assert sum(p.numel() for p in stemmed.patches.parameters()) == \
+        (3 * 9 * 24 + 3 * 24) + (24 * 9 * 48 + 3 * 48) + (48 * 9 * 96 + 3 * 96) + 96 * 32 + 32
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    moved = image.clone()
+    moved[..., 3, 3] += 1  # the last pixel of the first patch
     with torch.no_grad():
-        assert torch.equal(plain(image), stemmed(image))  # the stem adds nothing at first
-        torch.nn.init.normal_(stemmed.stem.out.weight, std=0.1)
-        assert not torch.allclose(plain(image), stemmed(image), atol=1e-3)
+        change = {name: (vit.patches(image) - vit.patches(moved)).norm(dim=1)[0]
+                  for name, vit in (("plain", plain), ("stem", stemmed))}
+    # one linear map per patch: only the pixel's own token moves
+    assert change["plain"][0, 0] > 0 and change["plain"].sum() == change["plain"][0, 0]
+    # the stem: the next patch's token moves too; a far one (outside the 9 px receptive
+    # field) only through the GroupNorm statistics
+    assert change["stem"][1, 1] > 5 * change["stem"][3, 3] > 0
     with pytest.raises(InputError, match="power-of-two patch"):
         ViT(ViTConfig(image_size=12, patch=3, width=32, depth=1, heads=2, conv_stem=True))
 

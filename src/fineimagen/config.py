@@ -171,10 +171,8 @@ class ViTConfig(ConfigMixin):
     # add fixed 2-D sine-cosine position codes (MAE) to the learned ones, so where things
     # are is legible from the first step (learned ones alone stayed unused in training)
     sincos_positions: bool = False
-    # add a convolutional stem's output to the patch embedding (Xiao et al. 2021), for
-    # texture, which one linear map per 8 px patch learns slowly (a 600-step fine-tune with
-    # it did not learn it either: README). Its last layer starts at zero, so a ViT without
-    # it can be fine-tuned into one with it.
+    # replace the linear patch map by a stack of 3x3 convolutions (Xiao et al. 2021), for
+    # texture, which one linear map per 8 px patch learns slowly (README, Aligner)
     conv_stem: bool = False
 
 

@@ -1,5 +1,5 @@
-"""ViT image encoder (Dosovitskiy et al. 2021): patches (optionally plus a convolutional
-stem, Xiao et al. 2021), a pre-norm Transformer, a pooled class token."""
+"""ViT image encoder (Dosovitskiy et al. 2021): patches (or a convolutional stem in their
+place, Xiao et al. 2021), a pre-norm Transformer, a pooled class token."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ class ViT(nn.Module):
                              f"{cfg.patch} and width {cfg.width} of heads {cfg.heads}")
         self.cfg = cfg
         n = (cfg.image_size // cfg.patch) ** 2
-        self.patches = nn.Conv2d(3, cfg.width, cfg.patch, stride=cfg.patch)
-        self.stem = ConvStem(cfg.patch, cfg.width) if cfg.conv_stem else None
+        self.patches = ConvStem(cfg.patch, cfg.width) if cfg.conv_stem else \
+            nn.Conv2d(3, cfg.width, cfg.patch, stride=cfg.patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.width))
         self.positions = nn.Parameter(torch.randn(1, n + 1, cfg.width) * 0.02)
         fixed = sincos_2d(cfg.image_size // cfg.patch, cfg.width) if cfg.sincos_positions \
@@ -41,36 +41,34 @@ class ViT(nn.Module):
         if images.shape[-2:] != (side, side):
             images = F.interpolate(images, size=(side, side), mode="bilinear",
                                    antialias=True, align_corners=False)
-        x = self.patches(images)
-        if self.stem is not None:
-            x = x + self.stem(images)
-        x = x.flatten(2).transpose(1, 2)  # [B, N, W]
+        x = self.patches(images).flatten(2).transpose(1, 2)  # [B, N, W]
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
         x = x + self.positions + self.fixed_positions
         return self.norm(self.blocks(x)[:, 0])
 
 
 class ConvStem(nn.Module):
-    """3x3 convolutions down to the patch grid: one at full size with 32 channels, then one
-    of stride 2 per halving (channels doubling), and a 1x1 map to the width that starts at
-    zero (so adding the stem leaves a trained ViT's function unchanged)."""
+    """The patch map as a stack of 3x3 convolutions (Xiao et al. 2021, "early
+    convolutions"): one at full size, then one of stride 2 per halving down to the patch
+    grid (channels doubling, each with GroupNorm and GELU), and a 1x1 map to the width.
+    Unlike one linear map per patch, it sees patterns across patch borders (texture)."""
 
-    def __init__(self, patch: int, width: int, channels: int = 32):
+    def __init__(self, patch: int, width: int, channels: int = 24):
         super().__init__()
         if patch & (patch - 1):
             raise InputError(f"ViT: conv_stem needs a power-of-two patch, got {patch}")
-        layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), nn.GELU()]
-        for _ in range(int(math.log2(patch))):
-            layers += [nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), nn.GELU()]
-            channels *= 2
+        layers: list[nn.Module] = []
+        cin, stride = 3, 1
+        for _ in range(int(math.log2(patch)) + 1):
+            layers += [nn.Conv2d(cin, channels, 3, stride=stride, padding=1),
+                       nn.GroupNorm(min(8, channels), channels), nn.GELU()]
+            cin, channels, stride = channels, 2 * channels, 2
+        layers.append(nn.Conv2d(cin, width, 1))
         self.layers = nn.Sequential(*layers)
-        self.out = nn.Conv2d(channels, width, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, width, H / patch, W / patch]"""
-        return self.out(self.layers(images))
+        return self.layers(images)
 
 
 def sincos_2d(grid: int, width: int) -> torch.Tensor:

@@ -571,16 +571,11 @@ def _init_aligner(module: nn.Module, cascade: CascadeConfig, root: Path) -> None
 
     saved = AlignerConfig.from_dict(
         read_json(root / "aligner/config.json", "--init: aligner/config.json"), "aligner")
-    # a ViT may gain a convolutional stem on top of one trained without (it starts at zero)
-    adds_stem = cascade.aligner.vit.conv_stem and not saved.vit.conv_stem
-    if adds_stem:
-        saved.vit.conv_stem = True
     if saved.to_dict() != cascade.aligner.to_dict():
         raise InputError(f"--init: {root / 'aligner'} was trained with another aligner "
                          f"config than the preset's")
-    expected = {k: v for k, v in module.trained_state().items()
-                if not (adds_stem and k.startswith("image_encoder.stem."))}
-    load_weights(module, root / "aligner" / ALIGNER_WEIGHTS, "--init aligner", expected)
+    load_weights(module, root / "aligner" / ALIGNER_WEIGHTS, "--init aligner",
+                 module.trained_state())
 
 
 # ---------------------------------------------------------------------- checkpoints
