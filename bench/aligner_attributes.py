@@ -63,11 +63,13 @@ def separation(aligner: Aligner, pairs: int, seed: int = 0) -> dict:
     return found
 
 
-def texture_renders(n: int, size: int) -> tuple[list[np.ndarray], list[int], list[str]]:
+def texture_renders(n: int, size: int, seed: int = 5
+                    ) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """n single-group training renders, their texture indices and object sizes."""
     images, labels, sizes = [], [], []
     index = 0
     while len(labels) < n:
-        s = make_contrast_sample(index, size, 1, "train", seed=5, keep=1.0)
+        s = make_contrast_sample(index, size, 1, "train", seed=seed, keep=1.0)
         index += 1
         if len(s.scene.groups) == 1:
             images.append(s.image)

@@ -25,27 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aligner_attributes import texture_renders, to_images  # bench/ is on sys.path
 from fineimagen.config import AlignerConfig
 from fineimagen.data import vocab
-from fineimagen.data.render import render
-from fineimagen.data.scene import sample_scene
-from fineimagen.data.shapes import to_tensor
 from fineimagen.models.vit import ViT
 from fineimagen.precision import native_bf16
-from machine import describe  # bench/ is on sys.path when a bench script runs
+from machine import describe
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src/fineimagen/default_model/aligner"
 
 
-def renders(n: int, seed: int, side: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """n single-group training renders [n, 3, side, side] and their texture indices [n]."""
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for _ in range(n):
-        scene, placed = sample_scene(rng, "train", n_groups=1)
-        images.append(to_tensor(render(placed, scene.background, side)))
-        labels.append(vocab.TEXTURES.index(placed[0].texture))
-    return torch.stack(images), torch.tensor(labels)
+def renders(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n single-group 64 px training renders [n, 3, 64, 64] and their texture indices [n]."""
+    images, labels, _ = texture_renders(n, 64, seed)
+    return to_images(images), torch.tensor(labels)
 
 
 class SmallCNN(nn.Module):
