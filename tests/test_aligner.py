@@ -80,6 +80,24 @@ def test_conv_stem_replaces_the_patch_map_and_sees_across_patch_borders():
         ViT(ViTConfig(image_size=12, patch=3, width=32, depth=1, heads=2, conv_stem=True))
 
 
+def test_mean_pooling_averages_the_patch_tokens():
+    cfg = dict(image_size=16, patch=4, width=32, depth=1, heads=2)
+    torch.manual_seed(0)
+    by_cls = ViT(ViTConfig(**cfg)).eval()
+    by_mean = ViT(ViTConfig(**cfg, pool="mean")).eval()
+    by_mean.load_state_dict(by_cls.state_dict())  # the same weights
+    image = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        x = by_cls.patches(image).flatten(2).transpose(1, 2)
+        x = torch.cat([by_cls.cls.expand(2, -1, -1), x], 1)
+        tokens = by_cls.blocks(x + by_cls.positions + by_cls.fixed_positions)
+        assert torch.allclose(by_mean(image), by_cls.norm(tokens[:, 1:].mean(1)), atol=1e-5)
+        assert torch.allclose(by_cls(image), by_cls.norm(tokens[:, 0]), atol=1e-5)
+        assert not torch.allclose(by_mean(image), by_cls(image), atol=1e-2)
+    with pytest.raises(InputError, match="pool must be one of cls, mean"):
+        ViT(ViTConfig(**cfg, pool="max"))
+
+
 def test_infonce_matches_the_formula(aligner):
     images = torch.rand(4, 3, 16, 16) * 2 - 1
     captions = ["a red circle", "two blue stars", "a green heart", "a large square"]
@@ -124,6 +142,25 @@ def test_hard_negatives_change_exactly_one_attribute(rng):
         before, after = diffs[0][0].fields(), diffs[0][1].fields()
         assert before.keys() == after.keys()
         assert [k for k in before if before[k] != after[k]] == [name]
+
+
+def test_negative_weights_favour_an_attribute(rng):
+    said = Scene((Group("circle", color="red", size="small", texture="striped"),
+                  Group("square", color="blue", texture="dotted")), "gray")
+    uniform = [edit_one(said, rng)[1] for _ in range(600)]
+    weighted = [edit_one(said, rng, weights={"texture": 5.0})[1] for _ in range(600)]
+    # 2 of the 7 (group, attribute) pairs are textures: 2/7 uniform, 10/15 weighted
+    assert uniform.count("texture") / 600 == pytest.approx(2 / 7, abs=0.05)
+    assert weighted.count("texture") / 600 == pytest.approx(10 / 15, abs=0.05)
+    plain = [make_contrast_sample(i, 32, 4) for i in range(60)]
+    favoured = [make_contrast_sample(i, 32, 4, weights={"texture": 5.0}) for i in range(60)]
+    assert [s.caption for s in plain] == [s.caption for s in favoured]  # the same pairs
+    count = [sum(e == "texture" for s in samples for e in s.edited)
+             for samples in (plain, favoured)]
+    assert count[1] > 1.5 * count[0]
+    # a heavy weight on an attribute with too few distinct edits still yields 4 negatives
+    for s in (make_contrast_sample(i, 32, 4, weights={"texture": 1e6}) for i in range(20)):
+        assert len(set(s.negatives)) == 4 and s.caption not in s.negatives
 
 
 def test_contrast_samples_are_deterministic_and_negatives_differ():

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fineimagen.cli import main
 from fineimagen.config import load_preset
 from fineimagen.errors import InputError
 from fineimagen.pipeline import TextToImagePipeline
@@ -53,7 +54,6 @@ def test_resume_continues_the_same_run(tmp_path):
 def test_a_resumed_run_may_extend_its_steps_and_decay_from_there(tmp_path):
     """`fineimagen train ... --resume --steps N --lr-schedule cosine`: a constant run goes
     on with the cosine factor of the longer run from the step it stopped at."""
-    from fineimagen.cli import main
     from fineimagen.train.trainer import lr_factor
 
     train(tiny(tmp_path / "run", steps=3, lr=1e-3), progress=False)
@@ -115,6 +115,7 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
     ("preset", "nope", "unknown preset"),
     ("swap_negatives", 1.5, r"swap_negatives must be a chance in \[0, 1\]"),
     ("swap_negatives", 0.5, "applies to --stage align only"),
+    ("negative_weights", {"texture": 3.0}, "applies to --stage align only"),
 ])
 def test_bad_train_config(tmp_path, field, value, words):
     from fineimagen.errors import InputError
@@ -176,6 +177,33 @@ def test_init_refuses_an_aligner_whose_vit_has_another_patch_map(tmp_path):
     with pytest.raises(InputError, match="another aligner config"):
         train(tiny(tmp_path / "b", preset=str(tmp_path / "stem.json"), stage="align",
                    init=str(Path(first.folder).parent)), progress=False)
+
+
+@pytest.mark.parametrize("weights, words", [
+    ({"hue": 2.0}, "unknown attribute 'hue'"),
+    ({"texture": 0.0}, "texture needs a weight > 0"),
+])
+def test_bad_negative_weights(tmp_path, weights, words):
+    with pytest.raises(InputError, match=words):
+        train(tiny(tmp_path / "run", stage="align", negative_weights=weights), progress=False)
+    args = ["train", "--preset", "tiny", "--stage", "align", "--out", str(tmp_path / "cli")]
+    assert main(args + ["--negative-weight", "texture"]) == 2  # not ATTRIBUTE=WEIGHT
+    assert main(args + [f"--negative-weight={k}={v}" for k, v in weights.items()]) == 2
+    assert not (tmp_path / "cli").exists()
+
+
+def test_init_may_change_the_vit_pooling(tmp_path):
+    first = train(tiny(tmp_path / "a", stage="align", steps=1), progress=False)
+    preset = load_preset("tiny").to_dict()
+    preset["aligner"]["vit"]["pool"] = "mean"
+    (tmp_path / "mean.json").write_text(json.dumps(preset))
+    tuned = train(tiny(tmp_path / "b", preset=str(tmp_path / "mean.json"), stage="align",
+                       steps=1, lr=1e-9, init=str(Path(first.folder).parent),
+                       negative_weights={"texture": 3.0}), progress=False)
+    start, b = (load_file(str(Path(r.folder) / "model.safetensors")) for r in (first, tuned))
+    assert max((start[k].float() - b[k].float()).abs().max() for k in start) < 1e-3
+    saved = json.loads((Path(tuned.folder) / "config.json").read_text())
+    assert saved["vit"]["pool"] == "mean"
 
 
 def test_init_may_change_how_a_frozen_encoder_binds_the_prompt(tmp_path):

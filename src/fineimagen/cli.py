@@ -102,6 +102,10 @@ def _add_train(commands) -> None:
     train.add_argument("--swap-negatives", type=float, dest="swap_negatives", metavar="P",
                        help="--stage align: the chance that a hard negative swaps an "
                             "attribute between two groups of the scene")
+    train.add_argument("--negative-weight", type=_attribute_weight, action="append",
+                       dest="negative_weights", metavar="ATTRIBUTE=W",
+                       help="--stage align: make that attribute's hard negatives W times as "
+                            "likely as the others' (repeatable), e.g. texture=3")
 
 
 def _add_generate(commands) -> None:
@@ -204,11 +208,22 @@ def _add_upscale(commands) -> None:
     up.add_argument("--out", default="out", help="output folder (same file names, PNG)")
 
 
+def _attribute_weight(text: str) -> tuple[str, float]:
+    """"texture=3" -> ("texture", 3.0), for --negative-weight."""
+    name, _, weight = text.partition("=")
+    try:
+        return name, float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ATTRIBUTE=WEIGHT, got {text!r}") from None
+
+
 def _train(args) -> None:
     from .train.recipes import train_config
 
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("command", "recipe") and v not in (None, False)}
+    if "negative_weights" in overrides:
+        overrides["negative_weights"] = dict(overrides["negative_weights"])
     from .train.trainer import train
 
     result = train(train_config(args.recipe, overrides))

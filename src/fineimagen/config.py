@@ -174,6 +174,10 @@ class ViTConfig(ConfigMixin):
     # replace the linear patch map by a stack of 3x3 convolutions (Xiao et al. 2021), for
     # texture, which one linear map per 8 px patch learns slowly (README, Aligner)
     conv_stem: bool = False
+    # the pooled output: "cls" (the class token) or "mean" (the mean of the patch tokens;
+    # the class token stays as one more token to attend to). Mean pooling learns texture,
+    # which is spread over an object's patches, faster (README, Aligner)
+    pool: str = "cls"
 
 
 @dataclass

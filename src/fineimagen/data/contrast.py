@@ -32,13 +32,18 @@ class ContrastSample:
     enlarged: bool = False  # drawn at the low resolution and enlarged
 
 
-def edit_one(said: Scene, rng: np.random.Generator,
-             editable: tuple[str, ...] = EDITABLE) -> tuple[Scene, str]:
+def edit_one(said: Scene, rng: np.random.Generator, editable: tuple[str, ...] = EDITABLE,
+             weights: dict[str, float] | None = None) -> tuple[Scene, str]:
     """`said` with one attribute that it sets (of `editable`) changed to another value of
-    the vocabulary, and that attribute's name."""
+    the vocabulary, and that attribute's name. Each (group, attribute) it sets is equally
+    likely, or in proportion to `weights[attribute]` (default 1) where given."""
     choices = [(i, name) for i, g in enumerate(said.groups) for name in editable
                if getattr(g, name) is not None]
-    i, name = choices[int(rng.integers(len(choices)))]
+    if weights:
+        p = np.array([weights.get(name, 1.0) for _, name in choices])
+        i, name = choices[int(rng.choice(len(choices), p=p / p.sum()))]
+    else:
+        i, name = choices[int(rng.integers(len(choices)))]
     group = said.groups[i]
     old = getattr(group, name)
     taken = {getattr(g, name) for g in said.groups} if name == "position" else {old}
@@ -77,7 +82,8 @@ def swap_two(said: Scene, rng: np.random.Generator,
 
 def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str = "train",
                          seed: int = 0, low_res: int | None = None,
-                         keep: float | None = None, swaps: float = 0.0) -> ContrastSample:
+                         keep: float | None = None, swaps: float = 0.0,
+                         weights: dict[str, float] | None = None) -> ContrastSample:
     """Sample `index` of the stream: a render, its caption and `negatives` hard negatives.
 
     With `low_res`, half the renders are drawn at that side and enlarged (bilinear) to
@@ -85,7 +91,8 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
     negatives never change the texture, which a small render cannot show. `keep` is the
     share of attributes the caption mentions (default: drawn from U(0.5, 1)). With chance
     `swaps`, the first negative swaps an attribute between two groups (`swap_two`) where the
-    caption states one for both: a bag of words cannot tell it from the truth.
+    caption states one for both: a bag of words cannot tell it from the truth. `weights`
+    makes some attributes' edits likelier (`edit_one`).
     """
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1, 7])
     scene, placed = sample_scene(rng, split)
@@ -103,10 +110,12 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
         if other != text:
             wrong.append(other)
             edited.append(swapped[1])
-    for _ in range(20 * negatives):  # an edit can read the same as the truth; draw again
+    for attempt in range(20 * negatives):  # an edit can read the same as the truth; redraw
         if len(wrong) == negatives:
             break
-        scene_edit, name = edit_one(said, rng, editable)
+        # weights that favour an attribute with few distinct edits yield to uniform draws
+        scene_edit, name = edit_one(said, rng, editable,
+                                    weights if attempt < 10 * negatives else None)
         other = caption(scene_edit, np.random.default_rng(phrasing))
         if other != text and other not in wrong:
             wrong.append(other)
@@ -126,15 +135,16 @@ class ContrastDataset(IterableDataset):
 
     def __init__(self, size: int, negatives: int = 4, split: str = "train", seed: int = 0,
                  rank: int = 0, world_size: int = 1, start: int = 0,
-                 low_res: int | None = None, swaps: float = 0.0):
+                 low_res: int | None = None, swaps: float = 0.0,
+                 weights: dict[str, float] | None = None):
         check_side(size)
         self.size, self.negatives, self.split, self.seed = size, negatives, split, seed
         self.rank, self.world_size, self.start, self.low_res = rank, world_size, start, low_res
-        self.swaps = swaps
+        self.swaps, self.weights = swaps, weights
 
     def __iter__(self):
         for index in shard_indices(self.rank, self.world_size, self.start):
             s = make_contrast_sample(index, self.size, self.negatives, self.split, self.seed,
-                                     self.low_res, swaps=self.swaps)
+                                     self.low_res, swaps=self.swaps, weights=self.weights)
             yield {"image": to_tensor(s.image.copy()), "caption": s.caption,
                    "negatives": s.negatives}

@@ -1,5 +1,6 @@
 """ViT image encoder (Dosovitskiy et al. 2021): patches (or a convolutional stem in their
-place, Xiao et al. 2021), a pre-norm Transformer, a pooled class token."""
+place, Xiao et al. 2021), a pre-norm Transformer, a pooled class token (or the mean of the
+patch tokens, as in Beyer et al. 2022)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from torch import nn
 from ..config import ViTConfig
 from ..errors import InputError
 
+POOLS = ("cls", "mean")
+
 
 class ViT(nn.Module):
     def __init__(self, cfg: ViTConfig):
@@ -19,6 +22,8 @@ class ViT(nn.Module):
         if cfg.image_size % cfg.patch or cfg.width % cfg.heads:
             raise InputError(f"ViT: image_size {cfg.image_size} must be a multiple of patch "
                              f"{cfg.patch} and width {cfg.width} of heads {cfg.heads}")
+        if cfg.pool not in POOLS:
+            raise InputError(f"ViT: pool must be one of {', '.join(POOLS)}, got {cfg.pool!r}")
         self.cfg = cfg
         n = (cfg.image_size // cfg.patch) ** 2
         self.patches = ConvStem(cfg.patch, cfg.width) if cfg.conv_stem else \
@@ -36,7 +41,8 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(cfg.width)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in [-1, 1] -> pooled features [B, width] (the class token)."""
+        """[B, 3, H, W] in [-1, 1] -> pooled features [B, width] (the class token, or the
+        mean of the patch tokens with pool="mean")."""
         side = self.cfg.image_size
         if images.shape[-2:] != (side, side):
             images = F.interpolate(images, size=(side, side), mode="bilinear",
@@ -44,7 +50,8 @@ class ViT(nn.Module):
         x = self.patches(images).flatten(2).transpose(1, 2)  # [B, N, W]
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
         x = x + self.positions + self.fixed_positions
-        return self.norm(self.blocks(x)[:, 0])
+        x = self.blocks(x)
+        return self.norm(x[:, 1:].mean(1) if self.cfg.pool == "mean" else x[:, 0])
 
 
 class ConvStem(nn.Module):

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from ..config import (
     TextEncoderConfig,
     load_preset,
 )
+from ..data.contrast import EDITABLE
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..errors import InputError
 from ..models.sr import RegionText, RegressionSR, pool_text
@@ -71,6 +72,9 @@ class TrainConfig(ConfigMixin):
     # --stage align: the chance that a sample's first hard negative swaps one attribute
     # between two of its groups ("a blue circle and a red square"), where it can
     swap_negatives: float = 0.0
+    # --stage align: how much likelier each attribute's hard negatives are than the others'
+    # (e.g. {"texture": 3.0}; default 1 each)
+    negative_weights: dict[str, float] = field(default_factory=dict)
 
 
 class StageModule(nn.Module):
@@ -202,6 +206,14 @@ def _check(cfg: TrainConfig) -> None:
         raise InputError(f"swap_negatives must be a chance in [0, 1], got {cfg.swap_negatives}")
     if cfg.swap_negatives and cfg.stage != "align":
         raise InputError("swap_negatives applies to --stage align only")
+    if cfg.negative_weights and cfg.stage != "align":
+        raise InputError("negative_weights applies to --stage align only")
+    for name, weight in cfg.negative_weights.items():
+        if name not in EDITABLE:
+            raise InputError(f"negative_weights: unknown attribute {name!r} "
+                             f"(choose from {', '.join(EDITABLE)})")
+        if not (isinstance(weight, (int, float)) and weight > 0):
+            raise InputError(f"negative_weights: {name} needs a weight > 0, got {weight!r}")
     if not 0 <= cfg.ema_decay < 1:
         raise InputError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
 
@@ -258,7 +270,8 @@ def _region_prompts(cascade: CascadeConfig, region_dim: int) -> RegionPrompts:
     return RegionPrompts(encoder)
 
 
-def _align_job(cascade: CascadeConfig, seed: int, swaps: float) -> _Job:
+def _align_job(cascade: CascadeConfig, seed: int, swaps: float,
+               weights: dict[str, float]) -> _Job:
     from ..data.contrast import ContrastDataset
     from ..models.alignment import Aligner
 
@@ -271,12 +284,12 @@ def _align_job(cascade: CascadeConfig, seed: int, swaps: float) -> _Job:
         lambda folder, shadow: export_aligner(folder, cfg, shadow),
         lambda rank, world, start: ContrastDataset(
             size, cfg.hard_negatives, "train", seed, rank, world, start,
-            low_res=low if low < size else None, swaps=swaps))
+            low_res=low if low < size else None, swaps=swaps, weights=weights or None))
 
 
 def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
-        return _align_job(cascade, cfg.seed, cfg.swap_negatives)
+        return _align_job(cascade, cfg.seed, cfg.swap_negatives, cfg.negative_weights)
     return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop)
 
 
@@ -571,11 +584,17 @@ def _init_aligner(module: nn.Module, cascade: CascadeConfig, root: Path) -> None
 
     saved = AlignerConfig.from_dict(
         read_json(root / "aligner/config.json", "--init: aligner/config.json"), "aligner")
-    if saved.to_dict() != cascade.aligner.to_dict():
+    if _without_pool(saved.to_dict()) != _without_pool(cascade.aligner.to_dict()):
         raise InputError(f"--init: {root / 'aligner'} was trained with another aligner "
                          f"config than the preset's")
     load_weights(module, root / "aligner" / ALIGNER_WEIGHTS, "--init aligner",
                  module.trained_state())
+
+
+def _without_pool(aligner: dict) -> dict:
+    """An aligner config without the ViT's pooling, which a fine-tune may change (the
+    weights are the same)."""
+    return {**aligner, "vit": {k: v for k, v in aligner["vit"].items() if k != "pool"}}
 
 
 # ---------------------------------------------------------------------- checkpoints
