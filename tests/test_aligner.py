@@ -13,6 +13,7 @@ from fineimagen.data.contrast import (
     swap_two,
 )
 from fineimagen.data.scene import Group, Scene, sample_scene
+from fineimagen.data.vocab import TEXTURES
 from fineimagen.errors import InputError
 from fineimagen.eval.fid import frechet_distance
 from fineimagen.models.alignment import Aligner
@@ -111,6 +112,23 @@ def test_infonce_matches_the_formula(aligner):
     assert torch.allclose(u.norm(dim=1), torch.ones(4), atol=1e-5)
 
 
+def test_texture_loss_adds_masked_binary_cross_entropy(aligner):
+    images = torch.rand(3, 3, 16, 16) * 2 - 1
+    captions = ["a red circle", "two blue stars", "a green heart"]
+    textures = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]])
+    shown = torch.tensor([1.0, 1.0, 0.0])  # the third is an enlarged small render
+    plain = aligner(images, captions).item()
+    aligner.add_texture_head(0.5)
+    assert aligner(images, captions).item() == pytest.approx(plain, rel=1e-6)  # no labels
+    logits = aligner.texture_head(aligner.image_features(images))[:2]
+    bce = F.binary_cross_entropy_with_logits(logits, textures[:2])
+    total = aligner(images, captions, textures=textures, texture_shown=shown).item()
+    assert total == pytest.approx(plain + 0.5 * bce.item(), rel=1e-5)
+    # the head trains but is never saved
+    assert any(k.startswith("texture_head.") for k in aligner.state_dict())
+    assert not any(k.startswith("texture_head.") for k in aligner.trained_state())
+
+
 def test_a_few_steps_learn_to_match_a_fixed_batch(aligner):
     items = [make_contrast_sample(i, 16, negatives=2) for i in range(8)]
     images = torch.stack([torch.from_numpy(s.image.copy()).permute(2, 0, 1).float() / 127.5 - 1
@@ -200,6 +218,14 @@ def test_enlarged_low_res_samples_get_no_texture_negatives():
     assert 30 < len(enlarged) < 90  # about half
     assert not any("texture" in s.edited for s in enlarged)
     assert any("texture" in s.edited for s in samples if not s.enlarged)
+    stream = iter(ContrastDataset(64, 4, low_res=16))
+    for s in samples[:12]:  # the dataset yields the same samples, with texture labels
+        item = next(stream)
+        assert item["caption"] == s.caption
+        assert item["texture_shown"] == (0.0 if s.enlarged else 1.0)
+        present = {g.texture for g in s.scene.groups}
+        assert [t for t, on in zip(TEXTURES, item["textures"], strict=True) if on] == \
+            [t for t in TEXTURES if t in present]
 
 
 def test_frechet_distance():

@@ -116,6 +116,8 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
     ("swap_negatives", 1.5, r"swap_negatives must be a chance in \[0, 1\]"),
     ("swap_negatives", 0.5, "applies to --stage align only"),
     ("negative_weights", {"texture": 3.0}, "applies to --stage align only"),
+    ("texture_loss", 1.0, "applies to --stage align on --data shapes only"),
+    ("texture_loss", -1.0, "texture_loss must be a weight >= 0"),
 ])
 def test_bad_train_config(tmp_path, field, value, words):
     from fineimagen.errors import InputError
@@ -199,8 +201,9 @@ def test_init_may_change_the_vit_pooling(tmp_path):
     (tmp_path / "mean.json").write_text(json.dumps(preset))
     tuned = train(tiny(tmp_path / "b", preset=str(tmp_path / "mean.json"), stage="align",
                        steps=1, lr=1e-9, init=str(Path(first.folder).parent),
-                       negative_weights={"texture": 3.0}), progress=False)
+                       negative_weights={"texture": 3.0}, texture_loss=1.0), progress=False)
     start, b = (load_file(str(Path(r.folder) / "model.safetensors")) for r in (first, tuned))
+    assert start.keys() == b.keys()  # the texture head is not exported
     assert max((start[k].float() - b[k].float()).abs().max() for k in start) < 1e-3
     saved = json.loads((Path(tuned.folder) / "config.json").read_text())
     assert saved["vit"]["pool"] == "mean"

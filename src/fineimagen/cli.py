@@ -106,6 +106,9 @@ def _add_train(commands) -> None:
                        dest="negative_weights", metavar="ATTRIBUTE=W",
                        help="--stage align: make that attribute's hard negatives W times as "
                             "likely as the others' (repeatable), e.g. texture=3")
+    train.add_argument("--texture-loss", type=float, dest="texture_loss", metavar="W",
+                       help="--stage align on shapes: add W x an auxiliary loss, which "
+                            "textures each render shows (a training-only head)")
 
 
 def _add_generate(commands) -> None:

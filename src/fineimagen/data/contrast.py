@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import IterableDataset
 
@@ -129,8 +130,18 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
     return ContrastSample(image, text, wrong, scene, edited, enlarged)
 
 
+def textures_shown(scene: Scene) -> torch.Tensor:
+    """Multi-hot [len(vocab.TEXTURES)]: the textures of the scene's groups."""
+    found = torch.zeros(len(vocab.TEXTURES))
+    for group in scene.groups:
+        found[vocab.TEXTURES.index(group.texture)] = 1.0
+    return found
+
+
 class ContrastDataset(IterableDataset):
-    """Endless stream of {"image": [3, H, W] in [-1, 1], "caption", "negatives": [K]},
+    """Endless stream of {"image": [3, H, W] in [-1, 1], "caption", "negatives": [K],
+    "textures": multi-hot [T] of the scene's textures, "texture_shown": 0.0 for renders
+    drawn small and enlarged (which cannot show texture), else 1.0},
     sharded like `ShapesDataset` (rank, world_size, resume offset, workers)."""
 
     def __init__(self, size: int, negatives: int = 4, split: str = "train", seed: int = 0,
@@ -147,4 +158,5 @@ class ContrastDataset(IterableDataset):
             s = make_contrast_sample(index, self.size, self.negatives, self.split, self.seed,
                                      self.low_res, swaps=self.swaps, weights=self.weights)
             yield {"image": to_tensor(s.image.copy()), "caption": s.caption,
-                   "negatives": s.negatives}
+                   "negatives": s.negatives, "textures": textures_shown(s.scene),
+                   "texture_shown": float(not s.enlarged)}

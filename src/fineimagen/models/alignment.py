@@ -4,6 +4,8 @@ projected into one space, trained with a symmetric InfoNCE loss and a learned te
 With unit vectors u_i (images) and w_j (texts) and scale s = exp(logit_scale) = 1/tau:
   L = 1/2 [ CE(s U W^T, I) + CE(s W U^T, I) ]       (van den Oord et al. 2018, eq. 4)
 Hard negatives (captions with one attribute changed) join the texts of the image->text term.
+In training, an optional linear head on the pooled image features may add the binary cross-
+entropy of which textures the image shows (ground truth of the shapes grammar), weighted.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AlignerConfig
+from ..data import vocab
 from ..errors import InputError
 from .text_encoders import build_text_encoder
 from .vit import ViT
 
 WEIGHTS = "model.safetensors"
+TEXTURE_HEAD = "texture_head."  # training only: never saved
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of 1/tau
 
 
@@ -34,6 +38,14 @@ class Aligner(nn.Module):
         self.image_proj = nn.Linear(cfg.vit.width, cfg.embed_dim, bias=False)
         self.text_proj = nn.Linear(self.text_encoder.dim, cfg.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))
+        self.texture_head: nn.Linear | None = None
+        self.texture_weight = 0.0
+
+    def add_texture_head(self, weight: float) -> None:
+        """Train with the auxiliary texture loss (`forward(textures=...)`) at `weight`: a
+        linear head on the pooled ViT features says which textures the image shows."""
+        self.texture_head = nn.Linear(self.cfg.vit.width, len(vocab.TEXTURES))
+        self.texture_weight = weight
 
     @property
     def device(self) -> torch.device:
@@ -58,15 +70,30 @@ class Aligner(nn.Module):
                            dim=-1)
 
     def forward(self, images, captions, embeds=None, mask=None, generator=None,
-                negatives: list[str] | None = None) -> torch.Tensor:
-        """Symmetric InfoNCE over the batch; `negatives` are extra texts for every image."""
-        u = self.embed_images(images)  # [B, E]
+                negatives: list[str] | None = None, textures: torch.Tensor | None = None,
+                texture_shown: torch.Tensor | None = None) -> torch.Tensor:
+        """Symmetric InfoNCE over the batch; `negatives` are extra texts for every image.
+        With a texture head, `textures` ([B, T] multi-hot, vocab.TEXTURES) and
+        `texture_shown` ([B], 0 where the render cannot show texture) add its loss."""
+        features = self.image_features(images)
+        u = self.project_images(features)  # [B, E]
         w = self.embed_texts(list(captions) + list(negatives or []))  # [B + BK, E]
         scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
         target = torch.arange(u.shape[0], device=u.device)
         image_to_text = F.cross_entropy(scale * u @ w.T, target)
         text_to_image = F.cross_entropy(scale * w[: u.shape[0]] @ u.T, target)
-        return (image_to_text + text_to_image) / 2
+        loss = (image_to_text + text_to_image) / 2
+        if self.texture_head is not None and textures is not None:
+            loss = loss + self.texture_weight * self._texture_loss(features, textures,
+                                                                   texture_shown)
+        return loss
+
+    def _texture_loss(self, features, textures, shown) -> torch.Tensor:
+        """Mean binary cross-entropy over the images that show texture (0 if none does)."""
+        logits = self.texture_head(features).float()
+        each = F.binary_cross_entropy_with_logits(logits, textures.float(), reduction="none")
+        shown = shown.float()[:, None]
+        return (each * shown).sum() / (shown.sum() * logits.shape[1]).clamp(min=1)
 
     @torch.no_grad()
     def score(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
@@ -93,10 +120,10 @@ class Aligner(nn.Module):
 
 
 def saved_weights(state: dict, cfg: AlignerConfig) -> dict:
-    """An Aligner state dict without a frozen pretrained text encoder (never shipped)."""
-    if cfg.text.kind == "trainable":
-        return state
-    return {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+    """An Aligner state dict without a frozen pretrained text encoder (never shipped) and
+    without the training-only texture head."""
+    dropped = (TEXTURE_HEAD,) if cfg.text.kind == "trainable" else (TEXTURE_HEAD, "text_encoder.")
+    return {k: v for k, v in state.items() if not k.startswith(dropped)}
 
 
 def save_aligner_folder(folder: Path, cfg: AlignerConfig, weights: dict) -> None:

@@ -75,6 +75,9 @@ class TrainConfig(ConfigMixin):
     # --stage align: how much likelier each attribute's hard negatives are than the others'
     # (e.g. {"texture": 3.0}; default 1 each)
     negative_weights: dict[str, float] = field(default_factory=dict)
+    # --stage align on shapes: weight of an auxiliary loss, which textures each render shows,
+    # read by a training-only linear head from the pooled image features (0: none)
+    texture_loss: float = 0.0
 
 
 class StageModule(nn.Module):
@@ -216,6 +219,11 @@ def _check(cfg: TrainConfig) -> None:
             raise InputError(f"negative_weights: {name} needs a weight > 0, got {weight!r}")
     if not 0 <= cfg.ema_decay < 1:
         raise InputError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if not (isinstance(cfg.texture_loss, (int, float)) and cfg.texture_loss >= 0):
+        raise InputError(f"texture_loss must be a weight >= 0, got {cfg.texture_loss!r}")
+    if cfg.texture_loss and (cfg.stage != "align" or cfg.data != "shapes"):
+        raise InputError("texture_loss applies to --stage align on --data shapes only "
+                         "(it needs the grammar's textures)")
 
 
 @dataclass
@@ -289,7 +297,10 @@ def _align_job(cascade: CascadeConfig, seed: int, swaps: float,
 
 def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
-        return _align_job(cascade, cfg.seed, cfg.swap_negatives, cfg.negative_weights)
+        job = _align_job(cascade, cfg.seed, cfg.swap_negatives, cfg.negative_weights)
+        if cfg.texture_loss:
+            job.module.add_texture_head(cfg.texture_loss)
+        return job
     return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop)
 
 
@@ -472,6 +483,9 @@ def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generato
         extra["lowres"] = batch["lowres"].to(accelerator.device)
     if "negatives" in batch:  # collated as K tuples of B captions
         extra["negatives"] = [c for group in batch["negatives"] for c in group]
+    if cfg.texture_loss:
+        extra["textures"] = batch["textures"].to(accelerator.device)
+        extra["texture_shown"] = batch["texture_shown"].to(accelerator.device)
     if "region_prompts" in batch:  # collated as K tuples of B prompts: row by row here
         extra["region_prompts"] = [p for row in zip(*batch["region_prompts"], strict=True)
                                    for p in row]
