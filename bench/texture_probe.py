@@ -9,6 +9,8 @@ renders (chance 0.25), side by side with the same data and seed.
   the baseline that shows texture is learnable from these renders.
 - `vit`: the shipped aligner's ViT (one linear map per 8 px patch).
 - `vit_conv_stem`: the same ViT with `conv_stem` (3x3 convolutions in place of the patch map).
+- `vit_conv_stem_mean`: that ViT pooling the mean of its patch tokens (`pool="mean"`).
+- `conv_stem`: that stem alone, its output mean pooled (the ViT without its Transformer).
 Writes texture_probe.json and texture_probe.png (training loss against step per tower).
 """
 
@@ -28,7 +30,7 @@ from torch import nn
 from aligner_attributes import texture_renders, to_images  # bench/ is on sys.path
 from fineimagen.config import AlignerConfig
 from fineimagen.data import vocab
-from fineimagen.models.vit import ViT
+from fineimagen.models.vit import ConvStem, ViT
 from fineimagen.precision import native_bf16
 from machine import describe
 
@@ -59,9 +61,23 @@ def tower(name: str) -> tuple[nn.Module, int]:
                                   "aligner").vit
     if name == "cnn":
         return SmallCNN(), 192
-    if name in ("vit", "vit_conv_stem"):
-        return ViT(replace(vit, conv_stem=name == "vit_conv_stem")), vit.width
-    raise SystemExit(f"unknown tower {name!r} (choose from cnn, vit, vit_conv_stem)")
+    if name in ("vit", "vit_conv_stem", "vit_conv_stem_mean"):
+        return ViT(replace(vit, conv_stem=name != "vit", pool="mean" if
+                           name.endswith("mean") else "cls")), vit.width
+    if name == "conv_stem":
+        return nn.Sequential(ConvStem(vit.patch, vit.width), nn.Flatten(2),
+                             MeanOver(2)), vit.width
+    raise SystemExit(f"unknown tower {name!r} (choose from cnn, vit, vit_conv_stem, "
+                     f"vit_conv_stem_mean, conv_stem)")
+
+
+class MeanOver(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(self.dim)
 
 
 def teach(name: str, data, held_out, steps: int, batch: int, seed: int) -> dict:

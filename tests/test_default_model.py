@@ -61,3 +61,14 @@ def test_shipped_model_draws_the_colour_asked_for(pipe):
             parsed = parse_image(np.asarray(image))
             hits += any(g.color == color for g in parsed.groups)
     assert hits >= 6
+
+
+def test_recipes_load_and_the_preset_matches_the_shipped_aligner(pipe):
+    from fineimagen.config import load_preset
+    from fineimagen.train.recipes import recipe_names, train_config
+
+    configs = {name: train_config(name, {}) for name in recipe_names()}
+    assert configs["shapes-align-texture"].negative_weights == {"texture": 3.0}
+    assert configs["shapes-align-texture"].texture_loss == 1.0
+    # so that `--init` from the shipped folder trains the shipped aligner further
+    assert load_preset("shapes-32-128").aligner == pipe.aligner.cfg
