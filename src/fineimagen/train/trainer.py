@@ -211,6 +211,9 @@ def _check(cfg: TrainConfig) -> None:
         raise InputError("swap_negatives applies to --stage align only")
     if cfg.negative_weights and cfg.stage != "align":
         raise InputError("negative_weights applies to --stage align only")
+    if not isinstance(cfg.negative_weights, dict):
+        raise InputError(f"negative_weights must map attributes to weights, got "
+                         f"{cfg.negative_weights!r}")
     for name, weight in cfg.negative_weights.items():
         if name not in EDITABLE:
             raise InputError(f"negative_weights: unknown attribute {name!r} "
