@@ -65,19 +65,11 @@ def tower(name: str) -> tuple[nn.Module, int]:
         return ViT(replace(vit, conv_stem=name != "vit", pool="mean" if
                            name.endswith("mean") else "cls")), vit.width
     if name == "conv_stem":
-        return nn.Sequential(ConvStem(vit.patch, vit.width), nn.Flatten(2),
-                             MeanOver(2)), vit.width
+        return nn.Sequential(ConvStem(vit.patch, vit.width), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten()), vit.width
     raise SystemExit(f"unknown tower {name!r} (choose from cnn, vit, vit_conv_stem, "
                      f"vit_conv_stem_mean, conv_stem)")
 
-
-class MeanOver(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(self.dim)
 
 
 def teach(name: str, data, held_out, steps: int, batch: int, seed: int) -> dict:

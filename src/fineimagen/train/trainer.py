@@ -281,8 +281,7 @@ def _region_prompts(cascade: CascadeConfig, region_dim: int) -> RegionPrompts:
     return RegionPrompts(encoder)
 
 
-def _align_job(cascade: CascadeConfig, seed: int, swaps: float,
-               weights: dict[str, float]) -> _Job:
+def _align_job(cascade: CascadeConfig, train_cfg: TrainConfig) -> _Job:
     from ..data.contrast import ContrastDataset
     from ..models.alignment import Aligner
 
@@ -290,20 +289,21 @@ def _align_job(cascade: CascadeConfig, seed: int, swaps: float,
         raise InputError("the preset has no aligner section (needed by --stage align)")
     cfg = cascade.aligner
     size, low = cfg.vit.image_size, cascade.stages[0].resolution
+    aligner = Aligner(cfg)
+    if train_cfg.texture_loss:
+        aligner.add_texture_head(train_cfg.texture_loss)
     return _Job(
-        Aligner(cfg), None, size,
+        aligner, None, size,
         lambda folder, shadow: export_aligner(folder, cfg, shadow),
         lambda rank, world, start: ContrastDataset(
-            size, cfg.hard_negatives, "train", seed, rank, world, start,
-            low_res=low if low < size else None, swaps=swaps, weights=weights or None))
+            size, cfg.hard_negatives, "train", train_cfg.seed, rank, world, start,
+            low_res=low if low < size else None, swaps=train_cfg.swap_negatives,
+            weights=train_cfg.negative_weights))
 
 
 def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
-        job = _align_job(cascade, cfg.seed, cfg.swap_negatives, cfg.negative_weights)
-        if cfg.texture_loss:
-            job.module.add_texture_head(cfg.texture_loss)
-        return job
+        return _align_job(cascade, cfg)
     return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop)
 
 
