@@ -36,10 +36,10 @@ from machine import describe  # bench/ is on sys.path when a bench script runs
 
 
 @torch.no_grad()
-def retrieval(aligner, n: int, size: int, low_res: int | None) -> dict:
-    """Top-1 retrieval among `n` held-out pairs; with `low_res`, the images are drawn at
-    that side and enlarged, as base-stage images are."""
-    samples = [make_contrast_sample(i, low_res or size, 4, "heldout", seed=1, keep=1.0)
+def retrieval(aligner, n: int, size: int, low_res: int | None, seed: int = 1) -> dict:
+    """Top-1 retrieval among `n` held-out pairs (drawn with `seed`); with `low_res`, the
+    images are drawn at that side and enlarged, as base-stage images are."""
+    samples = [make_contrast_sample(i, low_res or size, 4, "heldout", seed=seed, keep=1.0)
                for i in range(n)]
     x = from_pil([Image.fromarray(s.image) for s in samples], aligner.cfg.vit.image_size)
     u = torch.cat([aligner.embed_images(x[i:i + 250]) for i in range(0, n, 250)])
@@ -55,7 +55,7 @@ def retrieval(aligner, n: int, size: int, low_res: int | None) -> dict:
             beaten.setdefault(name, []).append(bool(u[i] @ w[i] > score))
     # the same images and captions, each against its caption with an attribute swapped
     # between two groups (where it has two that differ in one): what a bag of words misses
-    swaps = [make_contrast_sample(i, low_res or size, 4, "heldout", seed=1, keep=1.0,
+    swaps = [make_contrast_sample(i, low_res or size, 4, "heldout", seed=seed, keep=1.0,
                                   swaps=1.0) for i in range(n)]
     above_swap = [bool(u[i] @ w[i] > aligner.embed_texts(t.negatives[:1])[0] @ u[i])
                   for i, t in enumerate(swaps) if t.edited[0].startswith("swap")]
@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--rerank", type=int, default=4)
     parser.add_argument("--stages", default="base", help="'base' (fast) or 'all'")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the held-out pairs (another seed: another 1,000)")
     parser.add_argument("--retrieval-only", action="store_true",
                         help="skip best-of-N and agreement (no images are generated)")
     parser.add_argument("--out", default="bench/results/aligner_quality")
@@ -109,13 +111,14 @@ def main() -> None:
     if aligner is None:
         raise SystemExit("the model has no aligner")
     side, base = aligner.cfg.vit.image_size, pipe.stages[0].cfg.resolution
-    results = {"retrieval": retrieval(aligner, args.pairs, side, None),
-               "retrieval_from_base_size": retrieval(aligner, args.pairs, side, base)}
+    results = {"retrieval": retrieval(aligner, args.pairs, side, None, args.seed),
+               "retrieval_from_base_size": retrieval(aligner, args.pairs, side, base,
+                                                     args.seed)}
     print(json.dumps(results, indent=2))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results["meta"] = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped",
-                       "pairs": args.pairs, "prompts": args.prompts,
+                       "pairs": args.pairs, "seed": args.seed, "prompts": args.prompts,
                        "images_per_prompt": args.images_per_prompt, "rerank": args.rerank,
                        "stages": args.stages, "retrieval_only": args.retrieval_only,
                        "machine": describe()}

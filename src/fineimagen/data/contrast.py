@@ -89,7 +89,7 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
 
     With `low_res`, half the renders are drawn at that side and enlarged (bilinear) to
     `size`, so the aligner also scores the base stage's small images fairly; their hard
-    negatives never change the texture, which a small render cannot show. `keep` is the
+    negatives never change the texture, which a small render shows only faintly. `keep` is the
     share of attributes the caption mentions (default: drawn from U(0.5, 1)). With chance
     `swaps`, the first negative swaps an attribute between two groups (`swap_two`) where the
     caption states one for both: a bag of words cannot tell it from the truth. `weights`
@@ -141,7 +141,7 @@ def textures_shown(scene: Scene) -> torch.Tensor:
 class ContrastDataset(IterableDataset):
     """Endless stream of {"image": [3, H, W] in [-1, 1], "caption", "negatives": [K],
     "textures": multi-hot [T] of the scene's textures, "texture_shown": 0.0 for renders
-    drawn small and enlarged (which cannot show texture), else 1.0},
+    drawn small and enlarged (texture shown faintly at best), else 1.0},
     sharded like `ShapesDataset` (rank, world_size, resume offset, workers)."""
 
     def __init__(self, size: int, negatives: int = 4, split: str = "train", seed: int = 0,

@@ -74,7 +74,7 @@ class Aligner(nn.Module):
                 texture_shown: torch.Tensor | None = None) -> torch.Tensor:
         """Symmetric InfoNCE over the batch; `negatives` are extra texts for every image.
         With a texture head, `textures` ([B, T] multi-hot, vocab.TEXTURES) and
-        `texture_shown` ([B], 0 where the render cannot show texture) add its loss."""
+        `texture_shown` ([B], 0 for renders drawn small and enlarged) add its loss."""
         features = self.image_features(images)
         u = self.project_images(features)  # [B, E]
         w = self.embed_texts(list(captions) + list(negatives or []))  # [B + BK, E]
