@@ -34,6 +34,8 @@ from fineimagen.models.vit import ConvStem, ViT
 from fineimagen.precision import native_bf16
 from machine import describe
 
+TOWERS = ("cnn", "vit", "vit_conv_stem", "vit_conv_stem_mean", "conv_stem")
+
 SHIPPED = Path(__file__).resolve().parents[1] / "src/fineimagen/default_model/aligner"
 
 
@@ -67,9 +69,7 @@ def tower(name: str) -> tuple[nn.Module, int]:
     if name == "conv_stem":
         return nn.Sequential(ConvStem(vit.patch, vit.width), nn.AdaptiveAvgPool2d(1),
                              nn.Flatten()), vit.width
-    raise SystemExit(f"unknown tower {name!r} (choose from cnn, vit, vit_conv_stem, "
-                     f"vit_conv_stem_mean, conv_stem)")
-
+    raise SystemExit(f"unknown tower {name!r} (choose from {', '.join(TOWERS)})")
 
 
 def teach(name: str, data, held_out, steps: int, batch: int, seed: int) -> dict:

@@ -89,8 +89,8 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
 
     With `low_res`, half the renders are drawn at that side and enlarged (bilinear) to
     `size`, so the aligner also scores the base stage's small images fairly; their hard
-    negatives never change the texture, which a small render shows only faintly. `keep` is the
-    share of attributes the caption mentions (default: drawn from U(0.5, 1)). With chance
+    negatives never change the texture, which a small render shows only faintly. `keep` is
+    the share of attributes the caption mentions (default: drawn from U(0.5, 1)). With chance
     `swaps`, the first negative swaps an attribute between two groups (`swap_two`) where the
     caption states one for both: a bag of words cannot tell it from the truth. `weights`
     makes some attributes' edits likelier (`edit_one`).
@@ -130,7 +130,7 @@ def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str =
     return ContrastSample(image, text, wrong, scene, edited, enlarged)
 
 
-def textures_shown(scene: Scene) -> torch.Tensor:
+def scene_textures(scene: Scene) -> torch.Tensor:
     """Multi-hot [len(vocab.TEXTURES)]: the textures of the scene's groups."""
     found = torch.zeros(len(vocab.TEXTURES))
     for group in scene.groups:
@@ -158,5 +158,5 @@ class ContrastDataset(IterableDataset):
             s = make_contrast_sample(index, self.size, self.negatives, self.split, self.seed,
                                      self.low_res, swaps=self.swaps, weights=self.weights)
             yield {"image": to_tensor(s.image.copy()), "caption": s.caption,
-                   "negatives": s.negatives, "textures": textures_shown(s.scene),
+                   "negatives": s.negatives, "textures": scene_textures(s.scene),
                    "texture_shown": float(not s.enlarged)}
