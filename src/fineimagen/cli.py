@@ -109,6 +109,9 @@ def _add_train(commands) -> None:
     train.add_argument("--texture-loss", type=float, dest="texture_loss", metavar="W",
                        help="--stage align on shapes: add W x an auxiliary loss, which "
                             "textures each render shows (a training-only head)")
+    train.add_argument("--grounding", type=float, metavar="W",
+                       help="a base stage on shapes: add W x the attention grounding loss "
+                            "(each group's pixels attend to the words that describe it)")
 
 
 def _add_generate(commands) -> None:

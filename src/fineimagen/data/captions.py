@@ -84,21 +84,34 @@ def _relation(a: Group, b: Group) -> str | None:
 
 def caption(scene: Scene, rng: np.random.Generator, relations: bool = True) -> str:
     """A caption that states exactly the attributes `scene` sets."""
+    return caption_spans(scene, rng, relations)[0]
+
+
+def caption_spans(scene: Scene, rng: np.random.Generator, relations: bool = True
+                  ) -> tuple[str, list[tuple[int, int, int]]]:
+    """`caption`'s text and, per group phrase, (start, end, group index): where in the text
+    each group is described (what the base stage's attention grounding reads)."""
     groups = list(scene.groups)
-    order = rng.permutation(len(groups))
+    order = [int(i) for i in rng.permutation(len(groups))]
     groups = [groups[i] for i in order]
     phrases = []
     if relations and len(groups) == 2 and all(g.position for g in groups) and rng.random() < 0.3:
         rel = _relation(groups[0], groups[1])
         if rel is not None:  # absolute positions stay: the relation is extra phrasing
-            phrases = [f"{group_phrase(groups[0], rng)} {rel} {group_phrase(groups[1], rng)}"]
+            phrases = [group_phrase(groups[0], rng), f" {rel} ", group_phrase(groups[1], rng)]
     if not phrases:
         phrases = [group_phrase(g, rng) for g in groups]
-    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+        joins = [", "] * (len(phrases) - 2) + [" and "] if len(phrases) > 1 else []
+        phrases = [x for pair in zip(phrases, [*joins, ""], strict=True) for x in pair][:-1]
+    text, spans = "", []
+    for k, piece in enumerate(phrases):
+        if k % 2 == 0:  # a group's phrase; odd pieces join them
+            spans.append((len(text), len(text) + len(piece), order[k // 2]))
+        text += piece
     if scene.background:
         word = _choose(rng, BACKGROUND_WORDS.get(scene.background, (scene.background,)))
         text += " " + _choose(rng, BACKGROUND_PHRASES).format(word)
-    return text
+    return text, spans
 
 
 def mention(scene: Scene, rng: np.random.Generator, keep: float = 0.8) -> Scene:

@@ -150,3 +150,20 @@ def render(objects: list[PlacedObject], background: str, size: int) -> np.ndarra
         region = canvas[ya:yb, xa:xb]
         region += a * (color - region)
     return np.rint(canvas).astype(np.uint8)
+
+
+def group_coverage(objects: list[PlacedObject], groups: int, size: int) -> np.ndarray:
+    """The visible coverage of each group's objects, float32 [groups, size, size] in [0, 1]:
+    objects drawn later cover earlier ones, as in `render`."""
+    cover = np.zeros((groups, size, size), np.float32)
+    for obj in objects:
+        x0, y0, alpha, _ = object_stamp(
+            obj.shape, obj.texture, obj.size * size, obj.x * size, obj.y * size
+        )
+        h, w = alpha.shape
+        ya, xa = max(y0, 0), max(x0, 0)
+        yb, xb = min(y0 + h, size), min(x0 + w, size)
+        a = alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        cover[:, ya:yb, xa:xb] *= 1 - a
+        cover[obj.group, ya:yb, xa:xb] += a
+    return cover

@@ -18,8 +18,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..errors import InputError
 from ..files import atomic_folder
 from . import vocab
-from .captions import caption, mention, object_phrase
-from .render import render
+from .captions import caption_spans, mention, object_phrase
+from .render import group_coverage, render
 from .scene import MAX_GROUPS, Group, PlacedObject, Scene, sample_scene
 
 MIN_SIDE, MAX_SIDE = 16, 4096
@@ -42,6 +42,9 @@ class ShapesSample:
     lowres: np.ndarray | None = None  # the same scene rendered at `low_size`, if asked
     region_prompts: list[str] | None = None  # one per object, if asked ([] for none)
     region_boxes: list[tuple[float, float, float, float]] | None = None
+    # per group phrase of the caption: (start, end, group index) of `caption_spans`
+    phrases: list[tuple[int, int, int]] | None = None
+    placed: list[PlacedObject] | None = None  # the objects as rendered
 
 
 def check_side(size: int) -> None:
@@ -64,7 +67,7 @@ def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
     # object in 5), and EXHAUSTIVE_SHARE of them state everything (what edits start from)
     keep = 1.0 if rng.random() < EXHAUSTIVE_SHARE else rng.uniform(0.0, 1.0)
     said = mention(scene, rng, keep=keep)
-    text = caption(said, rng)
+    text, phrases = caption_spans(said, rng)
     prompts = boxes = None
     low_placed = placed
     if regions:
@@ -73,7 +76,7 @@ def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
             said, text if whole_caption else None)
     low = render(low_placed, scene.background, low_size) if low_size else None
     return ShapesSample(render(placed, scene.background, size), text, scene, low, prompts,
-                        boxes)
+                        boxes, phrases, placed)
 
 
 def object_regions(scene: Scene, placed: list[PlacedObject], rng: np.random.Generator,
@@ -119,7 +122,9 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 class ShapesDataset(IterableDataset):
     """Endless (or `length`-long) stream of {"image": [3, H, W] float in [-1, 1], "caption"}
     (plus "lowres" [3, h, h] with `low_size`; with `regions`, "region_prompts" (MAX_OBJECTS
-    strings, "" for none) and "region_boxes" [MAX_OBJECTS, 4], see `object_regions`).
+    strings, "" for none) and "region_boxes" [MAX_OBJECTS, 4], see `object_regions`; with
+    `grounding`, "phrase_spans" [MAX_GROUPS, 2], the caption's characters that describe each
+    group ((0, 0) for none), and "phrase_masks" [MAX_GROUPS, H, W], where that group shows).
 
     Rendering happens on the fly; no disk. Process `rank` of `world_size` takes the samples
     rank, rank + world_size, ... of the stream, skipping its first `start` (to resume a
@@ -129,11 +134,11 @@ class ShapesDataset(IterableDataset):
     def __init__(self, size: int, split: str = "train", seed: int = 0,
                  length: int | None = None, rank: int = 0, world_size: int = 1,
                  start: int = 0, low_size: int | None = None, regions: bool = False,
-                 whole_caption: bool = False):
+                 whole_caption: bool = False, grounding: bool = False):
         check_side(size)
         self.size, self.split, self.seed, self.length = size, split, seed, length
         self.rank, self.world_size, self.start, self.low_size = rank, world_size, start, low_size
-        self.regions, self.whole_caption = regions, whole_caption
+        self.regions, self.whole_caption, self.grounding = regions, whole_caption, grounding
 
     def __iter__(self):
         for index in shard_indices(self.rank, self.world_size, self.start):
@@ -149,7 +154,21 @@ class ShapesDataset(IterableDataset):
                 item["region_prompts"] = sample.region_prompts + [""] * pad
                 item["region_boxes"] = torch.tensor(
                     sample.region_boxes + [(0.0, 0.0, 0.0, 0.0)] * pad, dtype=torch.float32)
+            if self.grounding:
+                item["phrase_spans"], item["phrase_masks"] = phrase_targets(sample, self.size)
             yield item
+
+
+def phrase_targets(sample: ShapesSample, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per group phrase of the caption (padded to MAX_GROUPS): its character span [G, 2] and
+    the visible coverage of its group [G, size, size]."""
+    spans = torch.zeros(MAX_GROUPS, 2, dtype=torch.long)
+    masks = torch.zeros(MAX_GROUPS, size, size)
+    cover = group_coverage(sample.placed, MAX_GROUPS, size)
+    for k, (start, end, group) in enumerate(sample.phrases):
+        spans[k] = torch.tensor([start, end])
+        masks[k] = torch.from_numpy(cover[group])
+    return spans, masks
 
 
 def shard_indices(rank: int, world_size: int, start: int):

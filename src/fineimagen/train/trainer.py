@@ -39,6 +39,7 @@ from ..errors import InputError
 from ..models.sr import RegionText, RegressionSR, pool_text
 from ..models.text_encoders import EmbeddingCache, TextEncoder, build_text_encoder
 from ..models.unet import EfficientUNet
+from .grounding import grounding_loss, install_recorder, token_phrases
 from .plots import plot_loss
 
 
@@ -78,25 +79,43 @@ class TrainConfig(ConfigMixin):
     # --stage align on shapes: weight of an auxiliary loss, which textures each render shows,
     # read by a training-only linear head from the pooled image features (0: none)
     texture_loss: float = 0.0
+    # a base stage on shapes: weight of the attention grounding loss (train/grounding.py),
+    # which makes each group's pixels attend to the words that describe it (0: none)
+    grounding: float = 0.0
 
 
 class StageModule(nn.Module):
     """What DDP wraps: the denoiser and, when it trains jointly, the text encoder. SR stages
-    get `lowres` (the previous stage's resolution), enlarged and cropped with the target."""
+    get `lowres` (the previous stage's resolution), enlarged and cropped with the target.
+    With `grounding` > 0 its cross-attention maps are also supervised by the caption's
+    phrase masks (train/grounding.py); `token_spans` is the text encoder's."""
 
     def __init__(self, denoiser: Denoiser, text_encoder: TextEncoder | None,
-                 sr: SRInput | None = None):
+                 sr: SRInput | None = None, grounding: float = 0.0, token_spans=None):
         super().__init__()
         self.denoiser = denoiser
         self.text_encoder = text_encoder  # only a trainable encoder lives here
         self.sr = sr
+        self.grounding, self.token_spans = grounding, token_spans
+        self.recorder = install_recorder(denoiser.unet) if grounding else None
+        self.last_grounding = None  # the grounding term of the last batch, for the log
 
-    def forward(self, images, captions, embeds=None, mask=None, generator=None, lowres=None):
+    def forward(self, images, captions, embeds=None, mask=None, generator=None, lowres=None,
+                phrase_spans=None, phrase_masks=None):
         if self.text_encoder is not None:
             embeds, mask = self.text_encoder.encode(captions)
         if self.sr is not None:
             images, lowres = self.sr(images, lowres, generator)
-        return self.denoiser.loss(images, TextCondition(embeds, mask), generator, lowres)
+        if self.recorder is not None:
+            self.recorder.maps.clear()
+        loss = self.denoiser.loss(images, TextCondition(embeds, mask), generator, lowres)
+        if self.recorder is None or phrase_spans is None:
+            return loss
+        phrases = token_phrases(self.token_spans(captions), phrase_spans).to(images.device)
+        term = grounding_loss(self.recorder.maps, phrases[:, : mask.shape[1]], phrase_masks)
+        self.recorder.maps.clear()
+        self.last_grounding = term.detach()
+        return loss + self.grounding * term
 
 
 class RegressionModule(nn.Module):
@@ -224,6 +243,11 @@ def _check(cfg: TrainConfig) -> None:
         raise InputError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if not (isinstance(cfg.texture_loss, (int, float)) and cfg.texture_loss >= 0):
         raise InputError(f"texture_loss must be a weight >= 0, got {cfg.texture_loss!r}")
+    if not (isinstance(cfg.grounding, (int, float)) and cfg.grounding >= 0):
+        raise InputError(f"grounding must be a weight >= 0, got {cfg.grounding!r}")
+    if cfg.grounding and (cfg.stage == "align" or cfg.data != "shapes"):
+        raise InputError("grounding applies to a diffusion stage on --data shapes only (it "
+                         "needs the grammar's phrases and masks)")
     if cfg.texture_loss and (cfg.stage != "align" or cfg.data != "shapes"):
         raise InputError("texture_loss applies to --stage align on --data shapes only "
                          "(it needs the grammar's textures)")
@@ -240,7 +264,8 @@ class _Job:
     shapes_data: object  # (rank, world, start) -> IterableDataset
 
 
-def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: int) -> _Job:
+def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: int,
+                   grounding: float = 0.0) -> _Job:
     from ..data.shapes import ShapesDataset
 
     low = stage.input_resolution or None
@@ -249,7 +274,7 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
     def data(rank, world, start):
         return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
                              start=start, low_size=low, regions=stage.reads_regions,
-                             whole_caption=stage.reads_prompt)
+                             whole_caption=stage.reads_prompt, grounding=grounding > 0)
 
     if stage.kind == "regression":
         text_weights = _untrained_text(cascade)  # once, not at every export
@@ -262,7 +287,10 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
                     data)
     text_encoder = build_text_encoder(cascade.text_encoder)
     denoiser = build_stage(cascade, stage, text_encoder.dim)
-    module = StageModule(denoiser, None if text_encoder.frozen else text_encoder, sr)
+    if grounding and not stage.unet.cross_attention_levels:
+        raise InputError(f"grounding: stage {stage.name!r} has no cross-attention to ground")
+    module = StageModule(denoiser, None if text_encoder.frozen else text_encoder, sr,
+                         grounding, text_encoder.token_spans)
     return _Job(
         module, text_encoder if text_encoder.frozen else None, stage.resolution,
         lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow,
@@ -304,7 +332,10 @@ def _align_job(cascade: CascadeConfig, train_cfg: TrainConfig) -> _Job:
 def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
         return _align_job(cascade, cfg)
-    return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop)
+    stage = cascade.stage(cfg.stage)
+    if cfg.grounding and (stage.kind == "regression" or stage.input_resolution):
+        raise InputError("grounding applies to a base (diffusion, not super-resolution) stage")
+    return _diffusion_job(cascade, stage, cfg.seed, cfg.crop, cfg.grounding)
 
 
 def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int):
@@ -417,7 +448,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         _save_json(out / "train_config.json", cfg.to_dict())
         _save_json(out / "cascade_config.json", cascade.to_dict())
     log = _MetricsLog(out / "metrics.csv", append=cfg.resume, active=accelerator.is_main_process,
-                      after_step=step)
+                      after_step=step, grounding=cfg.grounding > 0)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.stage}", unit="step",
@@ -436,7 +467,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             rate = seen / (time.perf_counter() - tick)
             tick, seen = time.perf_counter(), 0
             loss_value = accelerator.reduce(loss.detach().float(), "mean").item()
-            log.write(step, loss_value, rate, schedule.get_last_lr()[0])
+            term = getattr(accelerator.unwrap_model(model), "last_grounding", None)
+            log.write(step, loss_value, rate, schedule.get_last_lr()[0],
+                      None if term is None else accelerator.reduce(term, "mean").item())
             bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{rate:.0f}")
         bar.update(1)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -489,6 +522,9 @@ def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generato
     if cfg.texture_loss:
         extra["textures"] = batch["textures"].to(accelerator.device)
         extra["texture_shown"] = batch["texture_shown"].to(accelerator.device)
+    if "phrase_spans" in batch:
+        extra["phrase_spans"] = batch["phrase_spans"]
+        extra["phrase_masks"] = batch["phrase_masks"].to(accelerator.device)
     if "region_prompts" in batch:  # collated as K tuples of B prompts: row by row here
         extra["region_prompts"] = [p for row in zip(*batch["region_prompts"], strict=True)
                                    for p in row]
@@ -643,7 +679,11 @@ def _save_json(path: Path, payload: dict) -> None:
 
 
 class _MetricsLog:
-    def __init__(self, path: Path, append: bool, active: bool, after_step: int = 0):
+    """metrics.csv: step, loss (the total), img/s, lr, and with `grounding` the grounding
+    term alone (unweighted)."""
+
+    def __init__(self, path: Path, append: bool, active: bool, after_step: int = 0,
+                 grounding: bool = False):
         self.file = None
         if active:
             fresh = not (append and path.is_file())
@@ -653,11 +693,13 @@ class _MetricsLog:
             self.file = path.open("w" if fresh else "a", newline="")
             self.writer = csv.writer(self.file)
             if fresh:
-                self.writer.writerow(["step", "loss", "img_per_s", "lr"])
+                self.writer.writerow(["step", "loss", "img_per_s", "lr"]
+                                     + (["grounding"] if grounding else []))
 
-    def write(self, step, loss, rate, lr):
+    def write(self, step, loss, rate, lr, grounding=None):
         if self.file:
-            self.writer.writerow([step, f"{loss:.6f}", f"{rate:.2f}", f"{lr:.3g}"])
+            self.writer.writerow([step, f"{loss:.6f}", f"{rate:.2f}", f"{lr:.3g}"]
+                                 + ([] if grounding is None else [f"{grounding:.6f}"]))
             self.file.flush()
 
     def close(self):
