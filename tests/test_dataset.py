@@ -59,7 +59,7 @@ def test_write_folder_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(shapes, "caption", boom)
+    monkeypatch.setattr(shapes, "caption_spans", boom)
     with pytest.raises(KeyboardInterrupt):
         write_folder(tmp_path / "d", 3, 32, progress=False)
     assert list(tmp_path.iterdir()) == []
