@@ -71,9 +71,8 @@ def grounding_loss(maps: list[tuple[torch.Tensor, torch.Tensor]], phrases: torch
     [B, L] from `token_phrases`; `masks` [B, G, H, W] each phrase's group coverage."""
     losses = []
     for probs, keep in maps:
-        b, n, _ = probs.shape
         text = probs[..., 1:]  # [B, N, L]: attention to the tokens, the null token left out
-        side = math.isqrt(n)
+        side = math.isqrt(text.shape[1])
         m = F.adaptive_avg_pool2d(masks, side).flatten(2).to(text.dtype)  # [B, G, N]
         groups = masks.shape[1]
         member = ((phrases[..., None] == torch.arange(groups, device=phrases.device))
