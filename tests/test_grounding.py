@@ -75,8 +75,7 @@ def maps_for(own_share: float):
     own, other = own_share / 2 * 0.5, (1 - own_share) / 2 * 0.5
     probs[0, left, 1:] = torch.tensor([own, own, other, other])
     probs[0, ~left, 1:] = torch.tensor([other, other, own, own])
-    keep = torch.ones(1, 4, dtype=torch.bool)
-    return [(probs, keep)], torch.tensor([[0, 0, 1, 1]]), masks
+    return [probs], torch.tensor([[0, 0, 1, 1]]), masks
 
 
 def test_loss_is_low_for_grounded_maps_and_high_for_swapped_ones():
@@ -90,9 +89,10 @@ def test_loss_is_low_for_grounded_maps_and_high_for_swapped_ones():
 
 
 def test_masked_tokens_and_missing_groups_are_not_grounded():
-    maps, phrases, masks = maps_for(0.01)
-    maps = [(maps[0][0], torch.zeros(1, 4, dtype=torch.bool))]  # the text dropped (CFG)
-    assert grounding_loss(maps, phrases, masks).item() == 0.0
+    _, phrases, masks = maps_for(0.01)
+    dropped = torch.zeros(1, 16, 5)
+    dropped[..., 0] = 1.0  # the text dropped (CFG): all attention on the null token
+    assert grounding_loss([dropped], phrases, masks).item() == 0.0
 
 
 def test_trainer_logs_the_grounding_term(tmp_path):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..data.captions import SHAPE_WORDS
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..errors import InputError
-from ..models.layers import Attention, AttnProcessor, attention_probs, set_processor
+from ..models.layers import MapRecorder, set_processor
 from .guidance import stack_conditions
 
 EXCITE_STEP = 0.1  # eta of attend-and-excite (best on 56 held-out prompts of 0.1, 0.15, 0.3, 1)
@@ -77,20 +77,6 @@ def subject_positions(prompt: str, spans: list[tuple[int, int]],
     groups = [[j + 1 for j, (a, b) in enumerate(spans) if b > a and a < e and s < b]
               for s, e in hits]
     return [g for g in groups if g]
-
-
-class MapRecorder(AttnProcessor):
-    """Keeps every cross-attention layer's probabilities (mean of heads, with their graph)."""
-
-    def __init__(self):
-        self.maps: list[torch.Tensor] = []  # [B, N, 1 + L] per cross layer
-
-    def __call__(self, attn: Attention, q, k, v, mask):
-        with torch.autocast(q.device.type, enabled=False):
-            probs = attention_probs(q, k, mask)
-            if attn.is_cross:
-                self.maps.append(probs.mean(1))
-            return probs @ v.float()
 
 
 def finest_maps(maps: list[torch.Tensor]) -> torch.Tensor:

@@ -138,18 +138,25 @@ def render(objects: list[PlacedObject], background: str, size: int) -> np.ndarra
     canvas[:] = vocab.BACKGROUND_RGB[background]
     for obj in objects:
         light = np.array(vocab.COLOR_RGB[obj.color], np.float32)
-        x0, y0, alpha, dark = object_stamp(
-            obj.shape, obj.texture, obj.size * size, obj.x * size, obj.y * size
-        )
-        h, w = alpha.shape
-        ya, xa = max(y0, 0), max(x0, 0)
-        yb, xb = min(y0 + h, size), min(x0 + w, size)
-        a = alpha[ya - y0 : yb - y0, xa - x0 : xb - x0, None]
-        d = dark[ya - y0 : yb - y0, xa - x0 : xb - x0, None]
-        color = shade(light, d)
-        region = canvas[ya:yb, xa:xb]
-        region += a * (color - region)
+        where, alpha, dark = placed_stamp(obj, size)
+        color = shade(light, dark[..., None])
+        region = canvas[where]
+        region += alpha[..., None] * (color - region)
     return np.rint(canvas).astype(np.uint8)
+
+
+def placed_stamp(obj: PlacedObject, size: int
+                 ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+    """The object's stamp on a canvas of `size`: the (rows, columns) it covers and its
+    coverage and dark-shade coverage there, cut to the canvas."""
+    x0, y0, alpha, dark = object_stamp(
+        obj.shape, obj.texture, obj.size * size, obj.x * size, obj.y * size
+    )
+    h, w = alpha.shape
+    ya, xa = max(y0, 0), max(x0, 0)
+    yb, xb = min(y0 + h, size), min(x0 + w, size)
+    cut = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+    return (slice(ya, yb), slice(xa, xb)), alpha[cut], dark[cut]
 
 
 def group_coverage(objects: list[PlacedObject], groups: int, size: int) -> np.ndarray:
@@ -157,13 +164,7 @@ def group_coverage(objects: list[PlacedObject], groups: int, size: int) -> np.nd
     objects drawn later cover earlier ones, as in `render`."""
     cover = np.zeros((groups, size, size), np.float32)
     for obj in objects:
-        x0, y0, alpha, _ = object_stamp(
-            obj.shape, obj.texture, obj.size * size, obj.x * size, obj.y * size
-        )
-        h, w = alpha.shape
-        ya, xa = max(y0, 0), max(x0, 0)
-        yb, xb = min(y0 + h, size), min(x0 + w, size)
-        a = alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
-        cover[:, ya:yb, xa:xb] *= 1 - a
-        cover[obj.group, ya:yb, xa:xb] += a
+        (rows, cols), alpha, _ = placed_stamp(obj, size)
+        cover[:, rows, cols] *= 1 - alpha
+        cover[obj.group, rows, cols] += alpha
     return cover

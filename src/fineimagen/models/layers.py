@@ -68,6 +68,21 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None
     return scores.softmax(-1)
 
 
+class MapRecorder(AttnProcessor):
+    """Keeps every cross-attention layer's probabilities (mean of heads, with their graph),
+    for attention guidance at sampling and attention grounding in training."""
+
+    def __init__(self):
+        self.maps: list[torch.Tensor] = []  # [B, N, 1 + L] per cross layer
+
+    def __call__(self, attn: Attention, q, k, v, mask):
+        with torch.autocast(q.device.type, enabled=False):
+            probs = attention_probs(q, k, mask)
+            if attn.is_cross:
+                self.maps.append(probs.mean(1))
+            return probs @ v.float()
+
+
 def set_processor(module: nn.Module, processor: AttnProcessor | None) -> None:
     """Route every attention layer of `module` through `processor` (None: the default)."""
     for layer in module.modules():

@@ -22,27 +22,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..models.layers import Attention, AttnProcessor, attention_probs
+from ..models.layers import Attention, MapRecorder
 
 EPS = 1e-6
 
 
-class RecordingProcessor(AttnProcessor):
-    """Cross-attention that keeps its maps (with their gradients) for the grounding loss."""
-
-    def __init__(self):
-        self.maps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (probs, keep mask)
-
-    def __call__(self, attn: Attention, q, k, v, mask):
-        with torch.autocast(q.device.type, enabled=False):
-            probs = attention_probs(q, k, mask)  # [B, h, N, 1 + L]
-            self.maps.append((probs.mean(1), mask[:, 0, 0, 1:]))
-            return probs @ v.float()
-
-
-def install_recorder(unet: torch.nn.Module) -> RecordingProcessor:
-    """Route the U-Net's cross-attention layers through one recorder."""
-    recorder = RecordingProcessor()
+def install_recorder(unet: torch.nn.Module) -> MapRecorder:
+    """Route the U-Net's cross-attention layers (only) through one recorder."""
+    recorder = MapRecorder()
     for layer in unet.modules():
         if isinstance(layer, Attention) and layer.is_cross:
             layer.processor = recorder
@@ -65,18 +52,21 @@ def token_phrases(token_spans: list[list[tuple[int, int]]], phrase_spans: torch.
     return out
 
 
-def grounding_loss(maps: list[tuple[torch.Tensor, torch.Tensor]], phrases: torch.Tensor,
-                   masks: torch.Tensor) -> torch.Tensor:
-    """(L_tok + L_pix) / 2 averaged over the recorded layers (module docstring). `phrases`
-    [B, L] from `token_phrases`; `masks` [B, G, H, W] each phrase's group coverage."""
+def grounding_loss(maps: list[torch.Tensor], phrases: torch.Tensor, masks: torch.Tensor
+                   ) -> torch.Tensor:
+    """(L_tok + L_pix) / 2 averaged over the recorded layers (module docstring). `maps`
+    [B, N, 1 + L] per layer (`MapRecorder`); `phrases` [B, L] from `token_phrases`; `masks`
+    [B, G, H, W] each phrase's group coverage. A sample whose text was dropped (classifier-
+    free guidance) attends to no token, and is not grounded."""
     losses = []
-    for probs, keep in maps:
+    for probs in maps:
         text = probs[..., 1:]  # [B, N, L]: attention to the tokens, the null token left out
         side = math.isqrt(text.shape[1])
         m = F.adaptive_avg_pool2d(masks, side).flatten(2).to(text.dtype)  # [B, G, N]
         groups = masks.shape[1]
+        kept = text.sum((1, 2)) > 0  # [B]
         member = ((phrases[..., None] == torch.arange(groups, device=phrases.device))
-                  & keep[..., None]).to(text.dtype)  # [B, L, G]
+                  & kept[:, None, None]).to(text.dtype)  # [B, L, G]
         grounded = (member.sum(1) > 0) & (m.sum(-1) > 0)  # [B, G]
         token_weight = member * grounded[:, None, :]  # tokens to ground, by phrase
         # token side: the share of each token's attention inside its group's mask

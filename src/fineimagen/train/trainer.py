@@ -268,6 +268,10 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
                    grounding: float = 0.0) -> _Job:
     from ..data.shapes import ShapesDataset
 
+    if grounding and (stage.kind == "regression" or stage.input_resolution):
+        raise InputError("grounding applies to a base (diffusion, not super-resolution) stage")
+    if grounding and not stage.unet.cross_attention_levels:
+        raise InputError(f"grounding: stage {stage.name!r} has no cross-attention to ground")
     low = stage.input_resolution or None
     sr = SRInput(low, crop) if low else None
 
@@ -287,8 +291,6 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
                     data)
     text_encoder = build_text_encoder(cascade.text_encoder)
     denoiser = build_stage(cascade, stage, text_encoder.dim)
-    if grounding and not stage.unet.cross_attention_levels:
-        raise InputError(f"grounding: stage {stage.name!r} has no cross-attention to ground")
     module = StageModule(denoiser, None if text_encoder.frozen else text_encoder, sr,
                          grounding, text_encoder.token_spans)
     return _Job(
@@ -332,10 +334,7 @@ def _align_job(cascade: CascadeConfig, train_cfg: TrainConfig) -> _Job:
 def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
         return _align_job(cascade, cfg)
-    stage = cascade.stage(cfg.stage)
-    if cfg.grounding and (stage.kind == "regression" or stage.input_resolution):
-        raise InputError("grounding applies to a base (diffusion, not super-resolution) stage")
-    return _diffusion_job(cascade, stage, cfg.seed, cfg.crop, cfg.grounding)
+    return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop, cfg.grounding)
 
 
 def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int):
