@@ -11,7 +11,7 @@ from fineimagen.data.scene import sample_scene
 from fineimagen.data.shapes import MAX_GROUPS, ShapesDataset, make_sample, phrase_targets
 from fineimagen.errors import InputError
 from fineimagen.models.text_encoders import HashTokenizer
-from fineimagen.train.grounding import grounding_loss, token_phrases
+from fineimagen.train.grounding import grounding_loss, sample_weights, token_phrases
 from fineimagen.train.trainer import TrainConfig, train
 
 
@@ -95,10 +95,36 @@ def test_masked_tokens_and_missing_groups_are_not_grounded():
     assert grounding_loss([dropped], phrases, masks).item() == 0.0
 
 
-def test_trainer_logs_the_grounding_term(tmp_path):
+def test_sample_weights_weigh_each_samples_terms():
+    good, phrases, masks = maps_for(0.99)
+    bad, _, _ = maps_for(0.01)
+    pair = [torch.cat([good[0], bad[0]])]
+    phrases, masks = phrases.repeat(2, 1), masks.repeat(2, 1, 1, 1)
+    alone_good = grounding_loss(good, phrases[:1], masks[:1]).item()
+    alone_bad = grounding_loss(bad, phrases[:1], masks[:1]).item()
+    weighted = lambda w: grounding_loss(pair, phrases, masks, torch.tensor(w)).item()
+    assert weighted([1.0, 0.0]) == pytest.approx(alone_good, rel=1e-5)
+    assert weighted([0.0, 1.0]) == pytest.approx(alone_bad, rel=1e-5)
+    assert weighted([1.0, 1.0]) == pytest.approx(grounding_loss(pair, phrases, masks).item())
+    # both samples have the same token and pixel counts: the weighted mean of the two
+    assert weighted([0.75, 0.25]) == pytest.approx(0.75 * alone_good + 0.25 * alone_bad,
+                                                   rel=1e-5)
+
+
+def test_signal_weighting_is_abar():
+    abar = torch.tensor([0.999, 0.5, 0.002])
+    assert sample_weights("uniform", abar) is None
+    assert torch.equal(sample_weights("signal", abar), abar)
+    with pytest.raises(ValueError, match="unknown grounding weighting"):
+        sample_weights("late", abar)
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "signal"])
+def test_trainer_logs_the_grounding_term(tmp_path, weighting):
     cfg = TrainConfig(preset="tiny", out=str(tmp_path / "run"), steps=4, batch_size=4,
                       warmup=1, log_every=1, checkpoint_every=4, grounding=1.0,
-                      mixed_precision="no", channels_last=False)
+                      grounding_weighting=weighting, mixed_precision="no",
+                      channels_last=False)
     train(cfg, progress=False)
     lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert lines[0].split(",")[-1] == "grounding"
@@ -135,6 +161,7 @@ def test_the_grounding_loss_teaches_the_cross_attention():
     (dict(grounding=-1.0), "grounding must be a weight >= 0"),
     (dict(grounding=1.0, stage="align"), "applies to a diffusion stage on --data shapes"),
     (dict(grounding=1.0, stage="sr"), "applies to a base"),
+    (dict(grounding=1.0, grounding_weighting="late"), "grounding_weighting must be one of"),
 ])
 def test_bad_grounding(tmp_path, change, words):
     cfg = TrainConfig(preset="tiny", out=str(tmp_path / "run"), steps=1, batch_size=2,

@@ -112,6 +112,10 @@ def _add_train(commands) -> None:
     train.add_argument("--grounding", type=float, metavar="W",
                        help="a base stage on shapes: add W x the attention grounding loss "
                             "(each group's pixels attend to the words that describe it)")
+    train.add_argument("--grounding-weighting", choices=("uniform", "signal"),
+                       dest="grounding_weighting",
+                       help="how the grounding loss weighs a sample's noise level: 'uniform' "
+                            "(default) or 'signal', by the signal's share abar(t) of x_t")
 
 
 def _add_generate(commands) -> None:

@@ -59,11 +59,11 @@ class Denoiser(nn.Module):
 
     # ------------------------------------------------------------------ training
     def loss(self, x0: torch.Tensor, cond: TextCondition, generator: torch.Generator | None = None,
-             lowres: torch.Tensor | None = None) -> torch.Tensor:
+             lowres: torch.Tensor | None = None, with_t: bool = False):
         """Mean squared error of the prediction target at a uniformly drawn t (Ho et al. eq. 14),
         Min-SNR-gamma weighted, with the text dropped with probability cond_drop (for
         classifier-free guidance). SR stages take `lowres` (already at x0's size), noise-
-        augmented at a level drawn from U[0, noise_aug_max]."""
+        augmented at a level drawn from U[0, noise_aug_max]. `with_t`: return (loss, t)."""
         b = x0.shape[0]
         extra = {}
         if lowres is not None:
@@ -81,7 +81,8 @@ class Denoiser(nn.Module):
         target = eps if self.cfg.prediction == "eps" else alpha * eps - sigma * x0
         out = self(x_t, t.float(), cond, **extra)
         per_image = F.mse_loss(out.float(), target, reduction="none").flatten(1).mean(1)
-        return (self.loss_weight(t) * per_image).mean()
+        loss = (self.loss_weight(t) * per_image).mean()
+        return (loss, t) if with_t else loss
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
         """Per-timestep weight of the prediction-space MSE; ones when min_snr_gamma is 0."""

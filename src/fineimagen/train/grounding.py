@@ -13,6 +13,9 @@ can be supervised, as TokenCompose (Wang et al. 2024) does with segmentation mas
 
 A(p, j) is the attention of image position p to text token j (softmax over the null token
 and the tokens, mean over heads); the null token is free to take any share.
+
+At high noise x_t hardly shows where the objects are, so no map can find them; the "signal"
+weighting weighs each sample's terms by abar(t), the signal's share of x_t's variance.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ import torch.nn.functional as F
 from ..models.layers import Attention, MapRecorder
 
 EPS = 1e-6
+GROUNDING_WEIGHTINGS = ("uniform", "signal")
+
+
+def sample_weights(weighting: str, abar: torch.Tensor) -> torch.Tensor | None:
+    """Each sample's weight in the grounding loss from abar(t) [B]: None (all equal) for
+    "uniform", abar itself for "signal"."""
+    if weighting not in GROUNDING_WEIGHTINGS:
+        raise ValueError(f"unknown grounding weighting {weighting!r}")
+    return None if weighting == "uniform" else abar.float()
 
 
 def install_recorder(unet: torch.nn.Module) -> MapRecorder:
@@ -52,11 +64,12 @@ def token_phrases(token_spans: list[list[tuple[int, int]]], phrase_spans: torch.
     return out
 
 
-def grounding_loss(maps: list[torch.Tensor], phrases: torch.Tensor, masks: torch.Tensor
-                   ) -> torch.Tensor:
+def grounding_loss(maps: list[torch.Tensor], phrases: torch.Tensor, masks: torch.Tensor,
+                   sample_weight: torch.Tensor | None = None) -> torch.Tensor:
     """(L_tok + L_pix) / 2 averaged over the recorded layers (module docstring). `maps`
     [B, N, 1 + L] per layer (`MapRecorder`); `phrases` [B, L] from `token_phrases`; `masks`
-    [B, G, H, W] each phrase's group coverage. A sample whose text was dropped (classifier-
+    [B, G, H, W] each phrase's group coverage; `sample_weight` [B] weighs each sample's tokens
+    and pixels in the two means (None: all 1). A sample whose text was dropped (classifier-
     free guidance) attends to no token, and is not grounded."""
     losses = []
     for probs in maps:
@@ -67,7 +80,9 @@ def grounding_loss(maps: list[torch.Tensor], phrases: torch.Tensor, masks: torch
         kept = text.sum((1, 2)) > 0  # [B]
         member = ((phrases[..., None] == torch.arange(groups, device=phrases.device))
                   & kept[:, None, None]).to(text.dtype)  # [B, L, G]
-        grounded = (member.sum(1) > 0) & (m.sum(-1) > 0)  # [B, G]
+        grounded = ((member.sum(1) > 0) & (m.sum(-1) > 0)).to(text.dtype)  # [B, G]
+        if sample_weight is not None:
+            grounded = grounded * sample_weight[:, None].to(text.dtype)
         token_weight = member * grounded[:, None, :]  # tokens to ground, by phrase
         # token side: the share of each token's attention inside its group's mask
         inside = torch.einsum("bgn,bnl->blg", m, text)  # [B, L, G]

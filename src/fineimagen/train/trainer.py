@@ -39,7 +39,8 @@ from ..errors import InputError
 from ..models.sr import RegionText, RegressionSR, pool_text
 from ..models.text_encoders import EmbeddingCache, TextEncoder, build_text_encoder
 from ..models.unet import EfficientUNet
-from .grounding import grounding_loss, install_recorder, token_phrases
+from .grounding import (GROUNDING_WEIGHTINGS, grounding_loss, install_recorder,
+                        sample_weights, token_phrases)
 from .plots import plot_loss
 
 
@@ -82,21 +83,27 @@ class TrainConfig(ConfigMixin):
     # a base stage on shapes: weight of the attention grounding loss (train/grounding.py),
     # which makes each group's pixels attend to the words that describe it (0: none)
     grounding: float = 0.0
+    # how the grounding loss weighs each sample's noise level: "uniform", or "signal", by
+    # abar(t), the signal's share of x_t's variance (the layout is unknowable at high noise)
+    grounding_weighting: str = "uniform"
 
 
 class StageModule(nn.Module):
     """What DDP wraps: the denoiser and, when it trains jointly, the text encoder. SR stages
     get `lowres` (the previous stage's resolution), enlarged and cropped with the target.
     With `grounding` > 0 its cross-attention maps are also supervised by the caption's
-    phrase masks (train/grounding.py); `token_spans` is the text encoder's."""
+    phrase masks (train/grounding.py), each sample weighed by `grounding_weighting`;
+    `token_spans` is the text encoder's."""
 
     def __init__(self, denoiser: Denoiser, text_encoder: TextEncoder | None,
-                 sr: SRInput | None = None, grounding: float = 0.0, token_spans=None):
+                 sr: SRInput | None = None, grounding: float = 0.0, token_spans=None,
+                 grounding_weighting: str = "uniform"):
         super().__init__()
         self.denoiser = denoiser
         self.text_encoder = text_encoder  # only a trainable encoder lives here
         self.sr = sr
         self.grounding, self.token_spans = grounding, token_spans
+        self.grounding_weighting = grounding_weighting
         self.recorder = install_recorder(denoiser.unet) if grounding else None
         self.last_grounding = None  # the grounding term of the last batch, for the log
 
@@ -108,11 +115,14 @@ class StageModule(nn.Module):
             images, lowres = self.sr(images, lowres, generator)
         if self.recorder is not None:
             self.recorder.maps.clear()
-        loss = self.denoiser.loss(images, TextCondition(embeds, mask), generator, lowres)
+        loss, t = self.denoiser.loss(images, TextCondition(embeds, mask), generator, lowres,
+                                     with_t=True)
         if self.recorder is None or phrase_spans is None:
             return loss
         phrases = token_phrases(self.token_spans(captions), phrase_spans).to(images.device)
-        term = grounding_loss(self.recorder.maps, phrases[:, : mask.shape[1]], phrase_masks)
+        weights = sample_weights(self.grounding_weighting, self.denoiser.abar[t])
+        term = grounding_loss(self.recorder.maps, phrases[:, : mask.shape[1]], phrase_masks,
+                              weights)
         self.recorder.maps.clear()
         self.last_grounding = term.detach()
         return loss + self.grounding * term
@@ -245,6 +255,9 @@ def _check(cfg: TrainConfig) -> None:
         raise InputError(f"texture_loss must be a weight >= 0, got {cfg.texture_loss!r}")
     if not (isinstance(cfg.grounding, (int, float)) and cfg.grounding >= 0):
         raise InputError(f"grounding must be a weight >= 0, got {cfg.grounding!r}")
+    if cfg.grounding_weighting not in GROUNDING_WEIGHTINGS:
+        raise InputError(f"grounding_weighting must be one of {', '.join(GROUNDING_WEIGHTINGS)}, "
+                         f"got {cfg.grounding_weighting!r}")
     if cfg.grounding and (cfg.stage == "align" or cfg.data != "shapes"):
         raise InputError("grounding applies to a diffusion stage on --data shapes only (it "
                          "needs the grammar's phrases and masks)")
@@ -265,7 +278,7 @@ class _Job:
 
 
 def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: int,
-                   grounding: float = 0.0) -> _Job:
+                   grounding: float = 0.0, grounding_weighting: str = "uniform") -> _Job:
     from ..data.shapes import ShapesDataset
 
     if grounding and (stage.kind == "regression" or stage.input_resolution):
@@ -292,7 +305,7 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
     text_encoder = build_text_encoder(cascade.text_encoder)
     denoiser = build_stage(cascade, stage, text_encoder.dim)
     module = StageModule(denoiser, None if text_encoder.frozen else text_encoder, sr,
-                         grounding, text_encoder.token_spans)
+                         grounding, text_encoder.token_spans, grounding_weighting)
     return _Job(
         module, text_encoder if text_encoder.frozen else None, stage.resolution,
         lambda folder, shadow: export_pipeline(folder, cascade, stage, shadow,
@@ -334,7 +347,8 @@ def _align_job(cascade: CascadeConfig, train_cfg: TrainConfig) -> _Job:
 def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
         return _align_job(cascade, cfg)
-    return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop, cfg.grounding)
+    return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop, cfg.grounding,
+                          cfg.grounding_weighting)
 
 
 def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int):
