@@ -59,10 +59,15 @@ def main() -> None:
         seconds = generate(pipe, items, args.images_per_prompt, g, folder)
         scores = compbench.score_folder(items, folder)
         scores["seconds"] = seconds
+        if "color_attribution" in scores["categories"]:
+            scores["attribution_faults"] = compbench.attribution_faults(items, folder)
         results[f"{g:g}"] = scores
         print(f"guidance {g:g}: overall {scores['overall']:.3f} "
               f"({len(items) * args.images_per_prompt / seconds:.1f} img/s)")
         print(compbench.format_table(scores))
+        if "attribution_faults" in scores:
+            print("colour attribution:", ", ".join(
+                f"{k} {v}" for k, v in scores["attribution_faults"].items()))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
             "prompts": len(items), "categories": args.categories,
             "images_per_prompt": args.images_per_prompt,

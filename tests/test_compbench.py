@@ -125,3 +125,24 @@ def test_colour_attribution_is_judged_per_object(rng):
                                     {"shape": "circle", "color": "blue"}]})
     assert not compbench.is_correct(swapped, parsed, 64)
     assert compbench.is_correct(right, parsed, 64)
+
+
+@pytest.mark.parametrize("drawn, fault", [
+    ([("circle", "red"), ("square", "blue")], "right"),
+    ([("circle", "red"), ("square", "blue"), ("square", "red")], "bound, extra objects"),
+    ([("circle", "red"), ("square", "blue"), ("star", "green")], "bound, extra objects"),
+    ([("circle", "blue"), ("square", "red")], "swapped"),
+    ([("circle", "red"), ("square", "red")], "one colour"),
+    ([("circle", "blue"), ("square", "blue")], "one colour"),
+    ([("circle", "red"), ("star", "blue")], "other"),
+    ([("circle", "red")], "other"),
+])
+def test_attribution_faults_name_how_an_image_went(rng, drawn, fault):
+    scene = parse_spec({"objects": [{"shape": "circle", "color": "red"},
+                                    {"shape": "square", "color": "blue"}]})
+    cells = ["top left", "bottom right", "top right"]
+    parsed = parsed_render({"objects": [
+        {"shape": s, "color": c, "size": "medium", "position": p}
+        for (s, c), p in zip(drawn, cells)]}, rng)
+    assert sorted((o.shape, o.color) for o in parsed.objects) == sorted(drawn)
+    assert compbench.attribution_fault(scene, parsed, 64) == fault

@@ -94,6 +94,32 @@ def is_correct(scene: Scene, parsed: ParsedScene, side: int) -> bool:
 
 MAX_OBJECTS = 12  # no spec asks for more (3 groups of 4); more is wrong without a search
 
+ATTRIBUTION_FAULTS = ("right", "bound, extra objects", "swapped", "one colour", "other")
+
+
+def attribution_fault(scene: Scene, parsed: ParsedScene, side: int) -> str:
+    """How a colour-attribution image (two or more groups of distinct colours) went, one of
+    ATTRIBUTION_FAULTS: right; every group's shape shows in its colour, but with more objects
+    than asked for; swapped (every group's shape shows only in another group's colour); all
+    objects (two or more) one colour; other."""
+    if is_correct(scene, parsed, side):
+        return "right"
+    objects = parsed.objects
+
+    def shows(shape, color):
+        return any(o.color == color and shape in (None, o.shape) for o in objects)
+
+    groups = scene.groups
+    asked = sum(g.count or 1 for g in groups)
+    if all(shows(g.shape, g.color) for g in groups) and len(objects) > asked:
+        return "bound, extra objects"
+    if all(not shows(g.shape, g.color)
+           and any(shows(g.shape, h.color) for h in groups if h is not g) for g in groups):
+        return "swapped"
+    if len(objects) > 1 and len({o.color for o in objects}) == 1:
+        return "one colour"
+    return "other"
+
 
 def _deal(groups, objects, fits, dealt: list[list], i: int) -> bool:
     """Depth-first search over the ways to give objects i.. to the groups they fit."""
@@ -137,6 +163,19 @@ def score_folder(items: list[EvalItem], folder: str | Path,
             if judged(item, image.shape[0]):
                 results.append((item, is_correct(item.scene, parse_image(image), image.shape[0])))
     return summarize(results)
+
+
+def attribution_faults(items: list[EvalItem], folder: str | Path) -> dict[str, int]:
+    """How many of the colour-attribution prompts' images went each way of
+    `attribution_fault` (images named as in `score_folder`, indices 0, 1, ...)."""
+    counts = dict.fromkeys(ATTRIBUTION_FAULTS, 0)
+    for index, item in enumerate(items):
+        if item.category != "color_attribution":
+            continue
+        for path in image_paths(Path(folder), index):
+            image = load_rgb(path)
+            counts[attribution_fault(item.scene, parse_image(image), image.shape[0])] += 1
+    return counts
 
 
 def judged(item: EvalItem, side: int) -> bool:
