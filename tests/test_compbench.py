@@ -143,6 +143,6 @@ def test_attribution_faults_name_how_an_image_went(rng, drawn, fault):
     cells = ["top left", "bottom right", "top right"]
     parsed = parsed_render({"objects": [
         {"shape": s, "color": c, "size": "medium", "position": p}
-        for (s, c), p in zip(drawn, cells)]}, rng)
+        for (s, c), p in zip(drawn, cells[: len(drawn)], strict=True)]}, rng)
     assert sorted((o.shape, o.color) for o in parsed.objects) == sorted(drawn)
     assert compbench.attribution_fault(scene, parsed, 64) == fault

@@ -102,7 +102,10 @@ def test_sample_weights_weigh_each_samples_terms():
     phrases, masks = phrases.repeat(2, 1), masks.repeat(2, 1, 1, 1)
     alone_good = grounding_loss(good, phrases[:1], masks[:1]).item()
     alone_bad = grounding_loss(bad, phrases[:1], masks[:1]).item()
-    weighted = lambda w: grounding_loss(pair, phrases, masks, torch.tensor(w)).item()
+
+    def weighted(w):
+        return grounding_loss(pair, phrases, masks, torch.tensor(w)).item()
+
     assert weighted([1.0, 0.0]) == pytest.approx(alone_good, rel=1e-5)
     assert weighted([0.0, 1.0]) == pytest.approx(alone_bad, rel=1e-5)
     assert weighted([1.0, 1.0]) == pytest.approx(grounding_loss(pair, phrases, masks).item())

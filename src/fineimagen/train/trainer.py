@@ -39,8 +39,13 @@ from ..errors import InputError
 from ..models.sr import RegionText, RegressionSR, pool_text
 from ..models.text_encoders import EmbeddingCache, TextEncoder, build_text_encoder
 from ..models.unet import EfficientUNet
-from .grounding import (GROUNDING_WEIGHTINGS, grounding_loss, install_recorder,
-                        sample_weights, token_phrases)
+from .grounding import (
+    GROUNDING_WEIGHTINGS,
+    grounding_loss,
+    install_recorder,
+    sample_weights,
+    token_phrases,
+)
 from .plots import plot_loss
 
 
