@@ -88,7 +88,7 @@ def grounding_loss(maps: list[torch.Tensor], phrases: torch.Tensor, masks: torch
         inside = torch.einsum("bgn,bnl->blg", m, text)  # [B, L, G]
         total = text.sum(1)[..., None]  # [B, L, 1]
         share = inside / (total + EPS)
-        tok = (token_weight * (1 - share) ** 2).sum() / token_weight.sum().clamp(min=1)
+        tok = (token_weight * (1 - share) ** 2).sum() / token_weight.sum().clamp(min=EPS)
         # pixel side: the share of each mask pixel's text attention on its group's tokens
         own = torch.einsum("bnl,blg->bng", text, member)  # [B, N, G]
         all_text = text.sum(-1, keepdim=True)  # [B, N, 1]
