@@ -57,10 +57,8 @@ def main() -> None:
     for g in (float(v) for v in args.guidance.split(",")):
         folder = out / f"guidance_{g:g}"
         seconds = generate(pipe, items, args.images_per_prompt, g, folder)
-        scores = compbench.score_folder(items, folder)
+        scores = compbench.score_folder(items, folder, faults=True)
         scores["seconds"] = seconds
-        if "color_attribution" in scores["categories"]:
-            scores["attribution_faults"] = compbench.attribution_faults(items, folder)
         results[f"{g:g}"] = scores
         print(f"guidance {g:g}: overall {scores['overall']:.3f} "
               f"({len(items) * args.images_per_prompt / seconds:.1f} img/s)")

@@ -147,35 +147,33 @@ def image_paths(folder: Path, index: int) -> list[Path]:
 
 
 def score_folder(items: list[EvalItem], folder: str | Path,
-                 indices: list[int] | None = None) -> dict:
+                 indices: list[int] | None = None, faults: bool = False) -> dict:
     """Parse every image of every prompt and return the score table (see `summarize`);
-    `indices` are the items' line numbers in the file names (default 0, 1, ...)."""
+    `indices` are the items' line numbers in the file names (default 0, 1, ...). With
+    `faults`, the table also counts how the colour-attribution images went
+    ("attribution_faults", see `attribution_fault`), from the same parses."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"image folder not found: {folder}")
     results = []
+    counts = dict.fromkeys(ATTRIBUTION_FAULTS, 0)
     for index, item in zip(indices or range(len(items)), items, strict=True):
         paths = image_paths(folder, index)
         if not paths:
             raise InputError(f"no image for prompt line {index + 1}: expected {index:05d}_0.png")
         for path in paths:
             image = load_rgb(path)
-            if judged(item, image.shape[0]):
-                results.append((item, is_correct(item.scene, parse_image(image), image.shape[0])))
-    return summarize(results)
-
-
-def attribution_faults(items: list[EvalItem], folder: str | Path) -> dict[str, int]:
-    """How many of the colour-attribution prompts' images went each way of
-    `attribution_fault` (images named as in `score_folder`, indices 0, 1, ...)."""
-    counts = dict.fromkeys(ATTRIBUTION_FAULTS, 0)
-    for index, item in enumerate(items):
-        if item.category != "color_attribution":
-            continue
-        for path in image_paths(Path(folder), index):
-            image = load_rgb(path)
-            counts[attribution_fault(item.scene, parse_image(image), image.shape[0])] += 1
-    return counts
+            side = image.shape[0]
+            if not judged(item, side):
+                continue
+            parsed = parse_image(image)
+            results.append((item, is_correct(item.scene, parsed, side)))
+            if faults and item.category == "color_attribution":
+                counts[attribution_fault(item.scene, parsed, side)] += 1
+    scores = summarize(results)
+    if faults and "color_attribution" in scores["categories"]:
+        scores["attribution_faults"] = counts
+    return scores
 
 
 def judged(item: EvalItem, side: int) -> bool:
