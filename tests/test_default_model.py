@@ -96,3 +96,15 @@ def test_recipes_load_and_the_preset_matches_the_shipped_aligner(pipe):
     assert configs["shapes-align-texture"].texture_loss == 1.0
     # so that `--init` from the shipped folder trains the shipped aligner further
     assert load_preset("shapes-32-128").aligner == pipe.aligner.cfg
+    # the shipped base reads the prompt as the preset does (conjuncts, words only), so a run
+    # from the preset trains with the text features the shipped pipeline samples with
+    assert load_preset("shapes-32-128").text_encoder == pipe.text_config
+    assert pipe.text_config.binding == "conjuncts" and not pipe.text_config.special_tokens
+    # the shipped base's runs form one chain: each starts from the one before
+    chain = ["shapes-gpu-base", "shapes-finetune-base", "shapes-ground-base",
+             "shapes-settle-base", "shapes-settle2-base"]
+    for before, after in zip(chain[:-1], chain[1:], strict=True):
+        assert configs[after].init == configs[before].out + "/model"
+    assert configs["shapes-ground-base"].grounding_weighting == "signal"
+    # v4 and v5 were trained reading the whole prompt with its special tokens
+    assert load_preset(configs["shapes-finetune-base"].preset).text_encoder.binding == "prompt"
