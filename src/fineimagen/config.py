@@ -226,7 +226,12 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> CascadeConfig:
-    """A named preset (`presets/NAME.json`) or a path to a JSON file."""
+    """A named preset (`presets/NAME.json`) or a path to a JSON file. A preset holding
+    `"extends": OTHER` is OTHER with its own top-level keys in place of OTHER's."""
+    return CascadeConfig.from_dict(_preset_dict(name), f"preset {name}")
+
+
+def _preset_dict(name: str, seen: tuple[str, ...] = ()) -> dict:
     path = Path(name)
     if path.suffix == ".json" and path.is_file():
         text = path.read_text()
@@ -238,4 +243,9 @@ def load_preset(name: str) -> CascadeConfig:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"preset {name}: malformed JSON ({err.msg})") from None
-    return CascadeConfig.from_dict(data, f"preset {name}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if parent in (*seen, name):
+        raise InputError(f"preset {name}: extends itself through {parent!r}")
+    return {**_preset_dict(parent, (*seen, name)), **data}
