@@ -102,9 +102,11 @@ def test_recipes_load_and_the_preset_matches_the_shipped_aligner(pipe):
     assert pipe.text_config.binding == "conjuncts" and not pipe.text_config.special_tokens
     # the shipped base's runs form one chain: each starts from the one before
     chain = ["shapes-gpu-base", "shapes-finetune-base", "shapes-ground-base",
-             "shapes-settle-base", "shapes-settle2-base", "shapes-settle3-base"]
+             "shapes-settle-base", "shapes-settle2-base", "shapes-settle3-base",
+             "shapes-gpu-ground-base", "shapes-gpu-settle-base"]
     for before, after in zip(chain[:-1], chain[1:], strict=True):
         assert configs[after].init == configs[before].out + "/model"
     assert configs["shapes-ground-base"].grounding_weighting == "signal"
+    assert configs["shapes-gpu-ground-base"].grounding_weighting == "signal"
     # v4 and v5 were trained reading the whole prompt with its special tokens
     assert load_preset(configs["shapes-finetune-base"].preset).text_encoder.binding == "prompt"
