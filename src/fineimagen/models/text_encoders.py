@@ -110,8 +110,8 @@ class HFEncoder(TextEncoder):
         prompts = list(prompts)
         states, mask, offsets = self._hidden_states(prompts)
         if not self.special_tokens:  # offsets (0, 0) mark [CLS], [SEP], </s> and padding
-            spans = torch.tensor(offsets, device=mask.device)  # [B, L, 2]
-            mask = mask & (spans[..., 1] > spans[..., 0])
+            words = [[z > a for a, z in row] for row in offsets]
+            mask = mask & torch.tensor(words, device=mask.device)
         if self.binding == "conjuncts":
             self._bind_conjuncts(prompts, states, offsets)
         out = torch.cat([states[i] for i in self.feature_layers], -1).float()  # [B, L, D]
@@ -120,11 +120,13 @@ class HFEncoder(TextEncoder):
     def _hidden_states(self, prompts: list[str]):
         """Every layer's hidden states [B, L, W] (a list; bf16 where autocast ran), the mask
         and the tokens' offsets."""
+        # lists, made tensors here: the tokenizer's own tensors (offsets included) took 3x
+        # as long as the tokenizing, the main cost of a training step on a GPU
         batch = self.tokenizer(prompts, padding="longest", truncation=True,
-                               max_length=self.max_length, return_tensors="pt",
-                               return_offsets_mapping=True)
-        offsets = batch.pop("offset_mapping").tolist()
-        batch = {k: v.to(self.device) for k, v in batch.items() if k != "token_type_ids"}
+                               max_length=self.max_length, return_offsets_mapping=True)
+        offsets = batch.pop("offset_mapping")
+        batch = {k: torch.tensor(v, device=self.device) for k, v in batch.items()
+                 if k != "token_type_ids"}
         bf16 = self.device.type == "cpu" and native_bf16(self.device)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
             states = self.model(**batch, output_hidden_states=True).hidden_states
