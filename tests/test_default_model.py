@@ -103,7 +103,7 @@ def test_recipes_load_and_the_preset_matches_the_shipped_aligner(pipe):
     # the shipped base's runs form one chain: each starts from the one before
     chain = ["shapes-gpu-base", "shapes-finetune-base", "shapes-ground-base",
              "shapes-settle-base", "shapes-settle2-base", "shapes-settle3-base",
-             "shapes-gpu-ground-base", "shapes-gpu-settle-base"]
+             "shapes-gpu-ground-base", "shapes-gpu-settle-base", "shapes-settle4-base"]
     for before, after in zip(chain[:-1], chain[1:], strict=True):
         assert configs[after].init == configs[before].out + "/model"
     assert configs["shapes-ground-base"].grounding_weighting == "signal"
