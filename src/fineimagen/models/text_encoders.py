@@ -120,8 +120,8 @@ class HFEncoder(TextEncoder):
     def _hidden_states(self, prompts: list[str]):
         """Every layer's hidden states [B, L, W] (a list; bf16 where autocast ran), the mask
         and the tokens' offsets."""
-        # lists, made tensors here: the tokenizer's own tensors (offsets included) took 3x
-        # as long as the tokenizing, the main cost of a training step on a GPU
+        # lists, made tensors here: the tokenizer's own tensors (offsets included) nearly
+        # doubled its time (59 vs 32 ms for 256 prompts); encoding bounded GPU training
         batch = self.tokenizer(prompts, padding="longest", truncation=True,
                                max_length=self.max_length, return_offsets_mapping=True)
         offsets = batch.pop("offset_mapping")
