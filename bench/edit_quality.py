@@ -69,8 +69,8 @@ def make_pairs(n: int, seed: int = 0):
         edited = [replace(groups[0], **{attribute: new})] + groups[1:]
         phrasing = int(rng.integers(2**31))
         source, target = Scene(tuple(groups)), Scene(tuple(edited))
-        a = caption(source, np.random.default_rng(phrasing), relations=False)
-        b = caption(target, np.random.default_rng(phrasing), relations=False)
+        a = caption(source, np.random.default_rng(phrasing))
+        b = caption(target, np.random.default_rng(phrasing))
         try:
             check_edit(a.split(), b.split())  # wordings that drifted apart are no edit
             for scene in (source, target):  # a scene the data could never draw is no edit

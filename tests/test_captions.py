@@ -1,7 +1,9 @@
 import numpy as np
 
-from fineimagen.data.captions import caption, mention
-from fineimagen.data.scene import parse_spec, sample_scene
+from fineimagen.control.plan import plan_scene
+from fineimagen.data.captions import caption, mention, say_relation
+from fineimagen.data.scene import parse_spec, relation_holds, sample_scene
+from fineimagen.data.shapes import make_sample
 
 
 def test_caption_states_exactly_the_given_attributes():
@@ -22,21 +24,40 @@ def test_caption_is_deterministic_per_seed():
     assert caption(scene, np.random.default_rng(7)) == caption(scene, np.random.default_rng(7))
 
 
-def test_relations_are_said_only_where_they_hold():
-    spec = {"objects": [{"shape": "star", "color": "red", "position": "left", "count": 1},
-                        {"shape": "heart", "color": "blue", "position": "right", "count": 1}]}
-    scene = parse_spec(spec)
-    said = 0
+def test_a_relation_is_said_as_stated_or_inverted_and_only_when_stated():
+    spec = {"objects": [{"shape": "star", "color": "red", "count": 1},
+                        {"shape": "heart", "color": "blue", "count": 1}],
+            "relations": [{"subject": 0, "relation": "left_of", "object": 1}]}
+    forms = set()
     for i in range(60):
-        text = caption(scene, np.random.default_rng(i))
+        text = caption(parse_spec(spec), np.random.default_rng(i))
         if "left of" in text:
-            said += 1
             assert text.index("star") < text.index("left of") < text.index("heart")
-        if "right of" in text:
-            said += 1
+        else:
             assert text.index("heart") < text.index("right of") < text.index("star")
-        assert "above" not in text and "below" not in text
-    assert said > 5
+        forms.add(("is " in text, "left of" in text))
+    assert len(forms) == 4  # "A to the left of B", "A is ...", and both inverted
+    del spec["relations"]
+    for i in range(30):
+        text = caption(parse_spec(spec), np.random.default_rng(i))
+        assert not any(w in text for w in ("left", "right", "above", "below"))
+
+
+def test_training_captions_state_relations_that_hold_on_the_canvas():
+    stated = 0
+    for i in range(300):
+        rng = np.random.default_rng(i)
+        scene, placed = sample_scene(rng)
+        said = say_relation(mention(scene, rng), placed, rng)
+        for rel in said.relations:
+            stated += 1
+            points = [[(o.x, o.y) for o in placed if o.group == g]
+                      for g in (rel.subject, rel.object)]
+            assert relation_holds(rel.relation, *points)
+            assert plan_scene(caption(said, rng)).relations  # and the caption says it
+    assert 20 < stated < 120
+    said = sum(" left of " in make_sample(i, 32).caption for i in range(200))
+    assert said > 3
 
 
 def test_mention_keeps_shape_and_count_and_drops_others_sometimes():

@@ -1,6 +1,9 @@
 """Layout planning from the prompt: a prompt in the shapes grammar read back into the scene
 spec it states, so that scene control (regions, sketch) can draw it from the prompt alone.
 
+Relations ("A to the left of B", "B is below A") become the spec's `relations`, the group
+before the relation words its subject.
+
 This is the two-stage scheme of LLM-grounded diffusion (Lian et al. 2023, LMD): a planner
 turns the prompt into a layout, a layout-grounded sampler draws it. Here the planner is a
 deterministic reader of the captions' grammar (data/captions.py), which it inverts exactly:
@@ -18,16 +21,16 @@ from ..data.captions import (
     COLOR_WORDS,
     COUNT_WORDS,
     POSITION_PHRASES,
+    RELATION_PHRASES,
     SHAPE_WORDS,
     SIZE_WORDS,
     TEXTURE_ADJECTIVES,
     TEXTURE_PHRASES,
 )
-from ..data.scene import Group, Scene, parse_spec
+from ..data.scene import Group, Relation, Scene, parse_spec
 from ..errors import InputError
 
-RELATIONS = ("to the left of", "to the right of", "above", "below")  # between two groups
-SEPARATORS = ("and", ",", *RELATIONS)
+SEPARATORS = ("and", ",")
 
 
 class PlanError(InputError):
@@ -67,6 +70,9 @@ def _lexicon() -> dict[tuple[str, ...], tuple[str, object]]:
                 add(p.format(w), "background", background)
     for s in SEPARATORS:
         add(s, "separator", s)
+    for relation, phrases in RELATION_PHRASES.items():
+        for p in phrases:
+            add(p, "relation", relation)
     return table
 
 
@@ -82,8 +88,9 @@ def plan_scene(prompt: str) -> Scene:
         raise PlanError("prompt is empty")
     table = _lexicon()
     longest = max(len(k) for k in table)
-    groups: list[dict] = []
+    groups: list[Group] = []
     current: dict = {}
+    relations: list[Relation] = []
     background = None
     i = 0
     while i < len(words):
@@ -96,10 +103,14 @@ def plan_scene(prompt: str) -> Scene:
                             "grammar the layout planner reads")
         phrase = " ".join(words[i:i + n])
         i += n
-        if kind == "separator" or kind == "background":
+        if kind in ("separator", "background", "relation"):
             if current:
                 groups.append(_finish(current, phrase))
                 current = {}
+            if kind == "relation":
+                if not groups or i == len(words):
+                    raise PlanError(f"{phrase!r} needs an object group on each side")
+                relations.append(Relation(len(groups) - 1, value, len(groups)))
             if kind == "background":
                 if background is not None or i < len(words):
                     raise PlanError(f"{phrase!r}: the background is said once, at the end")
@@ -118,8 +129,10 @@ def plan_scene(prompt: str) -> Scene:
         groups.append(_finish(current, "the end"))
     if not groups:
         raise PlanError("the prompt names no shape")
+    if relations and relations[-1].object >= len(groups):
+        raise PlanError(f"no object group after {relations[-1].relation!r}")
     try:
-        return parse_spec(Scene(tuple(groups), background).to_spec())
+        return parse_spec(Scene(tuple(groups), background, tuple(relations)).to_spec())
     except InputError as err:
         raise PlanError(f"the planned scene is not valid: {err}") from None
 

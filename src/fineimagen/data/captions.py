@@ -7,10 +7,12 @@ captions range from terse to exhaustive. Deterministic for a given generator sta
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import vocab
-from .scene import Group, Scene
+from .scene import Group, PlacedObject, Relation, Scene, relation_holds
 
 SHAPE_WORDS = {
     "circle": ("circle", "circle", "disk"),
@@ -72,46 +74,69 @@ def group_phrase(g: Group, rng: np.random.Generator, with_position: bool = True)
 
 
 
-def _relation(a: Group, b: Group) -> str | None:
-    """A spatial relation of a to b that holds for their cells, if one is simple to say."""
-    (ra, ca), (rb, cb) = vocab.cell_of(a.position), vocab.cell_of(b.position)
-    if ra == rb:
-        return "to the left of" if ca < cb else "to the right of"
-    if ca == cb:
-        return "above" if ra < rb else "below"
-    return None
+RELATION_PHRASES = {"left_of": ("to the left of", "is to the left of"),
+                    "right_of": ("to the right of", "is to the right of"),
+                    "above": ("above", "is above"), "below": ("below", "is below")}
+INVERSE = {"left_of": "right_of", "right_of": "left_of", "above": "below", "below": "above"}
+RELATION_SHARE = 0.3  # training captions of two or more groups that state a relation
+RELATION_DROPS_CELLS = 0.5  # of those, the share whose two groups' cells are left unsaid
 
 
-def caption(scene: Scene, rng: np.random.Generator, relations: bool = True) -> str:
-    """A caption that states exactly the attributes `scene` sets."""
-    return caption_spans(scene, rng, relations)[0]
+def caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A caption that states exactly the attributes and relations `scene` sets."""
+    return caption_spans(scene, rng)[0]
 
 
-def caption_spans(scene: Scene, rng: np.random.Generator, relations: bool = True
+def caption_spans(scene: Scene, rng: np.random.Generator
                   ) -> tuple[str, list[tuple[int, int, int]]]:
     """`caption`'s text and, per group phrase, (start, end, group index): where in the text
-    each group is described (what the base stage's attention grounding reads)."""
-    groups = list(scene.groups)
-    order = [int(i) for i in rng.permutation(len(groups))]
-    groups = [groups[i] for i in order]
-    phrases = []
-    if relations and len(groups) == 2 and all(g.position for g in groups) and rng.random() < 0.3:
-        rel = _relation(groups[0], groups[1])
-        if rel is not None:  # absolute positions stay: the relation is extra phrasing
-            phrases = [group_phrase(groups[0], rng), f" {rel} ", group_phrase(groups[1], rng)]
-    if not phrases:
-        phrases = [group_phrase(g, rng) for g in groups]
-        joins = [", "] * (len(phrases) - 2) + [" and "] if len(phrases) > 1 else []
-        phrases = [x for pair in zip(phrases, [*joins, ""], strict=True) for x in pair][:-1]
+    each group is described (what the base stage's attention grounding reads). A relation
+    reads "A to the left of B", "A is above B" or, inverted, "B is to the right of A"."""
+    units: list[list] = []  # each: group indices and joining words, alternating
+    related = set()
+    for r in scene.relations:
+        first, words, second = r.subject, r.relation, r.object
+        if rng.random() < 0.5:
+            first, words, second = second, INVERSE[words], first
+        units.append([first, f" {_choose(rng, RELATION_PHRASES[words])} ", second])
+        related |= {r.subject, r.object}
+    units += [[i] for i in range(len(scene.groups)) if i not in related]
+    units = [units[int(k)] for k in rng.permutation(len(units))]
+    pieces: list = []
+    for k, unit in enumerate(units):
+        if k:
+            pieces.append(" and " if k == len(units) - 1 else ", ")
+        pieces += unit
     text, spans = "", []
-    for k, piece in enumerate(phrases):
-        if k % 2 == 0:  # a group's phrase; odd pieces join them
-            spans.append((len(text), len(text) + len(piece), order[k // 2]))
-        text += piece
+    for piece in pieces:
+        if isinstance(piece, str):
+            text += piece
+            continue
+        phrase = group_phrase(scene.groups[piece], rng)
+        spans.append((len(text), len(text) + len(phrase), piece))
+        text += phrase
     if scene.background:
         word = _choose(rng, BACKGROUND_WORDS.get(scene.background, (scene.background,)))
         text += " " + _choose(rng, BACKGROUND_PHRASES).format(word)
     return text, spans
+
+
+def say_relation(said: Scene, placed: list[PlacedObject], rng: np.random.Generator) -> Scene:
+    """Training captions: with probability RELATION_SHARE, `said` (of two or more groups)
+    gains one relation that the laid-out objects satisfy, and with RELATION_DROPS_CELLS
+    its two groups' cells go unsaid."""
+    if len(said.groups) < 2 or rng.random() >= RELATION_SHARE:
+        return said
+    i, j = (int(k) for k in rng.choice(len(said.groups), 2, replace=False))
+    points = [[(o.x, o.y) for o in placed if o.group == g] for g in (i, j)]
+    holding = [r for r in vocab.RELATIONS if relation_holds(r, *points)]
+    if not holding:
+        return said
+    groups = list(said.groups)
+    if rng.random() < RELATION_DROPS_CELLS:
+        groups[i], groups[j] = replace(groups[i], position=None), replace(groups[j], position=None)
+    relation = Relation(i, holding[int(rng.integers(len(holding)))], j)
+    return replace(said, groups=tuple(groups), relations=(relation,))
 
 
 def mention(scene: Scene, rng: np.random.Generator, keep: float = 0.8) -> Scene:
@@ -126,7 +151,7 @@ def mention(scene: Scene, rng: np.random.Generator, keep: float = 0.8) -> Scene:
         return Group(**fields)
 
     background = scene.background if rng.random() < keep * 0.6 else None
-    return Scene(tuple(drop(g) for g in scene.groups), background)
+    return Scene(tuple(drop(g) for g in scene.groups), background, scene.relations)
 
 
 def object_phrase(g: Group) -> str:

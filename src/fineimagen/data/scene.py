@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from itertools import permutations
 
 import numpy as np
 
@@ -55,14 +57,29 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Relation:
+    """Group `subject` lies `relation` (vocab.RELATIONS) of group `object`."""
+
+    subject: int
+    relation: str
+    object: int
+
+    def to_spec(self) -> dict:
+        return {"subject": self.subject, "relation": self.relation, "object": self.object}
+
+
+@dataclass(frozen=True)
 class Scene:
     groups: tuple[Group, ...]
     background: str | None = None
+    relations: tuple[Relation, ...] = ()
 
     def to_spec(self) -> dict:
         spec: dict = {"objects": [g.fields() for g in self.groups]}
         if self.background is not None:
             spec = {"background": self.background, **spec}
+        if self.relations:
+            spec["relations"] = [r.to_spec() for r in self.relations]
         return spec
 
     def has_count(self) -> bool:
@@ -104,18 +121,90 @@ def parse_spec(spec: dict | str) -> Scene:
             raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
     if not isinstance(spec, dict):
         raise InputError("a scene spec must be a JSON object with an 'objects' list")
-    unknown = set(spec) - {"objects", "background"}
+    unknown = set(spec) - {"objects", "background", "relations"}
     if unknown:
-        raise InputError(f"unknown scene key {sorted(unknown)[0]!r} (allowed: objects, background)")
+        raise InputError(f"unknown scene key {sorted(unknown)[0]!r} "
+                         "(allowed: objects, background, relations)")
     background = spec.get("background")
     if background is not None and background not in vocab.BACKGROUNDS:
         raise InputError(_unknown("background", background, vocab.BACKGROUNDS))
     objects = spec.get("objects")
     if not isinstance(objects, list) or not 1 <= len(objects) <= MAX_GROUPS:
         raise InputError(f"'objects' must be a list of 1 to {MAX_GROUPS} object groups")
-    scene = Scene(tuple(_parse_group(o, i) for i, o in enumerate(objects)), background)
-    _check_distinct(scene.groups)
+    groups = tuple(_parse_group(o, i) for i, o in enumerate(objects))
+    _check_distinct(groups)
+    relations = _parse_relations(spec.get("relations", []), len(groups))
+    scene = Scene(groups, background, relations)
+    if relations and _relation_cells(scene) is None:
+        raise InputError("the relations contradict each other or the stated positions")
     return scene
+
+
+def _parse_relations(relations: object, n_groups: int) -> tuple[Relation, ...]:
+    """Validate the `relations` list: subject and object index distinct groups, and each
+    group takes part in at most one relation (what the captions and planner can say)."""
+    if not isinstance(relations, list):
+        raise InputError("'relations' must be a list of {subject, relation, object}")
+    parsed, used = [], set()
+    for k, rel in enumerate(relations):
+        where = f"relation {k}"
+        if not isinstance(rel, dict) or set(rel) != {"subject", "relation", "object"}:
+            raise InputError(f"{where}: must be an object with keys subject, relation, object")
+        for key in ("subject", "object"):
+            index = rel[key]
+            if isinstance(index, bool) or not isinstance(index, int) \
+                    or not 0 <= index < n_groups:
+                raise InputError(f"{where}: {key} must be an object index from 0 to "
+                                 f"{n_groups - 1}, got {index!r}")
+        if rel["relation"] not in vocab.RELATIONS:
+            raise InputError(f"{where}: " + _unknown("relation", rel["relation"],
+                                                     vocab.RELATIONS))
+        if rel["subject"] == rel["object"]:
+            raise InputError(f"{where}: subject and object are the same group")
+        if {rel["subject"], rel["object"]} & used:
+            raise InputError(f"{where}: a group takes part in at most one relation")
+        used |= {rel["subject"], rel["object"]}
+        parsed.append(Relation(rel["subject"], rel["relation"], rel["object"]))
+    return tuple(parsed)
+
+
+def relation_holds(relation: str, subject: list[tuple[float, float]],
+                   other: list[tuple[float, float]],
+                   margin: float = vocab.RELATION_MARGIN) -> bool:
+    """Whether every (x, y) point of `subject` lies `relation` of every point of `other`,
+    at least `margin` apart along the relation's axis (y downwards)."""
+    axis, sign = {"left_of": (0, 1), "right_of": (0, -1),
+                  "above": (1, 1), "below": (1, -1)}[relation]
+    return all(sign * (b[axis] - a[axis]) >= margin for a in subject for b in other)
+
+
+def _cells_hold(relation: str, a: str, b: str) -> bool:
+    """The relation between two cells (strictly another column or row)."""
+    (ra, ca), (rb, cb) = vocab.cell_of(a), vocab.cell_of(b)
+    return {"left_of": ca < cb, "right_of": ca > cb, "above": ra < rb,
+            "below": ra > rb}[relation]
+
+
+@lru_cache(maxsize=256)
+def _relation_cells(scene: Scene) -> tuple[tuple[str, ...], ...] | None:
+    """Every assignment of distinct cells to the groups that keeps their stated positions
+    and satisfies the relations at cell level; None when there is none."""
+    options = tuple(
+        cells for cells in permutations(vocab.POSITIONS, len(scene.groups))
+        if all(g.position in (None, c) for g, c in zip(scene.groups, cells, strict=True))
+        and all(_cells_hold(r.relation, cells[r.subject], cells[r.object])
+                for r in scene.relations)
+    )
+    return options or None
+
+
+def relations_hold(scene: Scene, placed: list[PlacedObject]) -> bool:
+    """Whether laid-out objects satisfy every relation of the scene."""
+    def points(group):
+        return [(o.x, o.y) for o in placed if o.group == group]
+
+    return all(relation_holds(r.relation, points(r.subject), points(r.object))
+               for r in scene.relations)
 
 
 def _parse_group(obj: object, index: int) -> Group:
@@ -170,13 +259,25 @@ def complete(
     Raises InputError when no completion of the spec fits on the canvas.
     """
     for _ in range(tries):
-        filled = _fill(scene, rng, avoid_heldout)
+        filled = _fill(_with_relation_cells(scene, rng), rng, avoid_heldout)
         if filled is None:
             continue
         placed = layout(filled, rng, per_group, fixed)
-        if placed is not None:
+        if placed is not None and relations_hold(filled, placed):
             return filled, placed
     raise InputError("the scene does not fit on the canvas (too many or too large objects)")
+
+
+def _with_relation_cells(scene: Scene, rng: np.random.Generator) -> Scene:
+    """A scene with relations gets cells for its open positions that satisfy them."""
+    if not scene.relations:
+        return scene
+    options = _relation_cells(scene)
+    if options is None:
+        raise InputError("the relations contradict each other or the stated positions")
+    cells = options[int(rng.integers(len(options)))]
+    return replace(scene, groups=tuple(replace(g, position=c)
+                                       for g, c in zip(scene.groups, cells, strict=True)))
 
 
 def _fill(scene: Scene, rng: np.random.Generator, avoid_heldout: bool) -> Scene | None:
@@ -204,7 +305,7 @@ def _fill(scene: Scene, rng: np.random.Generator, avoid_heldout: bool) -> Scene 
         used_positions.add(new.position)
         used_looks.add((new.shape, new.color))
         groups.append(new)
-    return Scene(tuple(groups), background)
+    return Scene(tuple(groups), background, scene.relations)
 
 
 def layout(scene: Scene, rng: np.random.Generator, per_group: bool = False,

@@ -18,7 +18,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..errors import InputError
 from ..files import atomic_folder
 from . import vocab
-from .captions import caption_spans, mention, object_phrase
+from .captions import caption_spans, mention, object_phrase, say_relation
 from .render import group_coverage, render
 from .scene import MAX_GROUPS, Group, PlacedObject, Scene, sample_scene
 
@@ -66,7 +66,7 @@ def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
     # captions from bare nouns to every attribute: keep ~ U[0, 1] (a bare noun about 1 single
     # object in 5), and EXHAUSTIVE_SHARE of them state everything (what edits start from)
     keep = 1.0 if rng.random() < EXHAUSTIVE_SHARE else rng.uniform(0.0, 1.0)
-    said = mention(scene, rng, keep=keep)
+    said = say_relation(mention(scene, rng, keep=keep), placed, rng)
     text, phrases = caption_spans(said, rng)
     prompts = boxes = None
     low_placed = placed

@@ -15,6 +15,11 @@ POSITIONS = (
 TEXTURES = ("solid", "striped", "dotted", "checkered")
 COUNTS = (1, 2, 3, 4)
 BACKGROUNDS = ("white", "black", "gray")
+# Spatial relations between two groups: a relation holds when every object of the subject
+# group lies on that side of every object of the other group, centroids at least
+# RELATION_MARGIN (a fraction of the image side) apart along the relation's axis.
+RELATIONS = ("left_of", "right_of", "above", "below")
+RELATION_MARGIN = 0.04
 
 # sRGB of each object colour: saturated, hues at least 27 degrees apart, so the hue (which
 # survives blending with a grey background and the darker texture shade) names the colour.
