@@ -2,7 +2,7 @@
 
 Usage: python bench/model_quality.py [--model DIR] [--prompts P.jsonl | --n-prompts 400]
                                      [--categories color_attribution] [--images-per-prompt 4]
-                                     [--guidance 3,5,7] [--out DIR]
+                                     [--guidance 3,5,7] [--stages base] [--out DIR]
 Generates `{index:05d}_{k}.png` for each guidance scale with the shipped sampler settings,
 scores them with the scene evaluator, and writes model_quality.json and model_quality.png.
 """
@@ -19,13 +19,15 @@ from fineimagen.pipeline import TextToImagePipeline
 from machine import describe  # bench/ is on sys.path when a bench script runs
 
 
-def generate(pipe, items, n, guidance, folder: Path, batch: int = 64, seed: int = 0):
+def generate(pipe, items, n, guidance, folder: Path, batch: int = 64, seed: int = 0,
+             stages: str | None = None):
     folder.mkdir(parents=True, exist_ok=True)
     per = max(1, batch // n)
     start_time = time.perf_counter()
     for start in range(0, len(items), per):
         chunk = [it.prompt for it in items[start:start + per]]
-        images = pipe(chunk, n=n, seed=seed + start * n, guidance=guidance, progress=False)
+        images = pipe(chunk, n=n, seed=seed + start * n, guidance=guidance, progress=False,
+                      stages=stages)
         for j, image in enumerate(images):
             image.save(folder / f"{start + j // n:05d}_{j % n}.png")
     return time.perf_counter() - start_time
@@ -40,6 +42,8 @@ def main() -> None:
                         "prompts (seeds follow the kept list)")
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--guidance", default="5")
+    parser.add_argument("--stages", help="last stage to run, by name or index (e.g. base: "
+                        "the base stage's own images; default: all)")
     parser.add_argument("--out", default="bench/results/model_quality")
     args = parser.parse_args()
     items = compbench.read_prompts(args.prompts) if args.prompts else \
@@ -56,7 +60,7 @@ def main() -> None:
     results = {}
     for g in (float(v) for v in args.guidance.split(",")):
         folder = out / f"guidance_{g:g}"
-        seconds = generate(pipe, items, args.images_per_prompt, g, folder)
+        seconds = generate(pipe, items, args.images_per_prompt, g, folder, stages=args.stages)
         scores = compbench.score_folder(items, folder, faults=True)
         scores["seconds"] = seconds
         results[f"{g:g}"] = scores
@@ -67,7 +71,7 @@ def main() -> None:
             print("colour attribution:", ", ".join(
                 f"{k} {v}" for k, v in scores["attribution_faults"].items()))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
-            "prompts": len(items), "categories": args.categories,
+            "prompts": len(items), "categories": args.categories, "stages": args.stages,
             "images_per_prompt": args.images_per_prompt,
             "model_defaults": vars(pipe.check_options()[0]), "machine": describe()}
     out.mkdir(parents=True, exist_ok=True)

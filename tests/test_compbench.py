@@ -17,13 +17,14 @@ def write_prompts(path, items):
 
 
 def test_evalset_is_balanced_and_heldout_has_unseen_items():
-    items = compbench.make_evalset(64, "heldout", seed=0)
+    items = compbench.make_evalset(72, "heldout", seed=0)
     counts = {c: sum(i.category == c for i in items) for c in compbench.CATEGORIES}
     assert set(counts.values()) == {8}
     unseen = [i for i in items if i.unseen]
-    assert {i.category for i in unseen} == {"colors", "position", "texture", "color_attribution"}
-    assert len(unseen) == 16
-    assert not any(i.unseen for i in compbench.make_evalset(64, "train", seed=0))
+    assert {i.category for i in unseen} == {"colors", "position", "texture", "color_attribution",
+                                            "relation"}
+    assert len(unseen) == 20
+    assert not any(i.unseen for i in compbench.make_evalset(72, "train", seed=0))
 
 
 def test_truth_renders_score_perfectly():

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="score images against scene specs, or self-test")
     ev.add_argument("--selftest", action="store_true", help="validate the scene parser")
+    ev.add_argument("--adversarial", action="store_true",
+                    help="changed truth renders that must fail or pass (with --prompts, of "
+                         "those prompts; else of a fresh held-out set of 400)")
     ev.add_argument("--prompts", help="prompts JSONL ({'prompt', 'scene'} a line)")
     ev.add_argument("--images", help="folder of {index:05d}_{k}.png")
     ev.add_argument("--render-truth", action="store_true",
@@ -55,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--size", type=int, default=128, help="render size for --render-truth")
     ev.add_argument("--samples", type=_positive, default=1, help="renders per prompt")
     ev.add_argument("--n", type=_positive, default=2000, help="scenes per row of --selftest")
-    ev.add_argument("--sizes", default="32,64,128", help="sizes for --selftest")
+    ev.add_argument("--sizes", help="sizes for --selftest (default 32,64,128) or "
+                    "--adversarial (default 32,128)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--fid", action="store_true",
                     help="with --images: also the in-domain FID and mean CLIP-score, on the "
@@ -284,6 +288,9 @@ def _eval(args) -> None:
     if args.selftest:
         _selftest(args)
         return
+    if args.adversarial:
+        _adversarial(args)
+        return
     if not args.prompts:
         raise InputError("eval needs --selftest, or --prompts with --images or --render-truth")
     from .eval import compbench
@@ -330,13 +337,32 @@ def _score_truth(items, args) -> dict:
     return render_truth(items, args.size, args.samples, args.seed)
 
 
+def _sizes(text: str) -> list[int]:
+    from .data.shapes import check_side
+
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise InputError(f"--sizes must be integers joined by commas: {text!r}") from None
+    for size in sizes:
+        check_side(size)
+    return sizes
+
+
+def _adversarial(args) -> None:
+    from .eval import adversarial, compbench
+
+    items = compbench.read_prompts(args.prompts) if args.prompts else \
+        compbench.make_evalset(400, "heldout", seed=args.seed + 1000)
+    table = adversarial.run(items, _sizes(args.sizes or "32,128"), args.seed)
+    print(adversarial.format_table(table))
+    _write_json(args.json, table)
+
+
 def _selftest(args) -> None:
     from .eval.selftest import agreement, format_agreement
 
-    try:
-        sizes = [int(s) for s in args.sizes.split(",")]
-    except ValueError:
-        raise InputError(f"--sizes must be integers joined by commas: {args.sizes!r}") from None
+    sizes = _sizes(args.sizes or "32,64,128")
     rows = {}
     for size in sizes:
         for condition in ("clean", "perturbed", "rimmed"):

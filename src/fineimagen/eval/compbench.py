@@ -14,7 +14,7 @@ out of the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,22 @@ from PIL import Image
 from ..data import vocab
 from ..data.captions import caption
 from ..data.render import render
-from ..data.scene import Group, Scene, complete, heldout_group, parse_spec
+from ..data.scene import (
+    Group,
+    Relation,
+    Scene,
+    complete,
+    heldout_group,
+    parse_spec,
+    relation_holds,
+)
 from ..errors import InputError
 from ..files import read_jsonl
 from .scenes import MIN_TEXTURE_SIDE, ParsedScene, parse_image, position_of_objects
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colors", "position", "size",
-              "texture", "color_attribution")
+              "texture", "color_attribution", "relation")
+BACKGROUND_SHARE = 0.25  # eval prompts that state the background
 
 
 @dataclass
@@ -43,6 +52,8 @@ class EvalItem:
 def category_of(scene: Scene) -> str:
     """The GenEval category a spec belongs to, by the attributes it constrains."""
     groups = scene.groups
+    if scene.relations:
+        return "relation"
     if len(groups) >= 2:
         colored = all(g.color for g in groups) and len({g.color for g in groups}) == len(groups)
         return "color_attribution" if colored else "two_objects"
@@ -77,7 +88,7 @@ def read_prompts(path: str | Path) -> list[EvalItem]:
 
 def is_correct(scene: Scene, parsed: ParsedScene, side: int) -> bool:
     """Whether a parsed image obeys a spec (the matching rule of the module docstring)."""
-    if scene.background is not None and parsed.background != scene.background:
+    if parsed.background is None or scene.background not in (None, parsed.background):
         return False
     objects = parsed.objects
     counts = [g.count for g in scene.groups]
@@ -89,7 +100,7 @@ def is_correct(scene: Scene, parsed: ParsedScene, side: int) -> bool:
     wanted = [{k: v for k, v in g.fields().items() if k not in ignored} for g in scene.groups]
     fits = [[j for j, w in enumerate(wanted) if all(getattr(o, k) == v for k, v in w.items())]
             for o in objects]
-    return _deal(scene.groups, objects, fits, [[] for _ in scene.groups], 0)
+    return _deal(scene, objects, fits, [[] for _ in scene.groups], 0)
 
 
 MAX_OBJECTS = 12  # no spec asks for more (3 groups of 4); more is wrong without a search
@@ -121,19 +132,26 @@ def attribution_fault(scene: Scene, parsed: ParsedScene, side: int) -> str:
     return "other"
 
 
-def _deal(groups, objects, fits, dealt: list[list], i: int) -> bool:
+def _deal(scene: Scene, objects, fits, dealt: list[list], i: int) -> bool:
     """Depth-first search over the ways to give objects i.. to the groups they fit."""
+    groups = scene.groups
     if i == len(objects):
-        return all(_group_ok(g, members) for g, members in zip(groups, dealt, strict=True))
+        return all(_group_ok(g, members) for g, members in zip(groups, dealt, strict=True)) \
+            and all(relation_holds(r.relation, _points(dealt[r.subject]), _points(dealt[r.object]))
+                    for r in scene.relations)
     for j in fits[i]:
         if groups[j].count is not None and len(dealt[j]) == groups[j].count:
             continue
         dealt[j].append(objects[i])
-        found = _deal(groups, objects, fits, dealt, i + 1)
+        found = _deal(scene, objects, fits, dealt, i + 1)
         dealt[j].pop()
         if found:
             return True
     return False
+
+
+def _points(objects) -> list[tuple[float, float]]:
+    return [(o.x, o.y) for o in objects]
 
 
 def _group_ok(group, members: list) -> bool:
@@ -205,6 +223,12 @@ def summarize(results: list[tuple[EvalItem, bool]]) -> dict:
     full = table(results)
     full["seen"] = table([r for r in results if not r[0].unseen])
     full["unseen"] = table([r for r in results if r[0].unseen])
+    shared = [c for c in full["unseen"]["categories"] if c in full["seen"]["categories"]]
+    if shared:  # seen against unseen on the categories both hold: novelty alone
+        full["shared"] = {
+            "categories": shared,
+            "seen": float(np.mean([full["seen"]["categories"][c] for c in shared])),
+            "unseen": float(np.mean([full["unseen"]["categories"][c] for c in shared]))}
     return full
 
 
@@ -222,6 +246,10 @@ def format_table(scores: dict) -> str:
         lines.append(f"{cat:<18} " + " ".join(row))
     lines.append(f"images: {scores['n_images']} (seen {scores['seen']['n_images']}, "
                  f"unseen {scores['unseen']['n_images']})")
+    if "shared" in scores:
+        shared = scores["shared"]
+        lines.append(f"seen {shared['seen']:.3f} / unseen {shared['unseen']:.3f} on the "
+                     f"categories both hold ({', '.join(shared['categories'])})")
     return "\n".join(lines)
 
 
@@ -237,6 +265,8 @@ def make_evalset(n: int, split: str, seed: int = 0) -> list[EvalItem]:
         category = CATEGORIES[i % len(CATEGORIES)]
         want_unseen = split == "heldout" and (i // len(CATEGORIES)) % 2 == 1
         scene = _eval_scene(category, want_unseen, rng)
+        if rng.random() < BACKGROUND_SHARE:
+            scene = replace(scene, background=str(rng.choice(vocab.BACKGROUNDS)))
         items.append(EvalItem(caption(scene, rng), scene, category, is_unseen(scene)))
     return items
 
@@ -250,7 +280,9 @@ def _eval_scene(category: str, unseen: bool, rng: np.random.Generator) -> Scene:
 
 
 def _can_hold(category: str) -> bool:
-    return category in ("colors", "position", "texture", "color_attribution")
+    """Categories with held-out combinations; their seen and unseen prompts have the same
+    number of groups and objects (so the gap measures novelty alone)."""
+    return category in ("colors", "position", "texture", "color_attribution", "relation")
 
 
 def _draw(category: str, unseen: bool, rng: np.random.Generator) -> Scene:
@@ -266,10 +298,12 @@ def _draw(category: str, unseen: bool, rng: np.random.Generator) -> Scene:
     if category == "colors":
         return Scene((Group(g.shape, color=g.color, count=1) if g and g.color
                       else Group(shapes[0], color=colors[0], count=1),))
-    if category == "position":
+    if category == "position":  # counts 2-4 and small or medium, as the held-out ones
         if g and g.position:
-            return Scene((Group(g.shape, position=g.position, count=g.count, size="small"),))
-        return Scene((Group(shapes[0], position=str(rng.choice(vocab.POSITIONS)), count=1),))
+            return Scene((Group(g.shape, position=g.position, count=g.count, size=g.size),))
+        return Scene((Group(shapes[0], position=str(rng.choice(vocab.POSITIONS)),
+                            count=int(rng.integers(2, 5)),
+                            size=str(rng.choice(("small", "medium")))),))
     if category == "size":
         return Scene((Group(shapes[0], size=str(rng.choice(vocab.SIZES)), count=1),))
     if category == "texture":
@@ -279,7 +313,10 @@ def _draw(category: str, unseen: bool, rng: np.random.Generator) -> Scene:
         Group(shapes[0], color=colors[0], count=1)
     other = next(s for s in shapes if s != first.shape)
     second_color = next(c for c in colors if c != first.color)
-    return Scene((first, Group(other, color=second_color, count=1)))
+    pair = (first, Group(other, color=second_color, count=1))
+    if category == "relation":  # no cells stated
+        return Scene(pair, relations=(Relation(0, str(rng.choice(vocab.RELATIONS)), 1),))
+    return Scene(pair)
 
 
 def truth_renders(items: list[EvalItem], size: int, samples: int = 1, seed: int = 0):

@@ -31,7 +31,7 @@ from ..data.render import object_stamp
 FOREGROUND_DISTANCE = 40.0  # RGB distance from the background that marks a foreground pixel
 # A component of at least this share of the smallest object's area (the smallest shape at
 # the smallest size) and at least MIN_OBJECT_PIXELS of coverage is an object, never noise:
-# 1.8 px at 32, 7 at 64, 28 at 128, 112 at 256 (the floor lifts 32 px to 3)
+# 2.1 px at 32, 8 at 64, 33 at 128, 132 at 256 (the floor lifts 32 px to 3)
 MIN_OBJECT_FRACTION = 0.25
 MIN_OBJECT_PIXELS = 3.0
 # Colour: the nearest palette colour in CIELAB (CIEDE2000), compared at the object's own
