@@ -1,5 +1,6 @@
 """Files: writing all or nothing (a crash or a bad input never leaves half a result behind),
-and reading JSONL with errors that name the line."""
+reading JSONL with errors that name the line, and reading model folders' JSON and
+safetensors weights with errors that say what does not match."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -72,3 +77,36 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     if not records:
         raise InputError(f"{path}: no prompts")
     return records
+
+
+def read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise InputError(f"not a fineimagen model folder: {what} is missing ({path})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: malformed JSON ({err.msg})") from None
+
+
+def load_weights(module: torch.nn.Module, path: Path, what: str,
+                 expected: dict | None = None) -> None:
+    """Load safetensors into `module`, or say precisely how they do not match its config.
+    `expected` is the part of its state dict saved (default: all of it)."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise InputError(f"{what}: weights missing ({path})")
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types
+        raise InputError(f"{what}: unreadable weights ({err})") from None
+    reference = module.state_dict() if expected is None else expected
+    missing = sorted(set(reference) - set(state))
+    extra = sorted(set(state) - set(reference))
+    wrong = [k for k in reference if k in state and state[k].shape != reference[k].shape]
+    if missing or extra or wrong:
+        detail = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra
+                  else f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, config says "
+                       f"{tuple(reference[wrong[0]].shape)}")
+        raise InputError(f"{what}: weights do not match the config ({detail})")
+    module.load_state_dict({k: v.float() for k, v in state.items()}, strict=expected is None)

@@ -9,19 +9,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .data.prompt_file import read_prompt_file
 from .errors import InputError
-from .files import read_jsonl
 
 
 def read_prompt_lines(path: str | Path) -> list[str]:
-    """The `prompt` of every line of a JSONL file (other keys are ignored here)."""
-    prompts = []
-    for number, record in read_jsonl(path):
-        prompt = record.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError(f"{path}, line {number}: needs a non-empty 'prompt' string")
-        prompts.append(prompt)
-    return prompts
+    """The `prompt` of every line of a prompt file (data/prompt_file.py)."""
+    return [prompt for prompt, _ in read_prompt_file(path)]
 
 
 def parse_stage_options(items: list[str]) -> dict:
@@ -142,9 +136,8 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
     if args.control == "scene":
         if not args.prompts:
             raise InputError("--control scene needs --prompts (a JSONL with scenes)")
-        from .eval.compbench import read_prompts
-
-        control["scenes"] = [item.scene.to_spec() for item in read_prompts(args.prompts)]
+        control["scenes"] = [scene.to_spec()
+                             for _, scene in read_prompt_file(args.prompts, need_scene=True)]
     if args.plan_layout:  # each prompt's own scene, as --control scene gives each line's
         from .control.plan import plan_scene
 

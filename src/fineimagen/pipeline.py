@@ -26,7 +26,7 @@ from .config import CascadeConfig, SamplerConfig, StageConfig, TextEncoderConfig
 from .control.attention_guidance import COUNT_LAYOUT_STEP
 from .diffusion.denoiser import Denoiser, TextCondition
 from .errors import InputError
-from .files import atomic_folder
+from .files import atomic_folder, load_weights, read_json
 from .models.alignment import Aligner
 from .models.sr import RegressionSR
 from .models.text_encoders import TextEncoder, build_text_encoder
@@ -76,39 +76,6 @@ def _write_folder(out: Path, text_cfg: TextEncoderConfig, text_weights: dict | N
 def _contiguous(weights: dict, dtype: torch.dtype | None = None) -> dict:
     return {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
             .detach().cpu().contiguous() for k, v in weights.items()}
-
-
-def read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise InputError(f"not a fineimagen model folder: {what} is missing ({path})")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: malformed JSON ({err.msg})") from None
-
-
-def load_weights(module: torch.nn.Module, path: Path, what: str,
-                 expected: dict | None = None) -> None:
-    """Load safetensors into `module`, or say precisely how they do not match its config.
-    `expected` is the part of its state dict saved (default: all of it)."""
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise InputError(f"{what}: weights missing ({path})")
-    try:
-        state = load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types
-        raise InputError(f"{what}: unreadable weights ({err})") from None
-    reference = module.state_dict() if expected is None else expected
-    missing = sorted(set(reference) - set(state))
-    extra = sorted(set(state) - set(reference))
-    wrong = [k for k in reference if k in state and state[k].shape != reference[k].shape]
-    if missing or extra or wrong:
-        detail = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra
-                  else f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, config says "
-                       f"{tuple(reference[wrong[0]].shape)}")
-        raise InputError(f"{what}: weights do not match the config ({detail})")
-    module.load_state_dict({k: v.float() for k, v in state.items()}, strict=expected is None)
 
 
 class TextToImagePipeline:

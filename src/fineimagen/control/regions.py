@@ -152,11 +152,11 @@ def _complete_like(scene: Scene, like: CompiledScene, rng: np.random.Generator):
     groups' open attributes drawn anew, then the looks alone, then the background alone."""
     spec_filled = fill_from(scene, like.filled)
     fixed = kept_objects(spec_filled, like)
-    open_changed = Scene(tuple(g if i in fixed else stated for i, (g, stated) in
-                               enumerate(zip(spec_filled.groups, scene.groups, strict=True))),
-                         spec_filled.background)
+    open_changed = replace(spec_filled, groups=tuple(
+        g if i in fixed else stated
+        for i, (g, stated) in enumerate(zip(spec_filled.groups, scene.groups, strict=True))))
     tries = [(spec_filled, fixed), (open_changed, fixed), (spec_filled, None),
-             (open_changed, None), (Scene(scene.groups, spec_filled.background), None),
+             (open_changed, None), (replace(scene, background=spec_filled.background), None),
              (scene, None)]
     for i, (candidate, kept) in enumerate(tries):
         try:
@@ -193,7 +193,7 @@ def fill_from(scene: Scene, like: Scene) -> Scene:
     groups = scene.groups
     if len(groups) == len(like.groups):
         groups = tuple(fill(g, other) for g, other in zip(groups, like.groups, strict=True))
-    return Scene(groups, scene.background or like.background)
+    return replace(scene, groups=groups, background=scene.background or like.background)
 
 
 @functools.cache

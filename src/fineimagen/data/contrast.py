@@ -53,7 +53,7 @@ def edit_one(said: Scene, rng: np.random.Generator, editable: tuple[str, ...] = 
     new = values[int(rng.integers(len(values)))]
     groups = list(said.groups)
     groups[i] = replace(group, **{name: new})
-    return Scene(tuple(groups), said.background), name
+    return replace(said, groups=tuple(groups)), name
 
 
 SWAPPABLE = ("color", "texture", "size")
@@ -78,7 +78,7 @@ def swap_two(said: Scene, rng: np.random.Generator,
     swapped = list(groups)
     swapped[i] = replace(groups[i], **{name: getattr(groups[j], name)})
     swapped[j] = replace(groups[j], **{name: getattr(groups[i], name)})
-    return Scene(tuple(swapped), said.background), f"swap {name}"
+    return replace(said, groups=tuple(swapped)), f"swap {name}"
 
 
 def make_contrast_sample(index: int, size: int, negatives: int = 4, split: str = "train",

@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..data import vocab
 from ..data.captions import caption
+from ..data.prompt_file import read_prompt_file
 from ..data.render import render
 from ..data.scene import (
     Group,
@@ -29,11 +30,9 @@ from ..data.scene import (
     Scene,
     complete,
     heldout_group,
-    parse_spec,
     relation_holds,
 )
 from ..errors import InputError
-from ..files import read_jsonl
 from .scenes import MIN_TEXTURE_SIDE, ParsedScene, parse_image, position_of_objects
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colors", "position", "size",
@@ -70,20 +69,9 @@ def is_unseen(scene: Scene) -> bool:
 
 
 def read_prompts(path: str | Path) -> list[EvalItem]:
-    """Read and validate a prompts JSONL; errors name the line."""
-    items = []
-    for number, record in read_jsonl(path):
-        where = f"{path}, line {number}"
-        if "scene" not in record:
-            raise InputError(f"{where}: a line needs 'prompt' and 'scene'")
-        if not isinstance(record.get("prompt"), str):
-            raise InputError(f"{where}: 'prompt' must be a string")
-        try:
-            scene = parse_spec(record["scene"])
-        except InputError as err:
-            raise InputError(f"{where}: {err}") from None
-        items.append(EvalItem(record["prompt"], scene, category_of(scene), is_unseen(scene)))
-    return items
+    """Read and validate a prompts JSONL with a scene a line; errors name the line."""
+    return [EvalItem(prompt, scene, category_of(scene), is_unseen(scene))
+            for prompt, scene in read_prompt_file(path, need_scene=True)]
 
 
 def is_correct(scene: Scene, parsed: ParsedScene, side: int) -> bool:

@@ -109,7 +109,7 @@ class Aligner(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Aligner:
-        from ..pipeline import load_weights, read_json
+        from ..files import load_weights, read_json
 
         folder = Path(folder)
         cfg = AlignerConfig.from_dict(read_json(folder / "config.json", "aligner/config.json"),

@@ -608,7 +608,8 @@ def export_checkpoint(run: str | Path, folder: str | Path) -> Path:
 def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) -> None:
     """Start `module` from the stage `cfg.stage` (or the aligner) of the pipeline folder
     `cfg.init`; its configs must equal the preset's (else the weights mean something else)."""
-    from ..pipeline import WEIGHTS, load_weights, read_json
+    from ..files import load_weights, read_json
+    from ..pipeline import WEIGHTS
 
     root = Path(cfg.init)
     if not root.is_dir():
@@ -650,8 +651,8 @@ def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) ->
 
 def _init_aligner(module: nn.Module, cascade: CascadeConfig, root: Path) -> None:
     """Start an Aligner from the aligner/ folder of the pipeline folder `root`."""
+    from ..files import load_weights, read_json
     from ..models.alignment import WEIGHTS as ALIGNER_WEIGHTS
-    from ..pipeline import load_weights, read_json
 
     saved = AlignerConfig.from_dict(
         read_json(root / "aligner/config.json", "--init: aligner/config.json"), "aligner")
