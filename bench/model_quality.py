@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--model", help="pipeline folder (default: the shipped model)")
     parser.add_argument("--prompts", help="eval JSONL (default: a new held-out set)")
     parser.add_argument("--n-prompts", type=int, default=400)
+    parser.add_argument("--style", choices=("grammar", "free"), default="grammar",
+                        help="the eval set's wording (free: a phrase bank never trained on)")
     parser.add_argument("--categories", help="comma-separated: keep only these categories' "
                         "prompts (seeds follow the kept list)")
     parser.add_argument("--images-per-prompt", type=int, default=4)
@@ -47,7 +49,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/model_quality")
     args = parser.parse_args()
     items = compbench.read_prompts(args.prompts) if args.prompts else \
-        compbench.make_evalset(args.n_prompts, "heldout", seed=123)
+        compbench.make_evalset(args.n_prompts, "heldout", seed=123, style=args.style)
     if args.categories:
         wanted = args.categories.split(",")
         unknown = sorted(set(wanted) - set(compbench.CATEGORIES))
@@ -72,6 +74,7 @@ def main() -> None:
                 f"{k} {v}" for k, v in scores["attribution_faults"].items()))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
             "prompts": len(items), "categories": args.categories, "stages": args.stages,
+            "style": args.style,
             "images_per_prompt": args.images_per_prompt,
             "model_defaults": vars(pipe.check_options()[0]), "machine": describe()}
     out.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     evalset.add_argument("--out", required=True, help="output .jsonl file")
     evalset.add_argument("--n", type=_positive, required=True, help="number of prompts")
     evalset.add_argument("--split", choices=("train", "heldout"), default="heldout")
+    evalset.add_argument("--style", choices=("grammar", "free"), default="grammar",
+                         help="word the scenes as training captions do, or in a second "
+                              "phrase bank never used in training (same scenes per seed)")
     evalset.add_argument("--seed", type=int, default=0)
 
     ev = commands.add_parser("eval", help="score images against scene specs, or self-test")
@@ -277,7 +280,7 @@ def _dataset(args) -> None:
     from .eval.compbench import make_evalset
     from .files import atomic_write_text
 
-    items = make_evalset(args.n, args.split, args.seed)
+    items = make_evalset(args.n, args.split, args.seed, args.style)
     lines = [json.dumps({"prompt": it.prompt, "scene": it.scene.to_spec(),
                          "category": it.category, "unseen": it.unseen}) for it in items]
     atomic_write_text(args.out, "\n".join(lines) + "\n")

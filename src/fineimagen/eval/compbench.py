@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..data import vocab
 from ..data.captions import caption
+from ..data.paraphrase import free_caption
 from ..data.prompt_file import read_prompt_file
 from ..data.render import render
 from ..data.scene import (
@@ -242,11 +243,18 @@ def format_table(scores: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- eval sets
-def make_evalset(n: int, split: str, seed: int = 0) -> list[EvalItem]:
+STYLES = ("grammar", "free")
+
+
+def make_evalset(n: int, split: str, seed: int = 0, style: str = "grammar") -> list[EvalItem]:
     """A balanced prompt set: categories in turn; with split `heldout` every other prompt of
-    a category that can hold one uses a held-out combination."""
+    a category that can hold one uses a held-out combination. Style `grammar` words each
+    scene as training captions do; `free` in the second phrase bank (data/paraphrase.py),
+    for the same scenes as `grammar` with the same seed."""
     if split not in ("train", "heldout"):
         raise InputError(f"unknown split {split!r} (choose from train, heldout)")
+    if style not in STYLES:
+        raise InputError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
     rng = np.random.default_rng(seed)
     items = []
     for i in range(n):
@@ -255,7 +263,10 @@ def make_evalset(n: int, split: str, seed: int = 0) -> list[EvalItem]:
         scene = _eval_scene(category, want_unseen, rng)
         if rng.random() < BACKGROUND_SHARE:
             scene = replace(scene, background=str(rng.choice(vocab.BACKGROUNDS)))
-        items.append(EvalItem(caption(scene, rng), scene, category, is_unseen(scene)))
+        prompt = caption(scene, rng)
+        if style == "free":
+            prompt = free_caption(scene, np.random.default_rng([seed, i, 1]))
+        items.append(EvalItem(prompt, scene, category, is_unseen(scene)))
     return items
 
 
