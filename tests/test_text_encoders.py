@@ -158,3 +158,40 @@ def test_binding_must_be_known_and_frozen():
         build_text_encoder(TextEncoderConfig(kind="trainable", binding="conjuncts"))
     with pytest.raises(InputError, match="apply to a frozen encoder"):
         build_text_encoder(TextEncoderConfig(kind="trainable", special_tokens=False))
+
+
+FILLER = "the light was soft and the room was quiet. " * 40  # ~ 360 words
+
+
+@pytest.mark.parametrize("binding, special", [("prompt", True), ("conjuncts", False)])
+def test_long_prompts_are_read_in_chunks_to_the_last_word(binding, special):
+    enc = build_text_encoder(TextEncoderConfig(kind="minilm", max_length=16, binding=binding,
+                                               special_tokens=special))
+    prompt = FILLER + "and a blue star"
+    chunks = enc.chunk_spans(prompt)
+    assert len(chunks) > 20 and chunks[-1][1] == len(prompt)
+    assert all(enc._count(prompt[s:e]) <= 14 for s, e in chunks)  # 16 less [CLS], [SEP]
+    embeds, mask = enc.encode([prompt, "a red circle"])
+    spans = enc.token_spans([prompt, "a red circle"])
+    assert len(spans[0]) == embeds.shape[1] == len(enc.token_ids(prompt))
+    words = [prompt[a:b] for (a, b), m in zip(spans[0], mask[0], strict=True) if m and b > a]
+    assert words[-3:] == ["a", "blue", "star"]  # the end of the prompt is read
+    assert mask[0].sum() > 300 and (embeds[0, mask[0]].abs().sum(-1) > 0).all()
+    assert not mask[1, len(enc.token_ids("a red circle")):].any()
+    # the short prompt beside a long one encodes as it does alone
+    alone, alone_mask = enc.encode(["a red circle"])
+    n = alone_mask.shape[1]
+    assert torch.equal(mask[1, :n], alone_mask[0])
+    assert torch.allclose(embeds[1, :n], alone[0], atol=1e-4)
+    # the star's tokens carry the states of their own chunk, read alone
+    last = prompt[chunks[-1][0]:]
+    tail, tail_mask = enc.encode([last])
+    k = int(tail_mask[0].sum())
+    assert torch.allclose(embeds[0, mask[0]][-k:], tail[0, tail_mask[0]], atol=1e-4)
+
+
+def test_a_piece_longer_than_a_chunk_is_cut_into_overlapping_windows(minilm):
+    prompt = " ".join(f"word{i}" for i in range(60))  # no border to cut at
+    chunks = minilm.chunk_spans(prompt)
+    assert len(chunks) > 3 and chunks[0][0] == 0 and chunks[-1][1] == len(prompt)
+    assert all(b[0] < a[1] for a, b in zip(chunks, chunks[1:], strict=False))  # overlap

@@ -60,6 +60,19 @@ _SEPARATOR = re.compile(
     r"|\s+(?:on|against)\s+(?=(?:an?\s+)?[\w-]+(?:\s+background)?\s*[.!]?\s*$)")
 
 
+CHUNK_OVERLAP = 4  # words shared by two windows of a piece too long for one chunk
+
+
+def _sentences(prompt: str, s: int, e: int) -> list[tuple[int, int]]:
+    """The span (s, e) cut after '.', ';', '!' and '?', blank ends trimmed."""
+    out, start = [], s
+    for m in re.finditer(r"[.;!?]+\s+", prompt[s:e]):
+        out.append((start, s + m.start() + 1))
+        start = s + m.end()
+    out.append((start, e))
+    return [(a, b) for a, b in out if prompt[a:b].strip()]
+
+
 def conjunct_spans(prompt: str) -> list[tuple[int, int]]:
     """The character spans (start, end) of the prompt's conjuncts, in order."""
     spans, start = [], 0
@@ -104,10 +117,38 @@ class HFEncoder(TextEncoder):
 
     @torch.no_grad()
     def encode(self, prompts):
-        """Pads to the longest prompt of the batch (at most max_length tokens). bf16 autocast
-        on a CPU that computes bf16 natively; elsewhere fp32 (emulated bf16 ran the MiniLM
-        5x slower than fp32 on an AVX2-only CPU)."""
+        """Pads to the longest prompt of the batch. A prompt longer than max_length tokens is
+        encoded in chunks (`chunk_spans`) whose token states are concatenated, so every word
+        is read. bf16 autocast on a CPU that computes bf16 natively; elsewhere fp32
+        (emulated bf16 ran the MiniLM 5x slower than fp32 on an AVX2-only CPU)."""
         prompts = list(prompts)
+        budget = self.max_length - self._specials
+        counts = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False,
+                                                      verbose=False)["input_ids"]] \
+            if prompts else []
+        if all(n <= budget for n in counts):
+            return self._encode_whole(prompts)
+        chunks = [self.chunk_spans(p) if n > budget else [(0, len(p))]
+                  for p, n in zip(prompts, counts, strict=True)]
+        pieces = [p[s:e] for p, spans in zip(prompts, chunks, strict=True) for s, e in spans]
+        embeds, mask = self._encode_whole(pieces)
+        sizes = [len(ids) for ids in self.tokenizer(pieces, truncation=True,
+                                                     max_length=self.max_length)["input_ids"]]
+        rows, k = [], 0  # each chunk's tokens (its padding dropped), in order
+        for spans in chunks:
+            rows.append([(embeds[k + j, :sizes[k + j]], mask[k + j, :sizes[k + j]])
+                         for j in range(len(spans))])
+            k += len(spans)
+        length = max(sum(len(m) for _, m in row) for row in rows)
+        out = embeds.new_zeros(len(prompts), length, embeds.shape[-1])
+        out_mask = torch.zeros(len(prompts), length, dtype=torch.bool, device=mask.device)
+        for i, row in enumerate(rows):
+            e, m = torch.cat([e for e, _ in row]), torch.cat([m for _, m in row])
+            out[i, : len(m)], out_mask[i, : len(m)] = e, m
+        return out, out_mask
+
+    def _encode_whole(self, prompts: list[str]):
+        """Each prompt as one sequence (cut at max_length tokens)."""
         states, mask, offsets = self._hidden_states(prompts)
         if not self.special_tokens:  # offsets (0, 0) mark [CLS], [SEP], </s> and padding
             words = [[z > a for a, z in row] for row in offsets]
@@ -116,6 +157,57 @@ class HFEncoder(TextEncoder):
             self._bind_conjuncts(prompts, states, offsets)
         out = torch.cat([states[i] for i in self.feature_layers], -1).float()  # [B, L, D]
         return out * mask[..., None], mask
+
+    def chunk_spans(self, prompt: str) -> list[tuple[int, int]]:
+        """The character spans a prompt is encoded in: the whole prompt where it fits in
+        max_length tokens, else chunks that do, cut at conjunct and sentence borders
+        (`conjunct_spans`, then '.', ';', '!', '?'), a piece too long for one chunk cut into
+        windows of words that overlap by CHUNK_OVERLAP words."""
+        budget = self.max_length - self._specials
+        if self._count(prompt) <= budget:
+            return [(0, len(prompt))]
+        pieces = [q for s, e in conjunct_spans(prompt) for q in _sentences(prompt, s, e)]
+        chunks: list[tuple[int, int]] = []
+        for s, e in pieces:
+            if self._count(prompt[s:e]) > budget:
+                chunks += self._windows(prompt, s, e, budget)
+            elif chunks and self._count(prompt[chunks[-1][0]:e]) <= budget \
+                    and chunks[-1][1] <= s:
+                chunks[-1] = (chunks[-1][0], e)
+            else:
+                chunks.append((s, e))
+        return chunks
+
+    def _windows(self, prompt: str, s: int, e: int, budget: int) -> list[tuple[int, int]]:
+        words = [(m.start() + s, m.end() + s) for m in re.finditer(r"\S+", prompt[s:e])]
+        windows, i = [], 0
+        while i < len(words):
+            j = i + 1
+            while j < len(words) and self._count(prompt[words[i][0]:words[j][1]]) <= budget:
+                j += 1
+            windows.append((words[i][0], words[j - 1][1]))
+            if j == len(words):
+                break
+            i = max(i + 1, j - CHUNK_OVERLAP)
+        return windows
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    @property
+    def _specials(self) -> int:
+        return len(self.tokenizer("")["input_ids"])
+
+    def _layout(self, prompt: str) -> list[tuple[int, list[int], list[tuple[int, int]]]]:
+        """Per chunk: its start, its token ids and their offsets in the whole prompt, as
+        `encode` lays them out (a chunk's padding dropped)."""
+        out = []
+        for s, e in self.chunk_spans(prompt):
+            batch = self.tokenizer(prompt[s:e], truncation=True, max_length=self.max_length,
+                                   return_offsets_mapping=True)
+            spans = [(a + s, z + s) if z > a else (0, 0) for a, z in batch["offset_mapping"]]
+            out.append((s, list(batch["input_ids"]), spans))
+        return out
 
     def _hidden_states(self, prompts: list[str]):
         """Every layer's hidden states [B, L, W] (a list; bf16 where autocast ran), the mask
@@ -159,13 +251,13 @@ class HFEncoder(TextEncoder):
             states[layer][to[0], to[1]] = alone[layer][of[0], of[1]]
 
     def token_ids(self, prompt):
-        return list(self.tokenizer(prompt, truncation=True, max_length=self.max_length)
-                    ["input_ids"])
+        return [t for _, ids, _ in self._layout(prompt) for t in ids]
 
     def token_spans(self, prompts):
-        batch = self.tokenizer(list(prompts), padding="longest", truncation=True,
-                               max_length=self.max_length, return_offsets_mapping=True)
-        return [[(int(a), int(b)) for a, b in offsets] for offsets in batch["offset_mapping"]]
+        found = [[(int(a), int(b)) for _, _, spans in self._layout(p) for a, b in spans]
+                 for p in prompts]
+        length = max([1, *map(len, found)])  # padded like `encode`'s output
+        return [f + [(0, 0)] * (length - len(f)) for f in found]
 
 
 def minilm_path() -> str:
