@@ -50,7 +50,23 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             and issubclass(hint.__args__[0], ConfigMixin):
         return [hint.__args__[0].from_dict(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
-        return tuple(value)
+        if not isinstance(value, list | tuple):
+            raise InputError(f"{where}: expected a list, got {value!r}")
+        item = hint.__args__[0] if hint.__args__ else None
+        return tuple(_scalar(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    return _scalar(hint, value, where)
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    """`value` checked against a scalar type (an int is a float; a bool is no number)."""
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and (isinstance(value, bool) or not isinstance(value, hint)):
+        raise InputError(f"{where}: expected {'an integer' if hint is int else 'a number'}, "
+                         f"got {value!r}")
+    if hint in (str, bool) and not isinstance(value, hint):
+        raise InputError(f"{where}: expected {'text' if hint is str else 'true or false'}, "
+                         f"got {value!r}")
     return value
 
 

@@ -92,6 +92,7 @@ def load_weights(module: torch.nn.Module, path: Path, what: str,
                  expected: dict | None = None) -> None:
     """Load safetensors into `module`, or say precisely how they do not match its config.
     `expected` is the part of its state dict saved (default: all of it)."""
+    import torch
     from safetensors.torch import load_file
 
     if not path.is_file():
@@ -100,6 +101,9 @@ def load_weights(module: torch.nn.Module, path: Path, what: str,
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types
         raise InputError(f"{what}: unreadable weights ({err})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InputError(f"{what}: tensor {name} holds NaN or Inf values ({path})")
     reference = module.state_dict() if expected is None else expected
     missing = sorted(set(reference) - set(state))
     extra = sorted(set(state) - set(reference))
@@ -110,3 +114,35 @@ def load_weights(module: torch.nn.Module, path: Path, what: str,
                        f"{tuple(reference[wrong[0]].shape)}")
         raise InputError(f"{what}: weights do not match the config ({detail})")
     module.load_state_dict({k: v.float() for k, v in state.items()}, strict=expected is None)
+
+
+def check_inside(root: Path, path: Path, what: str) -> Path:
+    """`path`, refused where it (through links or '..') leaves the folder `root`."""
+    target = path.resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise InputError(f"{what}: {path} leads outside the model folder (to {target})")
+    return path
+
+
+def check_links(root: Path) -> None:
+    """Refuse a folder holding a link that leads outside it."""
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            check_inside(root, path, "a link in the model folder")
+
+
+MAX_PARAMETERS = 10**10  # a component's config asking for more is refused before allocating
+
+
+def check_size(build, what: str) -> None:
+    """Build the module on the meta device (no memory) and refuse it above MAX_PARAMETERS."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in build().parameters())
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise InputError(f"{what}: the config does not build a model ({err})") from None
+    if count > MAX_PARAMETERS:
+        raise InputError(f"{what}: the config asks for {count:.3g} parameters, more than the "
+                         f"{MAX_PARAMETERS:.0e} fineimagen loads")

@@ -26,7 +26,14 @@ from .config import CascadeConfig, SamplerConfig, StageConfig, TextEncoderConfig
 from .control.attention_guidance import COUNT_LAYOUT_STEP
 from .diffusion.denoiser import Denoiser, TextCondition
 from .errors import InputError
-from .files import atomic_folder, load_weights, read_json
+from .files import (
+    atomic_folder,
+    check_inside,
+    check_links,
+    check_size,
+    load_weights,
+    read_json,
+)
 from .models.alignment import Aligner
 from .models.sr import RegressionSR
 from .models.text_encoders import TextEncoder, build_text_encoder
@@ -110,15 +117,24 @@ class TextToImagePipeline:
         root = Path(path) if path is not None else default_model_path()
         if not root.is_dir():
             raise InputError(f"model folder not found: {root}")
+        check_links(root)
         index = read_json(root / "model_index.json", "model_index.json")
         if index.get("format") != FORMAT or not isinstance(index.get("stages"), list):
             raise InputError(f"{root}: model_index.json is not a fineimagen pipeline index")
         if index.get("format_version", 0) > FORMAT_VERSION:
             raise InputError(f"{root}: format version {index['format_version']} is newer than "
                              f"this fineimagen reads ({FORMAT_VERSION}); upgrade fineimagen")
+        names = [index.get("text_encoder", "text_encoder"), *index["stages"]] + \
+            ([index["aligner"]] if index.get("aligner") else [])
+        for name in names:
+            if not isinstance(name, str):
+                raise InputError(f"{root}: model_index.json names a component {name!r}")
+            check_inside(root, root / name, "model_index.json")
         text_dir = root / index.get("text_encoder", "text_encoder")
         text_cfg = TextEncoderConfig.from_dict(
             read_json(text_dir / "config.json", "text_encoder/config.json"), "text_encoder")
+        if text_cfg.kind == "trainable":
+            check_size(lambda: build_text_encoder(text_cfg), "text_encoder")
         text_encoder = build_text_encoder(text_cfg)
         if not text_encoder.frozen:
             load_weights(text_encoder, text_dir / WEIGHTS, "text_encoder")
@@ -517,6 +533,8 @@ class TextToImagePipeline:
 def _load_stage(root: Path, name: str) -> Stage:
     cfg = StageConfig.from_dict(read_json(root / name / "config.json", f"{name}/config.json"),
                                 name)
+    check_size((lambda: RegressionSR(cfg.regression)) if cfg.kind == "regression"
+               else (lambda: EfficientUNet(cfg.unet)), name)
     if cfg.kind == "regression":
         model = RegressionSR(cfg.regression)
         load_weights(model, root / name / WEIGHTS, name)

@@ -49,8 +49,8 @@ SHADE_RANGE = (0.45, 1.1)  # brightness factors of a palette colour that still n
 # Shape: the closest template's misfit (see _fit_shape) above MISFIT_BASE + MISFIT_PER_PX /
 # side makes the shape "unknown" (0.24 at 32 px, 0.20 at 64, 0.18 at 128): above the 99th
 # percentile of truth objects, clean, perturbed or rimmed, at 64 and 128 px (0.2 % of them
-# at most lie over it), and below a 3:2 rectangle or ellipse there. At 32 px (objects 5-9 px across) a 3:2 rectangle
-# is not told from a heart; a 2:1 one is.
+# at most lie over it), and below a 3:2 rectangle or ellipse there. At 32 px (objects 5-9 px
+# across) a 3:2 rectangle is not told from a heart; a 2:1 one is.
 MISFIT_BASE, MISFIT_PER_PX = 0.16, 2.5
 UNKNOWN_SHAPE = "unknown"
 # Background: the pixels clear of every object must lie, on average, within

@@ -109,11 +109,13 @@ class Aligner(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Aligner:
-        from ..files import load_weights, read_json
+        from ..files import check_size, load_weights, read_json
 
         folder = Path(folder)
         cfg = AlignerConfig.from_dict(read_json(folder / "config.json", "aligner/config.json"),
                                       "aligner")
+        check_size((lambda: cls(cfg)) if cfg.text.kind == "trainable" else
+                   (lambda: ViT(cfg.vit)), "aligner")
         model = cls(cfg)
         load_weights(model, folder / WEIGHTS, "aligner", expected=model.trained_state())
         return model.eval()
