@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .errors import InputError
+from .errors import InputError, TrainingError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,6 +96,9 @@ def _add_train(commands) -> None:
                        dest="mixed_precision", help="auto (default): bf16 where the hardware "
                        "computes it natively, else fp32")
     train.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    train.add_argument("--max-bad-steps", type=int, dest="max_bad_steps", metavar="K",
+                       help="stop after K steps in a row with a non-finite loss or gradient "
+                            "(each is skipped; default 10)")
     train.add_argument("--workers", type=int)
     train.add_argument("--crop", type=int, help="SR stages: train on random crops of this side")
     train.add_argument("--seed", type=int)
@@ -244,6 +247,8 @@ def _train(args) -> None:
     from .train.trainer import train
 
     result = train(train_config(args.recipe, overrides))
+    if result.skipped:
+        print(f"{result.skipped} steps skipped for a non-finite loss or gradient")
     print(f"model written to {result.folder}")
 
 
@@ -391,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"fineimagen: error: {err}", file=sys.stderr)
         return 2
+    except TrainingError as err:
+        print(f"fineimagen: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fineimagen: interrupted", file=sys.stderr)
         return 130

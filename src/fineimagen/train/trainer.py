@@ -14,6 +14,8 @@ import csv
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,7 +37,7 @@ from ..config import (
 )
 from ..data.contrast import EDITABLE
 from ..diffusion.denoiser import Denoiser, TextCondition
-from ..errors import InputError
+from ..errors import InputError, TrainingError
 from ..models.sr import RegionText, RegressionSR, pool_text
 from ..models.text_encoders import EmbeddingCache, TextEncoder, build_text_encoder
 from ..models.unet import EfficientUNet
@@ -88,6 +90,9 @@ class TrainConfig(ConfigMixin):
     # a base stage on shapes: weight of the attention grounding loss (train/grounding.py),
     # which makes each group's pixels attend to the words that describe it (0: none)
     grounding: float = 0.0
+    # steps in a row whose loss or gradients are not finite (each is skipped: no update)
+    # before the run stops with a checkpoint of the last good state
+    max_bad_steps: int = 10
     # how the grounding loss weighs each sample's noise level: "uniform", or "signal", by
     # abar(t), the signal's share of x_t's variance (the layout is unknowable at high noise)
     grounding_weighting: str = "uniform"
@@ -230,7 +235,8 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
 
 
 def _check(cfg: TrainConfig) -> None:
-    for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
+    for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every",
+                 "max_bad_steps"):
         if getattr(cfg, name) <= 0:
             raise InputError(f"{name} must be positive, got {getattr(cfg, name)}")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
@@ -413,6 +419,7 @@ class TrainResult:
     module: StageModule  # this process's trained module (raw weights, not the EMA)
     step: int
     processes: int  # how many processes trained together
+    skipped: int = 0  # steps skipped for a non-finite loss or gradient
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
@@ -472,29 +479,40 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.stage}", unit="step",
                disable=not (progress and accelerator.is_main_process))
     tick, seen = time.perf_counter(), 0
+    bad_in_row, skipped = 0, state.get("skipped", 0)
+    stop = _StopSignals()
     model.train()
-    while step < cfg.steps:
-        for _ in range(cfg.grad_accum):
-            loss = _micro_step(cfg, accelerator, model, optimizer, next(batches), frozen_text,
-                               generator)
-            seen += cfg.batch_size * accelerator.num_processes
-        schedule.step()
-        step += 1
-        ema.update(accelerator.unwrap_model(model), step)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            rate = seen / (time.perf_counter() - tick)
-            tick, seen = time.perf_counter(), 0
-            loss_value = accelerator.reduce(loss.detach().float(), "mean").item()
-            term = getattr(accelerator.unwrap_model(model), "last_grounding", None)
-            log.write(step, loss_value, rate, schedule.get_last_lr()[0],
-                      None if term is None else accelerator.reduce(term, "mean").item())
-            bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{rate:.0f}")
-        bar.update(1)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                _checkpoint(out, accelerator.unwrap_model(model), ema, optimizer, schedule,
-                            step, generator)
+    try:
+        while step < cfg.steps:
+            ok = True
+            for _ in range(cfg.grad_accum):
+                loss, finite = _micro_step(cfg, accelerator, model, optimizer, next(batches),
+                                           frozen_text, generator)
+                ok = ok and finite
+                seen += cfg.batch_size * accelerator.num_processes
+            if ok:
+                bad_in_row = 0
+                step = _after_step(cfg, accelerator, model, ema, schedule, log, bar, loss,
+                                   step, seen, tick)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    tick, seen = time.perf_counter(), 0
+            else:  # no update was made: the weights are the last good ones
+                bad_in_row, skipped = bad_in_row + 1, skipped + 1
+                bar.set_postfix(skipped=skipped)
+            saved = not ok and bad_in_row >= cfg.max_bad_steps
+            if saved or (ok and (step % cfg.checkpoint_every == 0 or step == cfg.steps)):
+                _save_state(accelerator, out, model, ema, optimizer, schedule, step,
+                            generator, skipped)
+            if saved:
+                raise TrainingError(
+                    f"{bad_in_row} steps in a row had a non-finite loss or gradient (after "
+                    f"step {step}); the last good state is in {out / 'checkpoint.pt'}")
+            if stop.requested(accelerator):  # SIGTERM or Ctrl-C: checkpoint, then stop
+                _save_state(accelerator, out, model, ema, optimizer, schedule, step,
+                            generator, skipped)
+                raise KeyboardInterrupt
+    finally:
+        stop.restore()
     bar.close()
     accelerator.wait_for_everyone()
     folder = out / "model"
@@ -508,7 +526,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     accelerator.end_training()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # clean exits under torchrun (DESIGN.md)
-    return TrainResult(folder, module, step, processes)
+    return TrainResult(folder, module, step, processes, skipped)
+
+
+def _after_step(cfg, accelerator, model, ema, schedule, log, bar, loss, step, seen, tick):
+    """An update was made: schedule, EMA, log and progress; returns the new step."""
+    schedule.step()
+    step += 1
+    ema.update(accelerator.unwrap_model(model), step)
+    if step % cfg.log_every == 0 or step == cfg.steps:
+        rate = seen / (time.perf_counter() - tick)
+        loss_value = accelerator.reduce(loss.detach().float(), "mean").item()
+        term = getattr(accelerator.unwrap_model(model), "last_grounding", None)
+        log.write(step, loss_value, rate, schedule.get_last_lr()[0],
+                  None if term is None else accelerator.reduce(term, "mean").item())
+        bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{rate:.0f}")
+    bar.update(1)
+    return step
 
 
 def freeze_except(module: nn.Module, prefixes: str) -> None:
@@ -549,12 +583,61 @@ def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generato
         extra["region_boxes"] = batch["region_boxes"].to(accelerator.device)
     with accelerator.accumulate(model):
         loss = model(images, batch["caption"], embeds, mask, generator=generator, **extra)
-        accelerator.backward(loss)
-        if accelerator.sync_gradients and cfg.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        accelerator.backward(loss)  # on every rank, finite or not, so DDP stays in step
+        finite = _all_finite(accelerator, loss, model)
+        if finite:
+            if accelerator.sync_gradients and cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return loss
+    return loss, finite
+
+
+def _all_finite(accelerator, loss: torch.Tensor, model: nn.Module) -> bool:
+    """Whether the loss and every gradient are finite on every process."""
+    bad = not torch.isfinite(loss.detach()).all()
+    for p in model.parameters():
+        if bad:
+            break
+        bad = p.grad is not None and not torch.isfinite(p.grad).all()
+    flag = torch.tensor(float(bad), device=loss.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, "sum")
+    return flag.item() == 0
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT (Ctrl-C) during training set a flag; the loop checkpoints at the
+    end of the step and stops (every process, once any has been signalled)."""
+
+    def __init__(self):
+        self.flag = False
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._set)
+
+    def _set(self, signum, frame):
+        self.flag = True
+
+    def requested(self, accelerator) -> bool:
+        flag = torch.tensor(float(self.flag), device=accelerator.device)
+        if accelerator.num_processes > 1:
+            flag = accelerator.reduce(flag, "sum")
+        return flag.item() > 0
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+
+def _save_state(accelerator, out, model, ema, optimizer, schedule, step, generator,
+                skipped) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _checkpoint(out, accelerator.unwrap_model(model), ema, optimizer, schedule, step,
+                    generator, skipped)
 
 
 def export_pipeline(folder: Path, cascade: CascadeConfig, stage: StageConfig, shadow: dict,
@@ -670,10 +753,11 @@ def _without_pool(aligner: dict) -> dict:
 
 
 # ---------------------------------------------------------------------- checkpoints
-def _checkpoint(out: Path, module, ema, optimizer, schedule, step, generator) -> None:
+def _checkpoint(out: Path, module, ema, optimizer, schedule, step, generator,
+                skipped: int = 0) -> None:
     state = {"step": step, "model": module.state_dict(), "ema": ema.cpu_state(),
              "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-             "generator": generator.get_state()}
+             "generator": generator.get_state(), "skipped": skipped}
     tmp = out / "checkpoint.pt.tmp"
     torch.save(state, tmp)
     os.replace(tmp, out / "checkpoint.pt")  # atomic: a crash never leaves half a checkpoint
