@@ -171,14 +171,9 @@ def _generate_controlled(args, pipe, prompts, control, options, last, out: Path)
 
 
 def _open_image(path: str, mode: str):
-    from PIL import Image, UnidentifiedImageError
+    from .images import open_image
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode)
-    except (OSError, UnidentifiedImageError):
-        raise InputError(f"not an image (or unreadable): {path}") from None
+    return open_image(path, mode)
 
 
 def edit_files(args) -> int:

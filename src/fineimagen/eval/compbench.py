@@ -34,6 +34,7 @@ from ..data.scene import (
     relation_holds,
 )
 from ..errors import InputError
+from ..images import open_image
 from .scenes import MIN_TEXTURE_SIDE, ParsedScene, parse_image, position_of_objects
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colors", "position", "size",
@@ -188,11 +189,7 @@ def judged(item: EvalItem, side: int) -> bool:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read image {path}: {err}") from None
+    image = np.asarray(open_image(path, "RGB"))
     if image.shape[0] != image.shape[1]:
         raise InputError(f"image {path} is not square ({image.shape[1]}x{image.shape[0]})")
     return image
