@@ -199,3 +199,42 @@ def test_moved_and_added_objects_are_copies_of_the_source_object(tiny_model):
     assert np.array_equal(np.asarray(plain), np.asarray(src))  # the source: generate's image
     src, edit = np.asarray(src, np.int16), np.asarray(edit, np.int16)
     assert len(ys) and np.abs(edit[ys, xs] - src[ys - dy, xs - dx]).max() <= 1
+
+
+def canonical(scene):
+    """Groups as a sorted tuple and relations by the groups they join, inverse forms
+    folded (A right_of B == B left_of A)."""
+    inverse = {"right_of": "left_of", "below": "above"}
+    rels = set()
+    for r in scene.relations:
+        a, rel, b = scene.groups[r.subject], r.relation, scene.groups[r.object]
+        if rel in inverse:
+            a, rel, b = b, inverse[rel], a
+        rels.add((a, rel, b))
+    return tuple(sorted(map(repr, scene.groups))), rels, scene.background
+
+
+def test_the_planner_reads_relations_back():
+    from fineimagen.data.captions import say_relation
+
+    said_relations = 0
+    for i in range(600):
+        rng = np.random.default_rng(i)
+        scene, placed = sample_scene(rng)
+        said = say_relation(mention(scene, rng, keep=rng.uniform(0, 1)), placed, rng)
+        said_relations += bool(said.relations)
+        assert canonical(plan_scene(caption(said, rng))) == canonical(said)
+    assert said_relations > 50
+
+
+def test_show_plan_prints_what_the_prompt_was_read_as(tiny_model, tmp_path, capsys):
+    from fineimagen.control.plan import revised_prompt
+
+    prompt = "a pair of violet stars to the left of a big disk"
+    assert revised_prompt(plan_scene(prompt)) == \
+        "two purple stars are to the left of a large circle"
+    assert main(["generate", prompt, "--plan-layout", "--show-plan", "--model",
+                 str(tiny_model), "--steps", "2", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "two purple stars are to the left of a large circle" in out
+    assert '"relation": "left_of"' in out

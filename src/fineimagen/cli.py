@@ -152,6 +152,9 @@ def _add_generate(commands) -> None:
     gen.add_argument("--plan-layout", action="store_true", dest="plan_layout",
                      help="read each prompt's scene off its words (shapes grammar) and draw it "
                           "with scene control")
+    gen.add_argument("--show-plan", action="store_true", dest="show_plan",
+                     help="with --plan-layout: print the scene each prompt was read as, in "
+                          "canonical words and as a spec")
     gen.add_argument("--excite", nargs="?", const="", metavar="WORDS",
                      help="attend-and-excite: strengthen neglected subjects (default: the "
                           "prompt's shape nouns; or comma-separated words)")

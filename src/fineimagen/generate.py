@@ -3,6 +3,7 @@ the layout `fineimagen eval --images` reads. Each file is written whole (temp + 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -138,10 +139,17 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
             raise InputError("--control scene needs --prompts (a JSONL with scenes)")
         control["scenes"] = [scene.to_spec()
                              for _, scene in read_prompt_file(args.prompts, need_scene=True)]
+    if getattr(args, "show_plan", False) and not args.plan_layout:
+        raise InputError("--show-plan shows what --plan-layout read: give both")
     if args.plan_layout:  # each prompt's own scene, as --control scene gives each line's
-        from .control.plan import plan_scene
+        from .control.plan import plan_scene, revised_prompt
 
-        control["scenes"] = [plan_scene(prompt).to_spec() for prompt in prompts]
+        scenes = [plan_scene(prompt) for prompt in prompts]
+        control["scenes"] = [scene.to_spec() for scene in scenes]
+        if getattr(args, "show_plan", False):
+            for prompt, scene in zip(prompts, scenes, strict=True):
+                print(f"read {prompt!r} as {revised_prompt(scene)!r}: "
+                      f"{json.dumps(scene.to_spec())}")
     if args.excite is not None:
         words = [w.strip() for w in args.excite.split(",") if w.strip()]
         control["excite"] = words or True

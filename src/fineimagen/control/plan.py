@@ -20,6 +20,7 @@ from ..data.captions import (
     BACKGROUND_WORDS,
     COLOR_WORDS,
     COUNT_WORDS,
+    PLURAL_RELATION_PHRASES,
     POSITION_PHRASES,
     RELATION_PHRASES,
     SHAPE_WORDS,
@@ -70,9 +71,10 @@ def _lexicon() -> dict[tuple[str, ...], tuple[str, object]]:
                 add(p.format(w), "background", background)
     for s in SEPARATORS:
         add(s, "separator", s)
-    for relation, phrases in RELATION_PHRASES.items():
-        for p in phrases:
-            add(p, "relation", relation)
+    for table_ in (RELATION_PHRASES, PLURAL_RELATION_PHRASES):
+        for relation, phrases in table_.items():
+            for p in phrases:
+                add(p, "relation", relation)
     return table
 
 
@@ -145,3 +147,12 @@ def _finish(fields: dict, where: str) -> Group:
     shape, plural = fields.pop("shape")
     count = fields.pop("count", None if plural else 1)
     return Group(shape=shape, count=count, **fields)
+
+
+def revised_prompt(scene: Scene) -> str:
+    """The scene in the grammar's canonical words (what a user's prompt was read as)."""
+    import numpy as np
+
+    from ..data.captions import caption
+
+    return caption(scene, np.random.default_rng(0))

@@ -77,6 +77,9 @@ def group_phrase(g: Group, rng: np.random.Generator, with_position: bool = True)
 RELATION_PHRASES = {"left_of": ("to the left of", "is to the left of"),
                     "right_of": ("to the right of", "is to the right of"),
                     "above": ("above", "is above"), "below": ("below", "is below")}
+# the same after a plural subject ("two stars are above a circle")
+PLURAL_RELATION_PHRASES = {k: tuple(p.replace("is ", "are ") for p in v)
+                           for k, v in RELATION_PHRASES.items()}
 INVERSE = {"left_of": "right_of", "right_of": "left_of", "above": "below", "below": "above"}
 RELATION_SHARE = 0.3  # training captions of two or more groups that state a relation
 RELATION_DROPS_CELLS = 0.5  # of those, the share whose two groups' cells are left unsaid
@@ -98,7 +101,9 @@ def caption_spans(scene: Scene, rng: np.random.Generator
         first, words, second = r.subject, r.relation, r.object
         if rng.random() < 0.5:
             first, words, second = second, INVERSE[words], first
-        units.append([first, f" {_choose(rng, RELATION_PHRASES[words])} ", second])
+        plural = (scene.groups[first].count or 2) > 1
+        phrases = (PLURAL_RELATION_PHRASES if plural else RELATION_PHRASES)[words]
+        units.append([first, f" {_choose(rng, phrases)} ", second])
         related |= {r.subject, r.object}
     units += [[i] for i in range(len(scene.groups)) if i not in related]
     units = [units[int(k)] for k in rng.permutation(len(units))]

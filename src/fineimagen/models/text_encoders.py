@@ -56,7 +56,7 @@ BINDINGS = ("prompt", "conjuncts")
 # what joins conjuncts: commas, "and", the relations of the shapes captions, and a
 # background phrase at the end ("on a white background", "on gray"; not "on the left")
 _SEPARATOR = re.compile(
-    r"\s*,\s*(?:and\s+)?|\s+and\s+|\s+(?:is\s+)?(?:to the (?:left|right) of|above|below)\s+"
+    r"\s*,\s*(?:and\s+)?|\s+and\s+|\s+(?:(?:is|are)\s+)?(?:to the (?:left|right) of|above|below)\s+"
     r"|\s+(?:on|against)\s+(?=(?:an?\s+)?[\w-]+(?:\s+background)?\s*[.!]?\s*$)")
 
 
