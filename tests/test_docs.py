@@ -18,7 +18,7 @@ def expand(path: str) -> list[str]:
 
 
 def cited_paths() -> set[str]:
-    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     return {p for doc in docs for m in CITED.finditer(doc.read_text()) for p in expand(m[0])}
 
 
@@ -34,5 +34,5 @@ def test_every_cited_result_exists_and_is_not_ignored():
 
 
 def test_docs_point_nowhere_outside_the_repository():
-    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+    for doc in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
         assert "../shared" not in doc.read_text(), doc.name
