@@ -243,3 +243,17 @@ def test_init_refuses_what_does_not_fit(tmp_path):
     with pytest.raises(InputError, match="another base config"):
         train(tiny(tmp_path / "b", init=str(first.folder)), progress=False)
     assert not (tmp_path / "b" / "model").exists()
+
+
+def test_the_readme_multiprocess_command_starts_two_ranks(tmp_path):
+    """README's `torchrun --nproc_per_node 2 -m fineimagen.cli train ...` trains with two
+    processes, and says so once."""
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29534", "-m", "fineimagen.cli", "train", "--preset", "tiny",
+         "--steps", "2", "--batch-size", "2", "--mixed-precision", "no",
+         "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [x for x in result.stdout.splitlines() if x.startswith("model written")]
+    assert lines == [f"model written to {tmp_path / 'run' / 'model'} (2 processes)"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import InputError, TrainingError
@@ -250,9 +251,12 @@ def _train(args) -> None:
     from .train.trainer import train
 
     result = train(train_config(args.recipe, overrides))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: the main process reports
+        return
     if result.skipped:
         print(f"{result.skipped} steps skipped for a non-finite loss or gradient")
-    print(f"model written to {result.folder}")
+    print(f"model written to {result.folder} ({result.processes} "
+          f"process{'es' if result.processes > 1 else ''})")
 
 
 def _generate(args) -> None:
