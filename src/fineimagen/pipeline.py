@@ -86,7 +86,20 @@ def _contiguous(weights: dict, dtype: torch.dtype | None = None) -> dict:
 
 
 class TextToImagePipeline:
-    """Text in, images out: encode the prompt once, run the cascade's stages."""
+    """Text in, images out: encode the prompt once, run the cascade's stages.
+
+    Load with `from_pretrained(path)` (no path: the built-in `shapes` model) or join folders
+    trained apart with `assemble`; save with `save_pretrained` (safetensors and JSON).
+    Generate with `pipe(prompt, n=4, seed=0)`, which returns PIL images; every stage,
+    sampler and control option is a keyword of `__call__`. Edit with `edit_prompt`
+    (prompt-to-prompt or planned edits) and `edit` (img2img, inpainting); enlarge given
+    images with `upscale`; judge image-text fit with `score` (the aligner). `to("cuda")`
+    moves it to a GPU.
+
+    Example:
+        >>> pipe = TextToImagePipeline.from_pretrained()
+        >>> images = pipe("two red circles to the left of a blue star", n=2, seed=1)
+    """
 
     def __init__(self, text_encoder: TextEncoder, text_config: TextEncoderConfig,
                  stages: list[Stage], aligner: Aligner | None = None):
@@ -161,6 +174,8 @@ class TextToImagePipeline:
         return cls(parts[0].text_encoder, parts[0].text_config, stages, aligner)
 
     def save_pretrained(self, path: str | Path) -> Path:
+        """Write the pipeline as a folder (`model_index.json`, a sub-folder per component
+        with `config.json` and `model.safetensors`), whole or not at all; returns it."""
         text_weights = None if self.text_encoder.frozen else self.text_encoder.state_dict()
         return _write_folder(Path(path), self.text_config, text_weights,
                              [(s.cfg, s.weights()) for s in self.stages], self.aligner)
@@ -178,6 +193,7 @@ class TextToImagePipeline:
 
     # ------------------------------------------------------------------ generation
     def encode(self, prompts: list[str]) -> TextCondition:
+        """The prompts' per-token text states and mask, on the pipeline's device."""
         for p in prompts:
             if not isinstance(p, str) or not p.strip():
                 raise InputError("prompt is empty")
