@@ -139,14 +139,14 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
             raise InputError("--control scene needs --prompts (a JSONL with scenes)")
         control["scenes"] = [scene.to_spec()
                              for _, scene in read_prompt_file(args.prompts, need_scene=True)]
-    if getattr(args, "show_plan", False) and not args.plan_layout:
+    if args.show_plan and not args.plan_layout:
         raise InputError("--show-plan shows what --plan-layout read: give both")
     if args.plan_layout:  # each prompt's own scene, as --control scene gives each line's
         from .control.plan import plan_scene, revised_prompt
 
         scenes = [plan_scene(prompt) for prompt in prompts]
         control["scenes"] = [scene.to_spec() for scene in scenes]
-        if getattr(args, "show_plan", False):
+        if args.show_plan:
             for prompt, scene in zip(prompts, scenes, strict=True):
                 print(f"read {prompt!r} as {revised_prompt(scene)!r}: "
                       f"{json.dumps(scene.to_spec())}")

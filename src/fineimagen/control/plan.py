@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import re
 
+import numpy as np
+
 from ..data import vocab
 from ..data.captions import (
     BACKGROUND_WORDS,
@@ -27,6 +29,7 @@ from ..data.captions import (
     SIZE_WORDS,
     TEXTURE_ADJECTIVES,
     TEXTURE_PHRASES,
+    caption,
 )
 from ..data.scene import Group, Relation, Scene, parse_spec
 from ..errors import InputError
@@ -151,8 +154,4 @@ def _finish(fields: dict, where: str) -> Group:
 
 def revised_prompt(scene: Scene) -> str:
     """The scene in the grammar's canonical words (what a user's prompt was read as)."""
-    import numpy as np
-
-    from ..data.captions import caption
-
     return caption(scene, np.random.default_rng(0))

@@ -66,7 +66,8 @@ MIN_TEXTURE_PIXELS = 16  # a deeper interior smaller than this falls back to one
 
 _PALETTE = np.array([vocab.COLOR_RGB[c] for c in vocab.COLORS], np.float64)  # [8, 3]
 _PALETTE_HSV = rgb2hsv(_PALETTE[None] / 255)[0]
-_BACKGROUNDS = np.array([vocab.BACKGROUND_RGB[b] for b in vocab.BACKGROUNDS], np.float64)
+_BACKGROUNDS_LAB = rgb2lab(np.array([vocab.BACKGROUND_RGB[b] for b in vocab.BACKGROUNDS],
+                                    np.float64)[None] / 255)[0]  # [3, 3]
 
 
 @dataclass
@@ -175,7 +176,7 @@ def _background(pixels: np.ndarray) -> str | None:
     background colours, else None."""
     lab = rgb2lab(np.clip(pixels, 0, 255)[None] / 255)[0]  # [n, 3]
     mean = lab.mean(0)
-    named = rgb2lab(_BACKGROUNDS[None] / 255)[0]
+    named = _BACKGROUNDS_LAB
     k = int(deltaE_ciede2000(mean[None], named).argmin())
     if deltaE_ciede2000(mean, named[k]) > BACKGROUND_RADIUS:
         return None

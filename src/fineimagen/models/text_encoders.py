@@ -122,18 +122,14 @@ class HFEncoder(TextEncoder):
         is read. bf16 autocast on a CPU that computes bf16 natively; elsewhere fp32
         (emulated bf16 ran the MiniLM 5x slower than fp32 on an AVX2-only CPU)."""
         prompts = list(prompts)
-        budget = self.max_length - self._specials
-        counts = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False,
-                                                      verbose=False)["input_ids"]] \
-            if prompts else []
-        if all(n <= budget for n in counts):
-            return self._encode_whole(prompts)
-        chunks = [self.chunk_spans(p) if n > budget else [(0, len(p))]
+        batch = self._tokenize(prompts, truncate=False)  # tokenized once where all fit
+        counts = [len(ids) for ids in batch["input_ids"]]
+        if all(n <= self.max_length for n in counts):
+            return self._encode_whole(prompts, batch)[:2]
+        chunks = [self.chunk_spans(p) if n > self.max_length else [(0, len(p))]
                   for p, n in zip(prompts, counts, strict=True)]
         pieces = [p[s:e] for p, spans in zip(prompts, chunks, strict=True) for s, e in spans]
-        embeds, mask = self._encode_whole(pieces)
-        sizes = [len(ids) for ids in self.tokenizer(pieces, truncation=True,
-                                                     max_length=self.max_length)["input_ids"]]
+        embeds, mask, sizes = self._encode_whole(pieces)
         rows, k = [], 0  # each chunk's tokens (its padding dropped), in order
         for spans in chunks:
             rows.append([(embeds[k + j, :sizes[k + j]], mask[k + j, :sizes[k + j]])
@@ -147,16 +143,18 @@ class HFEncoder(TextEncoder):
             out[i, : len(m)], out_mask[i, : len(m)] = e, m
         return out, out_mask
 
-    def _encode_whole(self, prompts: list[str]):
-        """Each prompt as one sequence (cut at max_length tokens)."""
-        states, mask, offsets = self._hidden_states(prompts)
+    def _encode_whole(self, prompts: list[str], batch: dict | None = None):
+        """Each prompt as one sequence (cut at max_length tokens): (embeds, mask, each
+        prompt's token count before padding). `batch`: the prompts already tokenized."""
+        states, mask, offsets = self._hidden_states(prompts, batch)
+        sizes = mask.sum(1).tolist()
         if not self.special_tokens:  # offsets (0, 0) mark [CLS], [SEP], </s> and padding
             words = [[z > a for a, z in row] for row in offsets]
             mask = mask & torch.tensor(words, device=mask.device)
         if self.binding == "conjuncts":
             self._bind_conjuncts(prompts, states, offsets)
         out = torch.cat([states[i] for i in self.feature_layers], -1).float()  # [B, L, D]
-        return out * mask[..., None], mask
+        return out * mask[..., None], mask, sizes
 
     def chunk_spans(self, prompt: str) -> list[tuple[int, int]]:
         """The character spans a prompt is encoded in: the whole prompt where it fits in
@@ -209,13 +207,17 @@ class HFEncoder(TextEncoder):
             out.append((s, list(batch["input_ids"]), spans))
         return out
 
-    def _hidden_states(self, prompts: list[str]):
-        """Every layer's hidden states [B, L, W] (a list; bf16 where autocast ran), the mask
-        and the tokens' offsets."""
-        # lists, made tensors here: the tokenizer's own tensors (offsets included) nearly
+    def _tokenize(self, prompts: list[str], truncate: bool = True) -> dict:
+        # lists, made tensors later: the tokenizer's own tensors (offsets included) nearly
         # doubled its time (59 vs 32 ms for 256 prompts); encoding bounded GPU training
-        batch = self.tokenizer(prompts, padding="longest", truncation=True,
-                               max_length=self.max_length, return_offsets_mapping=True)
+        return dict(self.tokenizer(prompts, padding="longest", truncation=truncate,
+                                   max_length=self.max_length if truncate else None,
+                                   return_offsets_mapping=True, verbose=False))
+
+    def _hidden_states(self, prompts: list[str], batch: dict | None = None):
+        """Every layer's hidden states [B, L, W] (a list; bf16 where autocast ran), the mask
+        (padding off) and the tokens' offsets; `batch` as `_tokenize` gives it."""
+        batch = dict(batch or self._tokenize(prompts))
         offsets = batch.pop("offset_mapping")
         batch = {k: torch.tensor(v, device=self.device) for k, v in batch.items()
                  if k != "token_type_ids"}

@@ -594,13 +594,12 @@ def _micro_step(cfg, accelerator, model, optimizer, batch, frozen_text, generato
 
 
 def _all_finite(accelerator, loss: torch.Tensor, model: nn.Module) -> bool:
-    """Whether the loss and every gradient are finite on every process."""
-    bad = not torch.isfinite(loss.detach()).all()
-    for p in model.parameters():
-        if bad:
-            break
-        bad = p.grad is not None and not torch.isfinite(p.grad).all()
-    flag = torch.tensor(float(bad), device=loss.device)
+    """Whether the loss and every gradient are finite on every process (one sync: a
+    non-finite value makes its tensor's norm non-finite)."""
+    norms = [loss.detach().float().reshape(1)] + \
+        [p.grad.detach().float().norm().reshape(1) for p in model.parameters()
+         if p.grad is not None]
+    flag = (~torch.isfinite(torch.cat(norms))).any().float()
     if accelerator.num_processes > 1:
         flag = accelerator.reduce(flag, "sum")
     return flag.item() == 0
