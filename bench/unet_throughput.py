@@ -1,8 +1,9 @@
 """Training and sampling throughput of our Efficient U-Net against diffusers'
 UNet2DConditionModel and imagen-pytorch's Unet.
 
-Usage: python bench/unet_throughput.py [--sizes 32,64] [--batch 32] [--peers diffusers,imagen]
-                                       [--device cpu|cuda] [--out bench/results]
+Usage: python bench/unet_throughput.py [--sizes 32,64] [--batch 32]
+           [--peers before,diffusers,imagen] [--precisions fp32,bf16] [--device cpu|cuda]
+           [--out bench/results]
 (needs `pip install -e '.[bench]'`; imagen-pytorch imports torchvision, so it lives in its own
 environment: `pip install -e '.[bench,peers]'` in a fresh venv, which pins torch 2.14.1 and
 torchvision 0.29.1; a peer that does not import is skipped with a note).
@@ -40,8 +41,15 @@ TEXT_LEN, TEXT_DIM, SAMPLER_STEPS = 24, 384, 20
 
 
 def ours():
-    cfg = load_preset("shapes-32-128").stages[0].unet
+    """The redesigned base U-Net (light resampling, 32 channels at full resolution)."""
+    cfg = load_preset("shapes-32-128-light").stages[0].unet
     return EfficientUNet(cfg), "fineimagen EfficientUNet"
+
+
+def ours_before(target: int):
+    """The shipped base's design (3x3 resampling convs, 48 channels at full resolution)."""
+    cfg = load_preset("shapes-32-128").stages[0].unet
+    return EfficientUNet(cfg), "fineimagen EfficientUNet (v9 design)"
 
 
 def diffusers_peer(target: int):
@@ -95,7 +103,7 @@ def imagen_peer(target: int):
     return build(width), f"imagen-pytorch Unet (width {width}, memory_efficient)"
 
 
-PEERS = {"diffusers": diffusers_peer, "imagen": imagen_peer}
+PEERS = {"diffusers": diffusers_peer, "imagen": imagen_peer, "before": ours_before}
 
 
 def count(model) -> int:
@@ -159,9 +167,9 @@ def measure(model, size, batch, bf16, channels_last, device="cpu"):
             "train_gflop_s": counter.get_total_flops() / train_s / 1e9}
 
 
-def conv_peak(device="cpu") -> float:
-    """The bf16 rate of a 3x3 conv of 128 channels at 32 px (on a GPU: 512 channels, 256
-    images, to fill it)."""
+def conv_peak(device="cpu", bf16=True) -> float:
+    """The bf16 (or fp32) rate of a 3x3 conv of 128 channels at 32 px (on a GPU: 512
+    channels, 256 images, to fill it)."""
     channels, batch = (512, 256) if torch.device(device).type == "cuda" else (128, 64)
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(
         device, memory_format=torch.channels_last)
@@ -170,7 +178,7 @@ def conv_peak(device="cpu") -> float:
 
     @torch.no_grad()
     def run():
-        with torch.autocast(torch.device(device).type, torch.bfloat16):
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
             conv(x)
 
     flops = 2 * batch * channels * channels * 9 * 32 * 32
@@ -181,15 +189,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="32,64")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--peers", default="diffusers,imagen", help="of: diffusers, imagen")
+    parser.add_argument("--peers", default="before,diffusers,imagen",
+                        help="of: before (our v9 design), diffusers, imagen")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="settings to try (bf16 only pays where the CPU has it natively)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     if "imagen" in args.peers.split(","):
         offline_t5_config()  # before diffusers imports huggingface_hub, which reads the env once
     torch.manual_seed(0)
-    peak = conv_peak(args.device)
-    print(f"bf16 3x3 conv peak: {peak:.0f} GFLOP/s")
+    peaks = {p: conv_peak(args.device, p == "bf16") for p in args.precisions.split(",")}
+    print("3x3 conv peak: " + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peaks.items()))
     mine, my_name = ours()
     models = {my_name: mine}
     skipped = {}
@@ -206,23 +217,27 @@ def main() -> None:
                         "threads": torch.get_num_threads(), "batch": args.batch,
                         "device": (torch.cuda.get_device_name() if args.device == "cuda"
                                    else platform.processor() or "cpu"),
-                        "torch": torch.__version__, "conv_peak_gflop_s": peak,
+                        "torch": torch.__version__, "conv_peak_gflop_s": peaks,
                         "skipped_peers": skipped},
                "models": {name: count(m) for name, m in models.items()}, "rows": {}}
     for size in (int(s) for s in args.sizes.split(",")):
         for name, model in models.items():
             settings = {}
-            for bf16, cl in itertools.product((False, True), (False, True)):
+            tried = [p == "bf16" for p in args.precisions.split(",")]
+            for bf16, cl in itertools.product(tried, (False, True)):
                 key = f"{'bf16' if bf16 else 'fp32'}{' channels_last' if cl else ''}"
                 settings[key] = measure(model, size, args.batch, bf16, cl, args.device)
             best = max(settings, key=lambda k: settings[k]["train_img_s"])
             results["rows"][f"{size}/{name}"] = {"size": size, "model": name, "best": best,
                                                  **settings[best], "settings": settings}
             row = settings[best]
+            share = row["train_gflop_s"] / peaks[best.split()[0]]
+            results["rows"][f"{size}/{name}"]["share_of_conv_peak"] = share
             print(f"{size:3d} px {name:<52} train {row['train_img_s']:7.1f} img/s "
-                  f"({row['train_gflop_s']:.0f} GFLOP/s = {row['train_gflop_s'] / peak:.0%} of "
-                  f"peak), sample {row['sample_img_s']:6.1f} img/s  [{best}]")
-        peers = [results["rows"][f"{size}/{name}"] for name in models if name != my_name]
+                  f"({row['train_gflop_s']:.0f} GFLOP/s = {share:.0%} of the {best.split()[0]} "
+                  f"conv rate), sample {row['sample_img_s']:6.1f} img/s  [{best}]")
+        peers = [results["rows"][f"{size}/{name}"] for name in models
+                 if not name.startswith("fineimagen")]
         if peers:
             ours_row = results["rows"][f"{size}/{my_name}"]
             fastest = max(peers, key=lambda r: r["train_img_s"])
@@ -232,6 +247,12 @@ def main() -> None:
                 ours_row["sample_img_s"] / max(r["sample_img_s"] for r in peers))
             print(f"{size:3d} px training speed-up over the faster peer "
                   f"({fastest['model']}): {ratio:.2f}x")
+        before = results["rows"].get(f"{size}/fineimagen EfficientUNet (v9 design)")
+        if before:
+            ours_row = results["rows"][f"{size}/{my_name}"]
+            for key in ("train", "sample"):
+                results["rows"][f"{size}/{key}_ratio_vs_v9_design"] = (
+                    ours_row[f"{key}_img_s"] / before[f"{key}_img_s"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "unet_throughput.json").write_text(json.dumps(results, indent=2) + "\n")

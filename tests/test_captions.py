@@ -78,3 +78,24 @@ def test_article_agrees_with_the_next_word():
     for i in range(30):
         text = caption(scene, np.random.default_rng(i))
         assert not text.startswith("a orange")
+
+
+def test_varied_training_captions_frame_fill_and_keep_their_phrase_spans():
+    from fineimagen.data.captions import FILLERS, FRAMES
+    from fineimagen.data.shapes import make_sample
+
+    framed = filled = 0
+    lengths = []
+    for i in range(600):
+        sample = make_sample(i, 16, varied=True)
+        text = sample.caption
+        lengths.append(len(text.split()))
+        framed += any(text.startswith(f.split("{}")[0]) and f.split("{}")[0] for f in FRAMES)
+        filled += any(f in text for f in FILLERS)
+        for start, end, group in sample.phrases:  # each span still names its group
+            assert sample.scene.groups[group].shape[:3] in text[start:end] or any(
+                w in text[start:end] for w in ("disk", "round", "block", "three-cornered"))
+    assert 0.15 < framed / 600 < 0.35 and 0.03 < filled / 600 < 0.1
+    assert max(lengths) > 150  # long prompts: up to 24 filler sentences
+    plain = [make_sample(i, 16).caption for i in range(50)]
+    assert not any(f in c for c in plain for f in FILLERS)  # the default stream is unchanged

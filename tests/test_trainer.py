@@ -257,3 +257,46 @@ def test_the_readme_multiprocess_command_starts_two_ranks(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [x for x in result.stdout.splitlines() if x.startswith("model written")]
     assert lines == [f"model written to {tmp_path / 'run' / 'model'} (2 processes)"]
+
+
+def test_a_recipe_of_phases_chains_them_and_resumes_the_whole_chain(tmp_path, capsys):
+    from fineimagen.cli import main
+    from fineimagen.train.recipes import finished, train_phases
+
+    recipe = tmp_path / "two.json"
+    recipe.write_text(json.dumps({
+        "machine": "documentation only", "preset": "tiny", "batch_size": 4, "warmup": 1,
+        "checkpoint_every": 2, "log_every": 1, "workers": 0,
+        "phases": [{"name": "first", "steps": 2, "lr": 2e-3},
+                   {"name": "second", "steps": 3, "lr": 1e-9, "seed": 4}]}))
+    out = tmp_path / "run"
+    phases = train_phases(str(recipe), {"out": str(out)})
+    assert [p.out for p in phases] == [str(out / "first"), str(out / "second")]
+    assert phases[1].init == str(out / "first" / "model") and phases[1].lr == 1e-9
+    assert not any(p.resume for p in phases)
+    main(["train", "--recipe", str(recipe), "--out", str(out)])
+    assert all(finished(p) for p in phases)
+    # the second phase starts from the first one's model (lr 1e-9: it barely moves)
+    first = load_file(out / "first" / "model" / "base" / "model.safetensors")
+    second = load_file(out / "second" / "model" / "base" / "model.safetensors")
+    assert max((first[k] - second[k]).abs().max().item() for k in first) < 1e-3
+    capsys.readouterr()
+    main(["train", "--recipe", str(recipe), "--out", str(out), "--resume"])
+    said = capsys.readouterr().out
+    assert said.count("finished before: skipped") == 2 and "every phase had finished" in said
+    # an interrupted phase resumes from its checkpoint, a finished one is skipped
+    (out / "second" / "model" / "model_index.json").unlink()
+    resumed = train_phases(str(recipe), {"out": str(out), "resume": True})
+    assert finished(resumed[0]) and not finished(resumed[1]) and resumed[1].resume
+
+
+def test_a_bad_recipe_file_is_refused(tmp_path):
+    from fineimagen.train.recipes import train_phases
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"phases": [{"steps": 2}]}))
+    with pytest.raises(InputError, match="'name'"):
+        train_phases(str(bad), {})
+    bad.write_text("{")
+    with pytest.raises(InputError, match="malformed JSON"):
+        train_phases(str(bad), {})

@@ -167,3 +167,32 @@ def test_min_snr_weight_is_gamma_clipped_x0_weight(prediction):
     assert d.loss_weight(t)[0] < 0.01 and d.loss_weight(t).max() <= 1.0 + 1e-6
     plain = Denoiser(d.unet, DiffusionConfig(prediction=prediction))  # the default: off
     assert torch.equal(plain.loss_weight(t), torch.ones(5))
+
+
+def test_light_resampling_spends_fewer_flops_and_keeps_positions_apart():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(cfg):
+        torch.manual_seed(0)
+        unet = EfficientUNet(cfg).eval()
+        c = cond(1)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            out = unet(torch.randn(1, 3, 32, 32), torch.tensor([10.0]), c.embeds, c.mask)
+        assert out.shape == (1, 3, 32, 32)
+        return counter.get_total_flops()
+
+    light = UNetConfig(**{**TINY.__dict__, "channel_mults": (1, 2, 2),
+                          "blocks_per_level": (1, 1, 1), "resample": "light"})
+    conv = UNetConfig(**{**light.__dict__, "resample": "conv"})
+    assert flops(light) < 0.9 * flops(conv)
+    # space-to-depth keeps every pixel: a one-pixel change at full resolution reaches the
+    # lower level (a stride-2 conv would see it too, but pixel-unshuffle sees all four)
+    unet = EfficientUNet(light)
+    down = unet.downsamples[1]
+    x = torch.zeros(1, light.channels, 8, 8)
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        y = x.clone()
+        y[0, :, dy, dx] = 1.0
+        assert (down(y) - down(x)).abs().sum() > 0
+    with pytest.raises(ValueError, match="resample"):
+        EfficientUNet(UNetConfig(**{**TINY.__dict__, "resample": "bilinear"}))

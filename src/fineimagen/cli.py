@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train one stage of a cascade")
-    train.add_argument("--recipe", help="a named training recipe (e.g. shapes-default-base)")
+    train.add_argument("--recipe", help="a named training recipe (e.g. shapes-base) or a "
+                       "recipe JSON file; a recipe of phases runs them in order")
     train.add_argument("--stage", help="stage name in the preset (default: base), or 'align' "
                                        "for the contrastive aligner")
     train.add_argument("--preset", help="preset name or JSON file (default: shapes-32-128)")
@@ -104,7 +105,12 @@ def _add_train(commands) -> None:
     train.add_argument("--crop", type=int, help="SR stages: train on random crops of this side")
     train.add_argument("--seed", type=int)
     train.add_argument("--out", help="run folder (checkpoint, metrics, model/)")
-    train.add_argument("--resume", action="store_true", help="continue from out/checkpoint.pt")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from out/checkpoint.pt (a recipe of phases: skip the "
+                            "finished ones, continue the interrupted one)")
+    train.add_argument("--varied-captions", action="store_true", dest="varied_captions",
+                       help="shapes data: captions also in training-only wordings, sentence "
+                            "frames and filler sentences (long prompts)")
     train.add_argument("--init", help="fine-tune: start from this pipeline folder's weights "
                        "for the stage (its configs must match the preset)")
     train.add_argument("--train-only", dest="train_only", metavar="PREFIXES",
@@ -242,7 +248,7 @@ def _attribute_weight(text: str) -> tuple[str, float]:
 
 
 def _train(args) -> None:
-    from .train.recipes import train_config
+    from .train.recipes import finished, train_phases
 
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("command", "recipe") and v not in (None, False)}
@@ -250,8 +256,22 @@ def _train(args) -> None:
         overrides["negative_weights"] = dict(overrides["negative_weights"])
     from .train.trainer import train
 
-    result = train(train_config(args.recipe, overrides))
-    if os.environ.get("RANK", "0") != "0":  # under torchrun: the main process reports
+    phases = train_phases(args.recipe, overrides)
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun: the main process reports
+    result = None
+    for k, cfg in enumerate(phases):
+        if len(phases) > 1 and args.resume and finished(cfg):
+            if main:
+                print(f"phase {k + 1}/{len(phases)} ({cfg.out}) finished before: skipped")
+            continue
+        if len(phases) > 1 and main:
+            print(f"phase {k + 1}/{len(phases)}: {cfg.out}")
+        result = train(cfg)
+    if result is None:
+        if main:
+            print(f"every phase had finished: the model is {phases[-1].out}/model")
+        return
+    if not main:
         return
     if result.skipped:
         print(f"{result.skipped} steps skipped for a non-finite loss or gradient")

@@ -114,6 +114,10 @@ class UNetConfig(ConfigMixin):
     groups: int = 16  # GroupNorm groups
     lowres_cond: bool = False  # super-resolution: concatenate the upsampled low-res image
     dropout: float = 0.0
+    # "conv": 3x3 convs at the higher resolution (stride-2 down, nearest-then-conv up);
+    # "light": resolution changes cost a 1x1 conv at the lower resolution (pixel-unshuffle
+    # then 1x1 down; 1x1 then nearest up), the full-resolution FLOPs go to the blocks
+    resample: str = "conv"
 
 
 @dataclass

@@ -20,8 +20,14 @@ import numpy as np
 from ..data import vocab
 from ..data.captions import (
     BACKGROUND_WORDS,
+    COLOR_PHRASES,
     COLOR_WORDS,
     COUNT_WORDS,
+    MORE_COLOR_WORDS,
+    MORE_COUNT_WORDS,
+    MORE_POSITION_PHRASES,
+    MORE_SHAPE_WORDS,
+    MORE_SIZE_WORDS,
     PLURAL_RELATION_PHRASES,
     POSITION_PHRASES,
     RELATION_PHRASES,
@@ -30,6 +36,7 @@ from ..data.captions import (
     TEXTURE_ADJECTIVES,
     TEXTURE_PHRASES,
     caption,
+    more_words,
 )
 from ..data.scene import Group, Relation, Scene, parse_spec
 from ..errors import InputError
@@ -49,24 +56,28 @@ def _lexicon() -> dict[tuple[str, ...], tuple[str, object]]:
     def add(phrase: str, kind: str, value: object) -> None:
         table[tuple(_words(phrase))] = (kind, value)
 
-    for count, words in COUNT_WORDS.items():
-        for w in words:
+    for count in COUNT_WORDS:
+        for w in more_words(COUNT_WORDS, MORE_COUNT_WORDS, count):
             add(w, "count", count)
     add("an", "count", 1)
-    for kind, synonyms, values in (("size", SIZE_WORDS, vocab.SIZES),
-                                   ("color", COLOR_WORDS, vocab.COLORS),
-                                   ("texture", TEXTURE_ADJECTIVES, vocab.TEXTURES)):
+    for kind, synonyms, more, values in (
+            ("size", SIZE_WORDS, MORE_SIZE_WORDS, vocab.SIZES),
+            ("color", COLOR_WORDS, MORE_COLOR_WORDS, vocab.COLORS),
+            ("texture", TEXTURE_ADJECTIVES, {}, vocab.TEXTURES)):
         for value in values:
-            for w in synonyms.get(value, (value,)):
+            for w in more_words(synonyms, more, value):
                 add(w, kind, value)
+    for color in vocab.COLORS:
+        for p in COLOR_PHRASES:
+            add(p.format(color), "color_after", color)
     for shape in vocab.SHAPES:
-        for w in SHAPE_WORDS[shape]:
+        for w in more_words(SHAPE_WORDS, MORE_SHAPE_WORDS, shape):
             add(w, "shape", (shape, False))
             add(w + "s", "shape", (shape, True))
     for texture, phrase in TEXTURE_PHRASES.items():
         add(phrase, "texture_after", texture)
-    for position, phrases in POSITION_PHRASES.items():
-        for p in phrases:
+    for position in POSITION_PHRASES:
+        for p in more_words(POSITION_PHRASES, MORE_POSITION_PHRASES, position):
             add(p, "position", position)
     for background in vocab.BACKGROUNDS:
         for w in BACKGROUND_WORDS.get(background, (background,)):
@@ -124,10 +135,10 @@ def plan_scene(prompt: str) -> Scene:
         if kind in ("count", "size", "color", "texture") and "shape" in current:
             groups.append(_finish(current, phrase))  # a new group without a separator
             current = {}
-        key = "texture" if kind == "texture_after" else kind
+        key = {"texture_after": "texture", "color_after": "color"}.get(kind, kind)
         if key in current:
             raise PlanError(f"{phrase!r}: the {key} of one object group is said twice")
-        if kind in ("texture_after", "position") and "shape" not in current:
+        if kind in ("texture_after", "color_after", "position") and "shape" not in current:
             raise PlanError(f"{phrase!r} comes before the shape it describes")
         current[key] = value
     if current:

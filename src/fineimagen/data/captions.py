@@ -44,6 +44,30 @@ POSITION_PHRASES = {
     "bottom right": ("at the bottom right", "in the lower right corner",
                      "in the bottom-right corner"),
 }
+# training only (`varied=True`; the eval grammar keeps the tables above): more synonyms, a
+# colour after the noun ("a star painted red"), whole-caption frames and filler sentences
+# that say nothing of the scene (long prompts), so a model reads a scene out of many wordings
+MORE_SHAPE_WORDS = {"circle": ("round figure",), "square": ("block",),
+                    "triangle": ("three-cornered figure",), "star": ("star figure",),
+                    "heart": ("love heart",)}
+MORE_COLOR_WORDS = {"red": ("crimson",), "orange": ("amber",), "yellow": ("golden",),
+                    "green": ("jade",), "blue": ("sapphire",), "pink": ("salmon-pink",)}
+MORE_SIZE_WORDS = {"small": ("wee",), "medium": ("moderate-sized",), "large": ("giant",)}
+MORE_COUNT_WORDS = {1: ("a lone",), 3: ("a trio of",), 4: ("a set of four",)}
+MORE_POSITION_PHRASES = {"left": ("on the left-hand side",), "right": ("on the right-hand side",)}
+COLOR_PHRASES = ("coloured {}", "painted {}")
+FRAMES = ("A picture of {}.", "Draw {}.", "Show me {}.", "An illustration with {}.",
+          "Here we have {}.", "Make an image of {}.", "Generate {}", "a render of {}")
+FRAME_SHARE = 0.25
+FILLERS = ("It is a simple flat drawing.", "The lines are clean and sharp.",
+           "Nothing else is in view.", "This is for a children's book.",
+           "Use flat colours without shading.", "The style is minimal.",
+           "Keep it neat and tidy.", "Think of a poster from a school classroom.",
+           "The composition should feel calm.", "No text or letters anywhere.",
+           "It was sketched quickly on a tablet.", "The edges are crisp.",
+           "Imagine it printed on a card.", "Nobody is in the picture.",
+           "The scene is viewed straight on.", "There are no shadows.")
+FILLER_SHARE = 0.06  # long captions: 1-24 filler sentences before or after the scene
 BACKGROUND_PHRASES = ("on a {} background", "against a {} background", "on {}")
 BACKGROUND_WORDS = {"gray": ("gray", "grey")}
 
@@ -52,26 +76,57 @@ def _choose(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def group_phrase(g: Group, rng: np.random.Generator, with_position: bool = True) -> str:
-    """'two small red striped circles at the top left' with the attributes `g` sets."""
+def more_words(table: dict, more: dict, key, varied: bool = True) -> tuple[str, ...]:
+    """`table`'s words for `key` (the key itself where it has none), with `varied` also the
+    training-only ones of `more`."""
+    return table.get(key, (key,)) + (more.get(key, ()) if varied else ())
+
+
+def group_phrase(g: Group, rng: np.random.Generator, with_position: bool = True,
+                 varied: bool = False) -> str:
+    """'two small red striped circles at the top left' with the attributes `g` sets
+    (`varied`: from the training-only wordings as well)."""
     count = g.count if g.count is not None else 2  # an open count reads as a bare plural
-    words = [_choose(rng, COUNT_WORDS[count])] if g.count is not None else []
+    words = ([_choose(rng, more_words(COUNT_WORDS, MORE_COUNT_WORDS, count, varied))]
+             if g.count is not None else [])
     if g.size:
-        words.append(_choose(rng, SIZE_WORDS[g.size]))
-    if g.color:
-        words.append(_choose(rng, COLOR_WORDS.get(g.color, (g.color,))))
+        words.append(_choose(rng, more_words(SIZE_WORDS, MORE_SIZE_WORDS, g.size, varied)))
+    color_after = varied and g.color is not None and rng.random() < 0.15
+    if g.color and not color_after:
+        words.append(_choose(rng, more_words(COLOR_WORDS, MORE_COLOR_WORDS, g.color, varied)))
     texture_after = g.texture is not None and rng.random() < 0.3
     if g.texture and not texture_after:
         words.append(_choose(rng, TEXTURE_ADJECTIVES[g.texture]))
-    noun = _choose(rng, SHAPE_WORDS[g.shape])
+    noun = _choose(rng, more_words(SHAPE_WORDS, MORE_SHAPE_WORDS, g.shape, varied))
     words.append(noun + ("s" if count > 1 else ""))
+    if color_after:
+        words.append(_choose(rng, COLOR_PHRASES).format(g.color))
     if texture_after:
         words.append(TEXTURE_PHRASES[g.texture])
     if g.position and with_position:
-        words.append(_choose(rng, POSITION_PHRASES[g.position]))
+        where = more_words(POSITION_PHRASES, MORE_POSITION_PHRASES, g.position, varied)
+        words.append(_choose(rng, where))
     phrase = " ".join(words)
     return "an" + phrase[1:] if phrase.startswith("a ") and phrase[2] in "aeiou" else phrase
 
+
+def dress(text: str, spans: list[tuple[int, int, int]], rng: np.random.Generator
+          ) -> tuple[str, list[tuple[int, int, int]]]:
+    """Training captions: with FRAME_SHARE the caption inside a sentence frame ("Draw {}."),
+    with FILLER_SHARE 1-24 filler sentences before or after it; `spans` shifted to match."""
+    if rng.random() < FRAME_SHARE:
+        frame = _choose(rng, FRAMES)
+        shift = frame.index("{}")
+        text = frame.format(text[0].upper() + text[1:] if shift == 0 else text)
+        spans = [(a + shift, b + shift, g) for a, b, g in spans]
+    if rng.random() < FILLER_SHARE:
+        filler = " ".join(_choose(rng, FILLERS) for _ in range(int(rng.integers(1, 25))))
+        if rng.random() < 0.5:
+            return f"{text}{'' if text.endswith('.') else '.'} {filler}", spans
+        shift = len(filler) + 1
+        text = f"{filler} {text}"
+        spans = [(a + shift, b + shift, g) for a, b, g in spans]
+    return text, spans
 
 
 RELATION_PHRASES = {"left_of": ("to the left of", "is to the left of"),
@@ -90,11 +145,12 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
     return caption_spans(scene, rng)[0]
 
 
-def caption_spans(scene: Scene, rng: np.random.Generator
+def caption_spans(scene: Scene, rng: np.random.Generator, varied: bool = False
                   ) -> tuple[str, list[tuple[int, int, int]]]:
     """`caption`'s text and, per group phrase, (start, end, group index): where in the text
     each group is described (what the base stage's attention grounding reads). A relation
-    reads "A to the left of B", "A is above B" or, inverted, "B is to the right of A"."""
+    reads "A to the left of B", "A is above B" or, inverted, "B is to the right of A".
+    `varied`: the training-only wordings as well."""
     units: list[list] = []  # each: group indices and joining words, alternating
     related = set()
     for r in scene.relations:
@@ -117,7 +173,7 @@ def caption_spans(scene: Scene, rng: np.random.Generator
         if isinstance(piece, str):
             text += piece
             continue
-        phrase = group_phrase(scene.groups[piece], rng)
+        phrase = group_phrase(scene.groups[piece], rng, varied=varied)
         spans.append((len(text), len(text) + len(phrase), piece))
         text += phrase
     if scene.background:

@@ -18,7 +18,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..errors import InputError
 from ..files import atomic_folder
 from . import vocab
-from .captions import caption_spans, mention, object_phrase, say_relation
+from .captions import caption_spans, dress, mention, object_phrase, say_relation
 from .render import group_coverage, render
 from .scene import MAX_GROUPS, Group, PlacedObject, Scene, sample_scene
 
@@ -54,20 +54,23 @@ def check_side(size: int) -> None:
 
 def make_sample(index: int, size: int, split: str = "train", seed: int = 0,
                 low_size: int | None = None, regions: bool = False,
-                whole_caption: bool = False) -> ShapesSample:
+                whole_caption: bool = False, varied: bool = False) -> ShapesSample:
     """Sample `index` of the stream (seed, split): a random scene, its render and a caption
     that mentions a random subset of its attributes (from a bare noun to exhaustive); with
     `low_size`, also the same scene rendered at that side (super-resolution pairs); with
     `regions`, the region prompts and boxes of `object_regions` (an object's own words
     over its box, or with `whole_caption` sometimes the caption over the whole image), the
-    low-res render following the objects as there restyled."""
+    low-res render following the objects as there restyled. `varied`: captions also in the
+    training-only wordings, sentence frames and filler sentences (`captions.dress`)."""
     rng = np.random.default_rng([seed, index, 0 if split == "train" else 1])
     scene, placed = sample_scene(rng, split)
     # captions from bare nouns to every attribute: keep ~ U[0, 1] (a bare noun about 1 single
     # object in 5), and EXHAUSTIVE_SHARE of them state everything (what edits start from)
     keep = 1.0 if rng.random() < EXHAUSTIVE_SHARE else rng.uniform(0.0, 1.0)
     said = say_relation(mention(scene, rng, keep=keep), placed, rng)
-    text, phrases = caption_spans(said, rng)
+    text, phrases = caption_spans(said, rng, varied)
+    if varied:
+        text, phrases = dress(text, phrases, rng)
     prompts = boxes = None
     low_placed = placed
     if regions:
@@ -125,6 +128,7 @@ class ShapesDataset(IterableDataset):
     strings, "" for none) and "region_boxes" [MAX_OBJECTS, 4], see `object_regions`; with
     `grounding`, "phrase_spans" [MAX_GROUPS, 2], the caption's characters that describe each
     group ((0, 0) for none), and "phrase_masks" [MAX_GROUPS, H, W], where that group shows).
+    `varied`: captions in many wordings (`make_sample`).
 
     Rendering happens on the fly; no disk. Process `rank` of `world_size` takes the samples
     rank, rank + world_size, ... of the stream, skipping its first `start` (to resume a
@@ -134,8 +138,9 @@ class ShapesDataset(IterableDataset):
     def __init__(self, size: int, split: str = "train", seed: int = 0,
                  length: int | None = None, rank: int = 0, world_size: int = 1,
                  start: int = 0, low_size: int | None = None, regions: bool = False,
-                 whole_caption: bool = False, grounding: bool = False):
+                 whole_caption: bool = False, grounding: bool = False, varied: bool = False):
         check_side(size)
+        self.varied = varied
         self.size, self.split, self.seed, self.length = size, split, seed, length
         self.rank, self.world_size, self.start, self.low_size = rank, world_size, start, low_size
         self.regions, self.whole_caption, self.grounding = regions, whole_caption, grounding
@@ -145,7 +150,7 @@ class ShapesDataset(IterableDataset):
             if self.length is not None and index >= self.length:
                 return
             sample = make_sample(index, self.size, self.split, self.seed, self.low_size,
-                                 self.regions, self.whole_caption)
+                                 self.regions, self.whole_caption, self.varied)
             item = {"image": to_tensor(sample.image), "caption": sample.caption}
             if sample.lowres is not None:
                 item["lowres"] = to_tensor(sample.lowres)

@@ -50,6 +50,13 @@ class Level(nn.Module):
         return x
 
 
+def downsample(channels: int, resample: str) -> nn.Module:
+    """x1/2: a stride-2 3x3 conv ("conv"), or space-to-depth then a 1x1 conv ("light")."""
+    if resample == "light":
+        return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * channels, channels, 1))
+    return nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+
 def pool_text(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked mean of token embeddings [B, L, D] -> [B, D]; 0 when every token is masked."""
     m = mask.to(text.dtype)[..., None]  # [B, L, 1]
@@ -74,9 +81,10 @@ class EfficientUNet(nn.Module):
         in_ch = cfg.in_channels * (2 if cfg.lowres_cond else 1)
         self.stem = nn.Conv2d(in_ch, ch[0], 3, padding=1)
         n = len(ch)
+        if cfg.resample not in ("conv", "light"):
+            raise ValueError(f"resample must be 'conv' or 'light', not {cfg.resample!r}")
         self.downsamples = nn.ModuleList(
-            [nn.Identity()] + [nn.Conv2d(ch[i - 1], ch[i - 1], 3, stride=2, padding=1)
-                               for i in range(1, n)])
+            [nn.Identity()] + [downsample(ch[i - 1], cfg.resample) for i in range(1, n)])
         self.down = nn.ModuleList(
             Level(ch[max(i - 1, 0)], ch[i], cfg.blocks_per_level[i], cond_dim, cfg,
                   i in cfg.cross_attention_levels, i in cfg.self_attention_levels)
@@ -90,7 +98,9 @@ class EfficientUNet(nn.Module):
                   i in cfg.cross_attention_levels, i in cfg.self_attention_levels)
             for i in range(n))
         self.upsamples = nn.ModuleList(
-            [nn.Identity()] + [nn.Conv2d(ch[i], ch[i - 1], 3, padding=1) for i in range(1, n)])
+            [nn.Identity()] + [nn.Conv2d(ch[i], ch[i - 1], 1 if cfg.resample == "light" else 3,
+                                         padding=0 if cfg.resample == "light" else 1)
+                               for i in range(1, n)])
         self.out_norm = nn.GroupNorm(min(cfg.groups, ch[0]), ch[0])
         self.out = nn.Conv2d(ch[0], cfg.out_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
@@ -126,6 +136,8 @@ class EfficientUNet(nn.Module):
         for i in reversed(range(len(self.up))):
             h = torch.cat([h, skips[i] * SKIP_SCALE], dim=1)
             h = self.up[i](h, cond, text, text_mask)
-            if i > 0:  # upsample after the blocks
-                h = self.upsamples[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            if i > 0:  # upsample after the blocks: x2 nearest, then 3x3 ("light": 1x1 first)
+                h = (F.interpolate(self.upsamples[i](h), scale_factor=2.0, mode="nearest")
+                     if cfg.resample == "light" else
+                     self.upsamples[i](F.interpolate(h, scale_factor=2.0, mode="nearest")))
         return self.out(F.silu(self.out_norm(h)))

@@ -1,13 +1,23 @@
 """Named training recipes (`presets/recipes/NAME.json`): the exact settings of a shipped
-model, so one command reproduces it. Command-line flags override a recipe's fields."""
+model, so one command reproduces it. Command-line flags override a recipe's fields.
+
+A recipe may hold `"machine"` (where it was run and how long it took: documentation only)
+and `"phases"`: a list of {"name": ..., field: value, ...}, run in order, each with the
+recipe's other fields and its own in place of them, writing to OUT/NAME and starting from
+the previous phase's model (`init`). With `--resume` a finished phase is skipped and an
+interrupted one continues from its checkpoint, so one command resumes the whole chain.
+"""
 
 from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 
 from ..errors import InputError
 from .trainer import TrainConfig
+
+DOC_FIELDS = ("machine",)
 
 
 def recipe_names() -> list[str]:
@@ -15,12 +25,62 @@ def recipe_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def train_config(recipe: str | None, overrides: dict) -> TrainConfig:
-    """A TrainConfig from a recipe (or the defaults) with `overrides` applied."""
-    base: dict = {}
-    if recipe is not None:
-        if recipe not in recipe_names():
-            raise InputError(f"unknown recipe {recipe!r} (choose from {', '.join(recipe_names())})")
+def _recipe(recipe: str | None) -> dict:
+    """A named recipe or a path to a recipe JSON file, without its documentation fields."""
+    if recipe is None:
+        return {}
+    path = Path(recipe)
+    if path.suffix == ".json" and path.is_file():
+        text = path.read_text()
+    elif recipe in recipe_names():
         text = resources.files("fineimagen").joinpath(f"presets/recipes/{recipe}.json").read_text()
-        base = json.loads(text)
-    return TrainConfig.from_dict({**base, **overrides}, f"recipe {recipe}" if recipe else "train")
+    else:
+        raise InputError(f"unknown recipe {recipe!r} (choose from {', '.join(recipe_names())})")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"recipe {recipe}: malformed JSON ({err.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("phases", []), list) or not all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) and p["name"].isidentifier()
+            for p in data.get("phases", [])):
+        raise InputError(f"recipe {recipe}: expected an object whose 'phases' (if any) are "
+                         "objects each with a 'name' (letters, digits, _)")
+    return {k: v for k, v in data.items() if k not in DOC_FIELDS}
+
+
+def train_config(recipe: str | None, overrides: dict) -> TrainConfig:
+    """A TrainConfig from a recipe (or the defaults) with `overrides` applied; a recipe of
+    phases gives its last phase's (see `train_phases`)."""
+    return train_phases(recipe, overrides)[-1]
+
+
+def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
+    """One TrainConfig per phase of the recipe (one for a recipe without phases), the
+    `overrides` applied to each; `resume` is set only where a phase has a checkpoint."""
+    base = _recipe(recipe)
+    where = f"recipe {recipe}" if recipe else "train"
+    phases = base.pop("phases", None)
+    if not phases:
+        return [TrainConfig.from_dict({**base, **overrides}, where)]
+    root = Path(overrides.get("out", base.get("out", TrainConfig.out)))
+    configs, previous = [], None
+    for phase in phases:
+        fields = {k: v for k, v in phase.items() if k != "name"}
+        out = root / phase["name"]
+        merged = {**base, **fields, **overrides, "out": str(out)}
+        if previous is not None and "init" not in fields:
+            merged["init"] = str(Path(previous.out) / "model")
+        merged["resume"] = bool(overrides.get("resume")) and (out / "checkpoint.pt").is_file()
+        previous = TrainConfig.from_dict(merged, f"{where}, phase {phase['name']}")
+        configs.append(previous)
+    return configs
+
+
+def finished(cfg: TrainConfig) -> bool:
+    """Whether a phase's run reached its last step and wrote its model."""
+    import torch
+
+    checkpoint = Path(cfg.out) / "checkpoint.pt"
+    if not (Path(cfg.out) / "model" / "model_index.json").is_file() or not checkpoint.is_file():
+        return False
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["step"] >= cfg.steps

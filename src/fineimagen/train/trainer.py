@@ -96,6 +96,9 @@ class TrainConfig(ConfigMixin):
     # how the grounding loss weighs each sample's noise level: "uniform", or "signal", by
     # abar(t), the signal's share of x_t's variance (the layout is unknowable at high noise)
     grounding_weighting: str = "uniform"
+    # shapes data: captions also in training-only wordings, sentence frames and filler
+    # sentences (long prompts), not just the grammar's (data/captions.py, `dress`)
+    varied_captions: bool = False
 
 
 class StageModule(nn.Module):
@@ -289,7 +292,8 @@ class _Job:
 
 
 def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: int,
-                   grounding: float = 0.0, grounding_weighting: str = "uniform") -> _Job:
+                   grounding: float = 0.0, grounding_weighting: str = "uniform",
+                   varied: bool = False) -> _Job:
     from ..data.shapes import ShapesDataset
 
     if grounding and (stage.kind == "regression" or stage.input_resolution):
@@ -302,7 +306,8 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
     def data(rank, world, start):
         return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
                              start=start, low_size=low, regions=stage.reads_regions,
-                             whole_caption=stage.reads_prompt, grounding=grounding > 0)
+                             whole_caption=stage.reads_prompt, grounding=grounding > 0,
+                             varied=varied)
 
     if stage.kind == "regression":
         text_weights = _untrained_text(cascade)  # once, not at every export
@@ -359,7 +364,7 @@ def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
     if cfg.stage == "align":
         return _align_job(cascade, cfg)
     return _diffusion_job(cascade, cascade.stage(cfg.stage), cfg.seed, cfg.crop, cfg.grounding,
-                          cfg.grounding_weighting)
+                          cfg.grounding_weighting, cfg.varied_captions)
 
 
 def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int):
