@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--size", type=int, default=128, help="image side in px (16-4096)")
     shapes.add_argument("--split", choices=("train", "heldout"), default="train")
     shapes.add_argument("--seed", type=int, default=0)
+    from .openmoji_cli import add_dataset_parser
+
+    add_dataset_parser(kinds, _positive)
     evalset = kinds.add_parser("evalset", help="a balanced GenEval-style prompt set (JSONL)")
     evalset.add_argument("--out", required=True, help="output .jsonl file")
     evalset.add_argument("--n", type=_positive, required=True, help="number of prompts")
@@ -48,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="word the scenes as training captions do, or in a second "
                               "phrase bank never used in training (same scenes per seed)")
     evalset.add_argument("--seed", type=int, default=0)
+    evalset.add_argument("--domain", choices=("shapes", "openmoji"), default="shapes",
+                         help="openmoji: emoji scenes (--style free names objects by the "
+                              "aliases training never saw)")
+    evalset.add_argument("--vocab", default="openmoji-100", help="--domain openmoji: vocabulary")
 
     ev = commands.add_parser("eval", help="score images against scene specs, or self-test")
     ev.add_argument("--selftest", action="store_true", help="validate the scene parser")
@@ -70,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "aligner of --model, against truth renders of the same prompts")
     ev.add_argument("--model", help="pipeline folder for --fid (default: the shipped model)")
     ev.add_argument("--json", help="also write the results here as JSON")
+    ev.add_argument("--domain", choices=("shapes", "openmoji"), default="shapes",
+                    help="the scenes' domain (openmoji: emoji identity by template matching)")
+    ev.add_argument("--vocab", default="openmoji-100", help="--domain openmoji: vocabulary")
     _add_train(commands)
     _add_generate(commands)
     _add_upscale(commands)
@@ -303,6 +313,19 @@ def _upscale(args) -> None:
 
 
 def _dataset(args) -> None:
+    if args.kind == "openmoji":
+        from .openmoji_cli import dataset
+
+        dataset(args)
+        return
+    if args.kind == "evalset" and args.domain == "openmoji":
+        from .files import atomic_write_text
+        from .openmoji_cli import dumps, evalset
+
+        records = evalset(args)
+        atomic_write_text(args.out, dumps(records))
+        print(f"wrote {len(records)} prompts to {args.out}")
+        return
     if args.kind == "shapes":
         from .data.shapes import write_folder
 
@@ -320,6 +343,11 @@ def _dataset(args) -> None:
 
 
 def _eval(args) -> None:
+    if args.domain == "openmoji":
+        from .openmoji_cli import evaluate
+
+        _write_json(args.json, evaluate(args))
+        return
     if args.selftest:
         _selftest(args)
         return

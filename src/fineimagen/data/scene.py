@@ -309,12 +309,15 @@ def _fill(scene: Scene, rng: np.random.Generator, avoid_heldout: bool) -> Scene 
 
 
 def layout(scene: Scene, rng: np.random.Generator, per_group: bool = False,
-           fixed: dict[int, list[PlacedObject]] | None = None) -> list[PlacedObject] | None:
+           fixed: dict[int, list[PlacedObject]] | None = None,
+           sizes: dict[str, float] | None = None) -> list[PlacedObject] | None:
     """Place every object of a complete scene without overlap; None when it does not fit.
     With `per_group`, group i draws from its own stream (one key from `rng`, then i), so a
     change to one group moves no other unless they collide (edits by planning). `fixed`
     (with `per_group`) maps group indices to objects already placed, which those groups
-    keep; the other groups are placed around them, trying longer on their streams."""
+    keep; the other groups are placed around them, trying longer on their streams.
+    `sizes`: each size class's extent (a fraction of the side; default the shapes')."""
+    sizes = sizes or vocab.SIZE_FRACTION
     fixed = fixed or {}
     if fixed and not per_group:
         raise ValueError("fixed groups need per_group layout")
@@ -324,7 +327,7 @@ def layout(scene: Scene, rng: np.random.Generator, per_group: bool = False,
         g_rng = rng if key is None else np.random.default_rng([key, index])
         if index in fixed:
             continue
-        side = vocab.SIZE_FRACTION[g.size] * (1 + g_rng.uniform(-1, 1) * vocab.SIZE_JITTER)
+        side = sizes[g.size] * (1 + g_rng.uniform(-1, 1) * vocab.SIZE_JITTER)
         objects = _place_group(index, g, side, placed, g_rng, tries=64 if fixed else 8)
         if objects is None:
             return None

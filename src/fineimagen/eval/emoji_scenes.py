@@ -1,0 +1,229 @@
+"""A deterministic evaluator for OpenMoji scenes: find the objects on the light background,
+identify each by template matching against the vocabulary's glyphs, and judge a prompt's
+spec in the shapes' GenEval-style categories, plus `identity`.
+
+1. Background: the median of the border pixels, named when within BACKGROUND_RADIUS
+   (CIEDE2000) of one of the domain's backgrounds and uniform (95% of the pixels clear of
+   objects within BACKGROUND_SPREAD), else None (the image fails every prompt).
+2. Objects: pixels farther than FOREGROUND_DE from the background, holes filled (a glyph's
+   white or light-gray parts are enclosed by its outline), connected components; components
+   whose boxes come within MERGE_GAP of the side are one object (glyph parts); components
+   smaller than MIN_AREA of a small object's square are noise.
+3. Identity: the object's box, cut from the image, against each glyph rendered into a box
+   of the same size over the same background: the highest normalised cross-correlation
+   over RGB names it (Lewis 1995: NCC is invariant to brightness and contrast shifts);
+   below MIN_NCC it is "unknown". The box shrunk by 1..SHRINK_PX px a side is tried too,
+   and the best match's box is the object's (JPEG ringing and blur grow a mask).
+4. Size: the box's longer side over the image side, nearest size class of the domain.
+Judging: every asked group needs its count of objects of its name (and size, cell), every
+relation must hold and no object may be left over (the shapes' rule, `compbench._deal`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.color import deltaE_ciede2000, rgb2lab
+
+from ..data.emoji_render import BACKGROUND_RGB, stamp
+from ..data.emoji_scene import SIZE_FRACTION, EmojiScene
+from ..data.emoji_vocab import character
+from ..data.scene import relation_holds
+from .scenes import position_of_objects
+
+BACKGROUND_RADIUS = 10.0
+BACKGROUND_SPREAD = 15.0
+FOREGROUND_DE = 16.0
+MERGE_GAP = 0.025  # of the side: parts of one glyph closer than this are one object
+MIN_AREA = 0.15  # of a small object's square
+MIN_NCC = 0.5
+SHRINK_PX = 2  # identity also tries the box shrunk by up to this many pixels a side
+UNKNOWN = "unknown"
+MAX_OBJECTS = 12
+_BACKGROUND_NAMES = tuple(BACKGROUND_RGB)
+_BACKGROUNDS_LAB = rgb2lab(np.array([BACKGROUND_RGB[b] for b in _BACKGROUND_NAMES],
+                                    np.float32)[None] / 255)[0]
+
+
+@dataclass
+class EmojiObject:
+    name: str  # a vocabulary name or UNKNOWN
+    score: float  # the best normalised cross-correlation
+    size: str
+    x: float  # box centre, fraction of the side
+    y: float
+    extent: float  # the box's longer side, fraction of the side
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels (exclusive ends)
+
+
+@dataclass
+class ParsedEmojiScene:
+    background: str | None
+    objects: list[EmojiObject]
+
+
+def parse_emoji_image(image: np.ndarray, names: tuple[str, ...]) -> ParsedEmojiScene:
+    """Parse an RGB image (uint8 [H, W, 3], square) against the vocabulary `names`."""
+    img = np.asarray(image, np.float32)[..., :3]
+    side = img.shape[0]
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    bg_rgb = np.median(border, axis=0)
+    lab = rgb2lab(np.clip(img, 0, 255) / 255)
+    bg_lab = rgb2lab(bg_rgb[None, None] / 255)[0, 0]
+    far = np.linalg.norm(lab - bg_lab, axis=-1) > FOREGROUND_DE
+    mask = ndimage.binary_fill_holes(ndimage.binary_closing(far, iterations=1) | far)
+    labels, n = ndimage.label(mask)
+    boxes = [(s[1].start, s[0].start, s[1].stop, s[0].stop)
+             for s in ndimage.find_objects(labels)]
+    boxes = _merge(boxes, MERGE_GAP * side)
+    small = SIZE_FRACTION["small"] * side
+    min_area = MIN_AREA * small * small
+    objects = []
+    for x0, y0, x1, y1 in boxes:
+        if mask[y0:y1, x0:x1].sum() < min_area:
+            continue
+        name, score, (x0, y0, x1, y1) = _identify_box(img, (x0, y0, x1, y1), bg_rgb, names)
+        extent = max(x1 - x0, y1 - y0) / side
+        objects.append(EmojiObject(name, score, _size_class(extent), (x0 + x1) / 2 / side,
+                                   (y0 + y1) / 2 / side, extent, (x0, y0, x1, y1)))
+    clear = ~ndimage.binary_dilation(mask, iterations=2)
+    return ParsedEmojiScene(_background(lab[clear]) if clear.any() else None, objects)
+
+
+def _merge(boxes: list[tuple[int, int, int, int]], gap: float):
+    """Union of boxes closer than `gap` (pixels), until none are."""
+    boxes = [list(b) for b in boxes]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                dx = max(b[0] - a[2], a[0] - b[2], 0)
+                dy = max(b[1] - a[3], a[1] - b[3], 0)
+                if max(dx, dy) < gap:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
+                                max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [tuple(b) for b in boxes]
+
+
+def _background(lab_pixels: np.ndarray) -> str | None:
+    mean = lab_pixels.mean(0)
+    k = int(deltaE_ciede2000(mean[None], _BACKGROUNDS_LAB).argmin())
+    if deltaE_ciede2000(mean, _BACKGROUNDS_LAB[k]) > BACKGROUND_RADIUS:
+        return None
+    spread = np.percentile(deltaE_ciede2000(lab_pixels, _BACKGROUNDS_LAB[k][None]), 95)
+    return _BACKGROUND_NAMES[k] if spread <= BACKGROUND_SPREAD else None
+
+
+def _size_class(extent: float) -> str:
+    return min(SIZE_FRACTION, key=lambda s: abs(SIZE_FRACTION[s] - extent))
+
+
+@functools.lru_cache(maxsize=8192)
+def _template(name: str, w: int, h: int) -> np.ndarray:
+    """The glyph's visible part scaled into a w x h box: premultiplied RGBA [h, w, 4]."""
+    rgba = stamp(character(name), max(w, h))
+    ys, xs = np.nonzero(rgba[..., 3] > 0.05)
+    crop = rgba[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    if crop.shape[:2] != (h, w):
+        crop = np.asarray(Image.fromarray((crop * 255).astype(np.uint8), "RGBA").resize(
+            (w, h), Image.Resampling.BILINEAR), np.float32) / 255
+    return crop
+
+
+def _identify_box(img, box, bg_rgb, names):
+    """`identify` over the box and the box shrunk by 1..SHRINK_PX px on every side (blur and
+    JPEG ringing grow a mask): the best (name, score, box)."""
+    x0, y0, x1, y1 = box
+    best = None
+    for k in range(SHRINK_PX + 1):
+        if k and min(x1 - x0, y1 - y0) - 2 * k < 4:
+            break
+        shrunk = (x0 + k, y0 + k, x1 - k, y1 - k)
+        name, score = identify(img[shrunk[1]:shrunk[3], shrunk[0]:shrunk[2]], bg_rgb, names)
+        if best is None or score > best[1]:
+            best = (name, score, shrunk)
+    return best
+
+
+def identify(patch: np.ndarray, bg_rgb: np.ndarray, names: tuple[str, ...]
+             ) -> tuple[str, float]:
+    """(name, NCC) of the best-matching glyph for an object's box (RGB 0..255)."""
+    h, w = patch.shape[:2]
+    target = patch.ravel() - patch.mean()
+    norm = np.linalg.norm(target)
+    if norm == 0:
+        return UNKNOWN, 0.0
+    best, best_score = UNKNOWN, -1.0
+    bg = bg_rgb.astype(np.float32) / 255
+    for name in names:
+        t = _template(name, w, h)
+        rendered = (t[..., :3] + bg * (1 - t[..., 3:])) * 255
+        ref = rendered.ravel() - rendered.mean()
+        score = float(target @ ref / (norm * (np.linalg.norm(ref) or 1.0)))
+        if score > best_score:
+            best, best_score = name, score
+    return (best if best_score >= MIN_NCC else UNKNOWN), best_score
+
+
+# ----------------------------------------------------------------------------- judging
+def is_correct_emoji(scene: EmojiScene, parsed: ParsedEmojiScene) -> bool:
+    """Whether a parsed image obeys a spec (every group, relation; nothing left over)."""
+    if parsed.background is None or scene.background not in (None, parsed.background):
+        return False
+    objects = parsed.objects
+    counts = [g.count for g in scene.groups]
+    if None not in counts and sum(counts) != len(objects):
+        return False
+    if len(objects) > MAX_OBJECTS or len(objects) < len(counts):
+        return False
+    fits = [[j for j, g in enumerate(scene.groups)
+             if o.name == g.object and g.size in (None, o.size)] for o in objects]
+    return _deal(scene, objects, fits, [[] for _ in scene.groups], 0)
+
+
+def _deal(scene: EmojiScene, objects, fits, dealt: list[list], i: int) -> bool:
+    groups = scene.groups
+    if i == len(objects):
+        return all(_group_ok(g, members) for g, members in zip(groups, dealt, strict=True)) \
+            and all(relation_holds(r.relation, _points(dealt[r.subject]),
+                                   _points(dealt[r.object])) for r in scene.relations)
+    for j in fits[i]:
+        if groups[j].count is not None and len(dealt[j]) == groups[j].count:
+            continue
+        dealt[j].append(objects[i])
+        found = _deal(scene, objects, fits, dealt, i + 1)
+        dealt[j].pop()
+        if found:
+            return True
+    return False
+
+
+def _points(objects) -> list[tuple[float, float]]:
+    return [(o.x, o.y) for o in objects]
+
+
+def _group_ok(group, members: list) -> bool:
+    if not members or (group.count is not None and len(members) != group.count):
+        return False
+    return group.position is None or position_of_objects(members) == group.position
+
+
+def identity_share(scene: EmojiScene, parsed: ParsedEmojiScene) -> float:
+    """The share of asked objects drawn as the right emoji (count-capped per group)."""
+    asked = found = 0
+    for g in scene.groups:
+        want = g.count or 1
+        asked += want
+        found += min(want, sum(o.name == g.object for o in parsed.objects))
+    return found / asked
