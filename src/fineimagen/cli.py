@@ -94,7 +94,9 @@ def _add_train(commands) -> None:
     train.add_argument("--stage", help="stage name in the preset (default: base), or 'align' "
                                        "for the contrastive aligner")
     train.add_argument("--preset", help="preset name or JSON file (default: shapes-32-128)")
-    train.add_argument("--data", help="'shapes' or an image-text folder")
+    train.add_argument("--data", help="'shapes', an image-text folder, an ImageFolder "
+                       "(metadata.jsonl), WebDataset shards (.tar, folder or pattern) or a "
+                       "Hugging Face dataset (saved to disk or parquet)")
     train.add_argument("--steps", type=int)
     train.add_argument("--batch-size", type=int, dest="batch_size")
     train.add_argument("--grad-accum", type=int, dest="grad_accum")
@@ -118,6 +120,10 @@ def _add_train(commands) -> None:
     train.add_argument("--resume", action="store_true",
                        help="continue from out/checkpoint.pt (a recipe of phases: skip the "
                             "finished ones, continue the interrupted one)")
+    train.add_argument("--image-column", dest="image_column",
+                       help="--data a Hugging Face dataset: the image column (default image)")
+    train.add_argument("--text-column", dest="text_column",
+                       help="--data a Hugging Face dataset: the text column (default text)")
     train.add_argument("--varied-captions", action="store_true", dest="varied_captions",
                        help="shapes data: captions also in training-only wordings, sentence "
                             "frames and filler sentences (long prompts)")

@@ -55,7 +55,7 @@ from .plots import plot_loss
 class TrainConfig(ConfigMixin):
     preset: str = "shapes-32-128"  # a preset name or a JSON file holding a CascadeConfig
     stage: str = "base"  # a stage of the preset, or "align" for its aligner
-    data: str = "shapes"  # "shapes" (rendered on the fly) or an image-text folder
+    data: str = "shapes"  # "shapes" (rendered on the fly) or a dataset (data/formats.py)
     out: str = "runs/base"
     steps: int = 1000
     batch_size: int = 64  # per process, per optimizer step (before accumulation)
@@ -99,6 +99,9 @@ class TrainConfig(ConfigMixin):
     # shapes data: captions also in training-only wordings, sentence frames and filler
     # sentences (long prompts), not just the grammar's (data/captions.py, `dress`)
     varied_captions: bool = False
+    # --data a Hugging Face dataset (saved to disk or parquet): its image and text columns
+    image_column: str = "image"
+    text_column: str = "text"
 
 
 class StageModule(nn.Module):
@@ -371,14 +374,23 @@ def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int
     if cfg.data == "shapes":
         dataset = job.shapes_data(rank, world, start_index)
         return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers)
-    resolution = job.resolution
-    from torch.utils.data import DistributedSampler
+    from ..data import formats
 
-    from ..data.folders import ImageTextFolder
+    resolution, kind = job.resolution, formats.detect(cfg.data)
+    if kind == "webdataset":
+        stream = formats.ShardStream(cfg.data, resolution, rank, world, cfg.seed, start_index)
+        return DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers)
+    if kind == "folder":
+        from ..data.folders import ImageTextFolder
 
-    dataset = ImageTextFolder(cfg.data, resolution)
-    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed)
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+        dataset = ImageTextFolder(cfg.data, resolution)
+    elif kind == "imagefolder":
+        dataset = formats.ImageFolderMetadata(cfg.data, resolution)
+    else:
+        dataset = formats.HFDataset(cfg.data, resolution, cfg.image_column, cfg.text_column)
+    sampler = formats.ResumableSampler(len(dataset), rank, world, cfg.seed, cfg.batch_size,
+                                       start_index)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                       num_workers=cfg.workers)
 
 
