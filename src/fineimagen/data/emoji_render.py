@@ -87,6 +87,8 @@ def render_emoji(objects: list[PlacedObject], background: str, size: int,
         x0, y0 = round(obj.x * size - side / 2), round(obj.y * size - side / 2)
         rgba = stamp(characters[obj.shape], side)
         ys, xs = slice(max(0, y0), min(size, y0 + side)), slice(max(0, x0), min(size, x0 + side))
+        if ys.start >= ys.stop or xs.start >= xs.stop:
+            continue  # off the canvas
         part = rgba[ys.start - y0: ys.stop - y0, xs.start - x0: xs.stop - x0]
         image[ys, xs] = part[..., :3] + image[ys, xs] * (1 - part[..., 3:])
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)

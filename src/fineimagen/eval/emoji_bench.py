@@ -232,9 +232,10 @@ def adversarial(items: list[EmojiEvalItem], names: tuple[str, ...], size: int,
             moved = [replace(o, x=o.x + shift) if o.group == 0 else o for o in placed]
             changes["group moved"].append(
                 passes(render_emoji(moved, full.background, size, characters(full))))
-        tinted = np.clip(image.astype(np.float32) * 0.8 + np.array([200, 120, 40]) * 0.2, 0,
-                         255).astype(np.uint8)  # everything 20% toward an orange
-        changes["background tinted"].append(passes(tinted))
+        if scene.background is not None:  # a change must break what the prompt states
+            tinted = np.clip(image.astype(np.float32) * 0.85 + np.array([255, 140, 0]) * 0.15,
+                             0, 255).astype(np.uint8)  # everything 15% toward orange
+            changes["background tinted"].append(passes(tinted))
         changes["jpeg"].append(passes(_jpeg(image)))
         changes["shifted 1 px"].append(passes(np.roll(image, 1, axis=1)))
     return {k: {"passed": float(np.mean(v)) if v else None, "n": len(v),

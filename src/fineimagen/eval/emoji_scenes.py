@@ -35,8 +35,8 @@ from ..data.emoji_vocab import character
 from ..data.scene import relation_holds
 from .scenes import position_of_objects
 
-BACKGROUND_RADIUS = 10.0
-BACKGROUND_SPREAD = 15.0
+BACKGROUND_RADIUS = 5.0  # the two backgrounds are ~10 apart
+BACKGROUND_SPREAD = 10.0
 FOREGROUND_DE = 16.0
 MERGE_GAP = 0.025  # of the side: parts of one glyph closer than this are one object
 MIN_AREA = 0.15  # of a small object's square

