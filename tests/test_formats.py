@@ -107,3 +107,36 @@ def test_unknown_data_is_refused_with_what_was_expected(tmp_path):
         formats.ImageFolderMetadata(tmp_path / "bad", 16)
     with pytest.raises(InputError, match="no WebDataset shard"):
         formats.shard_urls(str(tmp_path / "none-*.tar"))
+
+
+def test_a_text_store_answers_as_the_encoder_does_and_refuses_a_stale_one(tmp_path):
+    import torch
+
+    from fineimagen.cli import main
+    from fineimagen.config import load_preset
+    from fineimagen.models.text_encoders import build_text_encoder
+    from fineimagen.models.text_store import TextStore
+
+    folder = write_samples(tmp_path / "if", shapes_samples(10), "imagefolder")
+    main(["embed", "--data", str(folder), "--preset", "shapes-32-128", "--out",
+          str(tmp_path / "store")])
+    preset = load_preset("shapes-32-128")
+    store = TextStore(tmp_path / "store", preset.text_encoder.to_dict())
+    captions = formats.dataset_captions(str(folder))
+    encoder = build_text_encoder(preset.text_encoder)
+    with torch.no_grad():
+        want, want_mask = encoder.encode(captions[:4])
+    got, got_mask = store.encode(captions[:4])
+    n = got.shape[1]
+    assert torch.equal(got_mask, want_mask[:, :n]) and not want_mask[:, n:].any()
+    assert (got - want[:, :n]).abs().max() < 2e-2 * want.abs().max()  # fp16 on disk
+    with pytest.raises(InputError, match="another text encoder config"):
+        TextStore(tmp_path / "store", {**preset.text_encoder.to_dict(), "max_length": 12})
+    with pytest.raises(InputError, match="caption not in the text store"):
+        store.encode(["a caption nobody wrote"])
+    with pytest.raises(InputError, match="finite dataset"):
+        formats.dataset_captions("shapes")
+    # training reads the store (a preset with the same frozen encoder)
+    result = tiny_train(folder, tmp_path / "run", preset="shapes-32-128",
+                        text_store=str(tmp_path / "store"), steps=1, batch_size=2)
+    assert result.step == 1

@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--domain", choices=("shapes", "openmoji"), default="shapes",
                     help="the scenes' domain (openmoji: emoji identity by template matching)")
     ev.add_argument("--vocab", default="openmoji-100", help="--domain openmoji: vocabulary")
+    embed = commands.add_parser("embed", help="encode every distinct caption of a dataset "
+                                "once into a text-embedding store")
+    embed.add_argument("--data", required=True, help="a dataset (see train --data)")
+    embed.add_argument("--preset", default="shapes-32-128",
+                       help="preset whose frozen text encoder encodes (default shapes-32-128)")
+    embed.add_argument("--out", required=True, help="store folder (new or empty)")
+    embed.add_argument("--text-column", dest="text_column", default="text",
+                       help="a Hugging Face dataset's text column")
     _add_train(commands)
     _add_generate(commands)
     _add_upscale(commands)
@@ -124,6 +132,9 @@ def _add_train(commands) -> None:
                        help="--data a Hugging Face dataset: the image column (default image)")
     train.add_argument("--text-column", dest="text_column",
                        help="--data a Hugging Face dataset: the text column (default text)")
+    train.add_argument("--text-store", dest="text_store", metavar="STORE",
+                       help="read the captions' text embeddings from this store "
+                            "(`fineimagen embed`) instead of running the text encoder")
     train.add_argument("--varied-captions", action="store_true", dest="varied_captions",
                        help="shapes data: captions also in training-only wordings, sentence "
                             "frames and filler sentences (long prompts)")
@@ -318,6 +329,21 @@ def _upscale(args) -> None:
     print(f"wrote {written} images to {args.out}")
 
 
+def _embed(args) -> None:
+    from .config import load_preset
+    from .data.formats import dataset_captions
+    from .models.text_encoders import build_text_encoder
+    from .models.text_store import build_store
+
+    cascade = load_preset(args.preset)
+    encoder = build_text_encoder(cascade.text_encoder)
+    if not encoder.frozen:
+        raise InputError(f"preset {args.preset} trains its text encoder: nothing to store")
+    captions = dataset_captions(args.data, args.text_column)
+    index = build_store(captions, encoder, cascade.text_encoder.to_dict(), args.out)
+    print(f"embedded {index['captions']} distinct captions (of {len(captions)}) into {args.out}")
+
+
 def _dataset(args) -> None:
     if args.kind == "openmoji":
         from .openmoji_cli import dataset
@@ -452,8 +478,8 @@ def _write_json(path: str | None, payload: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        {"dataset": _dataset, "eval": _eval, "train": _train, "generate": _generate,
-         "upscale": _upscale, "edit": _edit}[args.command](args)
+        {"dataset": _dataset, "embed": _embed, "eval": _eval, "train": _train,
+         "generate": _generate, "upscale": _upscale, "edit": _edit}[args.command](args)
     except InputError as err:
         print(f"fineimagen: error: {err}", file=sys.stderr)
         return 2

@@ -110,25 +110,7 @@ class HFDataset(Dataset):
 
     def __init__(self, root: str | Path, size: int, image_column: str = "image",
                  text_column: str = "text"):
-        try:
-            import datasets
-        except ImportError:
-            raise InputError("a Hugging Face dataset needs the data extra: pip install "
-                             "'fineimagen[data]'") from None
-        root = Path(root)
-        if any(root.glob("*.parquet")):
-            data = datasets.load_dataset("parquet", data_files=sorted(
-                str(p) for p in root.glob("*.parquet")), split="train")
-        else:
-            data = datasets.load_from_disk(str(root))
-            if isinstance(data, datasets.DatasetDict):
-                data = data["train"] if "train" in data else next(iter(data.values()))
-        missing = [c for c in (image_column, text_column) if c not in data.column_names]
-        if missing:
-            raise InputError(f"dataset {root} has no column {missing[0]!r} (columns: "
-                             f"{', '.join(data.column_names)}; set --image-column / "
-                             "--text-column)")
-        self.data, self.size = data, size
+        self.data, self.size = load_hf_dataset(root, (image_column, text_column)), size
         self.image_column, self.text_column = image_column, text_column
 
     def __len__(self) -> int:
@@ -141,6 +123,30 @@ class HFDataset(Dataset):
             image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else \
                 Image.open(image["path"])
         return {"image": square_tensor(image, self.size), "caption": str(row[self.text_column])}
+
+
+def load_hf_dataset(root: str | Path, columns: tuple[str, ...]):
+    """A `datasets` dataset saved to disk (its train split) or a folder of parquet files,
+    which must hold `columns`."""
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("a Hugging Face dataset needs the data extra: pip install "
+                         "'fineimagen[data]'") from None
+    root = Path(root)
+    if any(root.glob("*.parquet")):
+        data = datasets.load_dataset("parquet", data_files=sorted(
+            str(p) for p in root.glob("*.parquet")), split="train")
+    else:
+        data = datasets.load_from_disk(str(root))
+        if isinstance(data, datasets.DatasetDict):
+            data = data["train"] if "train" in data else next(iter(data.values()))
+    missing = [c for c in columns if c not in data.column_names]
+    if missing:
+        raise InputError(f"dataset {root} has no column {missing[0]!r} (columns: "
+                         f"{', '.join(data.column_names)}; set --image-column / "
+                         "--text-column)")
+    return data
 
 
 class ResumableSampler(Sampler):
@@ -263,3 +269,24 @@ def _count(url: str) -> int:
     with tarfile.open(url) as tar:
         return len({m.name.rsplit(".", 1)[0] for m in tar.getmembers()
                     if m.name.endswith(".txt")})
+
+
+def dataset_captions(path: str, text_column: str = "text") -> list[str]:
+    """Every caption of a finite dataset, in order (what `fineimagen embed` encodes)."""
+    kind = detect(path)
+    if kind == "shapes":
+        raise InputError("shapes captions are drawn fresh every step: a text store needs a "
+                         "finite dataset (write one with `fineimagen dataset shapes`)")
+    if kind == "folder":
+        from .folders import ImageTextFolder
+
+        return [t.read_text(encoding="utf-8").strip()
+                for _, t in ImageTextFolder(path, 16).items]
+    if kind == "imagefolder":
+        return [text for _, text in ImageFolderMetadata(path, 16).rows]
+    if kind == "hf":
+        return [str(t) for t in load_hf_dataset(path, (text_column,))[text_column]]
+    import webdataset as wds
+
+    return [s["txt"].decode("utf-8").strip() for s in wds.WebDataset(
+        shard_urls(path), shardshuffle=False, empty_check=False)]

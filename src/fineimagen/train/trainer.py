@@ -102,6 +102,8 @@ class TrainConfig(ConfigMixin):
     # --data a Hugging Face dataset (saved to disk or parquet): its image and text columns
     image_column: str = "image"
     text_column: str = "text"
+    # a text-embedding store of the data's captions (`fineimagen embed`): no encoder runs
+    text_store: str = ""
 
 
 class StageModule(nn.Module):
@@ -462,6 +464,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         frozen_text.to(accelerator.device)
         # a folder repeats its captions every epoch; shapes captions are almost never repeated
         frozen_text = EmbeddingCache(frozen_text) if cfg.data != "shapes" else frozen_text
+    if cfg.text_store:
+        if job.text_encoder is None:
+            raise InputError("--text-store needs a frozen text encoder (this preset trains "
+                             "its own)")
+        from ..models.text_store import TextStore
+
+        frozen_text = TextStore(cfg.text_store, cascade.text_encoder.to_dict())
     module = job.module
     if cfg.init and not cfg.resume:  # a resumed run's checkpoint already holds its weights
         init_weights(module, cascade, cfg)
