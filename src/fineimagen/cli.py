@@ -89,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--text-column", dest="text_column", default="text",
                        help="a Hugging Face dataset's text column")
     _add_train(commands)
+    serve = commands.add_parser("serve", help="an HTTP API in the OpenAI images style")
+    serve.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", dest="api_key", default=os.environ.get("FINEIMAGEN_API_KEY"),
+                       help="require `Authorization: Bearer KEY` (or FINEIMAGEN_API_KEY)")
+    serve.add_argument("--max-queue", dest="max_queue", type=_positive, default=64)
+    serve.add_argument("--max-batch", dest="max_batch", type=_positive, default=8)
+    serve.add_argument("--cors", help="allow this browser origin (none by default)")
+    serve.add_argument("--files", default="serve-files",
+                       help="folder for images returned as URLs (kept one hour)")
     _add_generate(commands)
     _add_upscale(commands)
     _add_edit(commands)
@@ -329,6 +340,23 @@ def _upscale(args) -> None:
     print(f"wrote {written} images to {args.out}")
 
 
+def _serve(args) -> None:
+    try:
+        import uvicorn
+
+        from .serve.app import ServeConfig, create_app
+    except ImportError:
+        raise InputError("serve needs the serve extra: pip install 'fineimagen[serve]'") from None
+    from .pipeline import TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    name = "shapes" if args.model is None else os.path.basename(os.path.normpath(args.model))
+    app = create_app(pipe, ServeConfig(args.api_key, args.max_queue, args.max_batch, args.files,
+                                       cors=args.cors, model_name=name))
+    print(f"serving {name} on http://{args.host}:{args.port} (API: /v1/images/generations)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
 def _embed(args) -> None:
     from .config import load_preset
     from .data.formats import dataset_captions
@@ -479,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         {"dataset": _dataset, "embed": _embed, "eval": _eval, "train": _train,
-         "generate": _generate, "upscale": _upscale, "edit": _edit}[args.command](args)
+         "generate": _generate, "upscale": _upscale, "edit": _edit,
+         "serve": _serve}[args.command](args)
     except InputError as err:
         print(f"fineimagen: error: {err}", file=sys.stderr)
         return 2

@@ -234,8 +234,10 @@ class TextToImagePipeline:
                  return_stages: bool = False, negative_prompt: str | None = None,
                  regions: list | None = None, scene: dict | str | None = None,
                  excite: bool | list[str] = False, layout_guidance: float = 0.0,
-                 plan_layout: bool = False):
-        """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone.
+                 plan_layout: bool = False, seeds: list[int] | None = None):
+        """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone
+        (`seeds`: each image's own seed instead, plain prompts only; what a server batching
+        several requests into one call uses).
 
         Unset sampling options take each stage's defaults (its config's `sampling`); the
         named ones set the base stage, `stage_options` any stage. `stages` is the last stage
@@ -271,8 +273,12 @@ class TextToImagePipeline:
         if plan_layout and scene is not None:
             raise InputError("plan_layout plans the scene from the prompt: give no scene too")
         scenes = [plan_scene(p) for p in prompts] if plan_layout else [scene] * len(prompts)
+        if seeds is not None and len(seeds) != len(prompts) * n:
+            raise InputError(f"seeds: expected {len(prompts) * n}, got {len(seeds)}")
         if negative_prompt is not None or regions or scene is not None or excite or \
                 layout_guidance or plan_layout or not all(is_plain(p) for p in prompts):
+            if seeds is not None:
+                raise InputError("seeds (one per image) apply to plain prompts only")
             if rerank > 1:
                 raise InputError("rerank does not combine with control options")
             parts = [self._controlled(p, n, seed + i * n, settings, stop, negative_prompt,
@@ -283,7 +289,8 @@ class TextToImagePipeline:
             return self._finish(outputs, stop, return_stages)
         wanted = [p for p in prompts for _ in range(n)]
         repeated = wanted * rerank  # candidate k of image j sits at k * len(wanted) + j
-        seeds = [seed + j + k * RERANK_SEED_STRIDE for k in range(rerank)
+        own = seeds if seeds is not None else [seed + j for j in range(len(wanted))]
+        seeds = [own[j] + k * RERANK_SEED_STRIDE for k in range(rerank)
                  for j in range(len(wanted))]
         cond = self.encode(repeated)
         x = self._run(cond, seeds, settings, None, 0, 1, progress, bf16)[self.stages[0].name]
