@@ -1,6 +1,7 @@
 """The model shipped inside the package (base, SR and aligner runs of the
 shapes-default-* recipes, assembled) loads with no path and draws images."""
 
+
 import numpy as np
 import pytest
 

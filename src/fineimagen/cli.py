@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from .errors import InputError, TrainingError
 
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fid", action="store_true",
                     help="with --images: also the in-domain FID and mean CLIP-score, on the "
                          "aligner of --model, against truth renders of the same prompts")
-    ev.add_argument("--model", help="pipeline folder for --fid (default: the shipped model)")
+    ev.add_argument("--model", help="model for --fid: a built-in name or a folder (default shapes)")
     ev.add_argument("--json", help="also write the results here as JSON")
     ev.add_argument("--domain", choices=("shapes", "openmoji"), default="shapes",
                     help="the scenes' domain (openmoji: emoji identity by template matching)")
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a Hugging Face dataset's text column")
     _add_train(commands)
     serve = commands.add_parser("serve", help="an HTTP API in the OpenAI images style")
-    serve.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    serve.add_argument("--model", help="a built-in model (default shapes) or a folder")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", dest="api_key", default=os.environ.get("FINEIMAGEN_API_KEY"),
@@ -177,7 +178,7 @@ def _add_generate(commands) -> None:
     gen = commands.add_parser("generate", help="draw images from text")
     gen.add_argument("prompt", nargs="?", help="the prompt (or use --prompts)")
     gen.add_argument("--prompts", help="a prompts JSONL: one image set per line")
-    gen.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    gen.add_argument("--model", help="a built-in model (default shapes) or a folder")
     gen.add_argument("--sampler", help="ddpm | ddim | dpm++ | unipc")
     gen.add_argument("--steps", type=int)
     gen.add_argument("--guidance", type=float)
@@ -229,7 +230,7 @@ def _add_edit(commands) -> None:
     ed.add_argument("--strength", type=float,
                     help="share of the schedule to run (default 0.6; 1 with --mask)")
     ed.add_argument("--negative", help="negative prompt")
-    ed.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    ed.add_argument("--model", help="a built-in model (default shapes) or a folder")
     ed.add_argument("--n", type=_positive, default=1)
     ed.add_argument("--seed", type=int, default=0)
     ed.add_argument("--steps", type=int)
@@ -267,7 +268,7 @@ def _add_upscale(commands) -> None:
     up.add_argument("images", nargs="+", help="square RGB images (PNG/JPEG)")
     up.add_argument("--prompt", help="what the images show (needed by diffusion SR stages; "
                     "a regression stage with reads_prompt reads it too)")
-    up.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    up.add_argument("--model", help="a built-in model (default shapes) or a folder")
     up.add_argument("--stage", default="1", help="first SR stage, by name or index (default 1)")
     up.add_argument("--stages", help="last stage to run, by name or index (default: all)")
     _add_region_args(up)  # for SR stages that read region prompts
@@ -286,7 +287,7 @@ def _attribute_weight(text: str) -> tuple[str, float]:
 
 
 def _train(args) -> None:
-    from .train.recipes import finished, train_phases
+    from .train.recipes import finished, prepare_commands, train_phases
 
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("command", "recipe") and v not in (None, False)}
@@ -295,21 +296,28 @@ def _train(args) -> None:
     from .train.trainer import train
 
     phases = train_phases(args.recipe, overrides)
-    main = os.environ.get("RANK", "0") == "0"  # under torchrun: the main process reports
+    is_main = os.environ.get("RANK", "0") == "0"  # under torchrun: the main process reports
+    for command in prepare_commands(args.recipe):  # the recipe's data, made once
+        out = command[command.index("--out") + 1]
+        if is_main:
+            print("preparing: fineimagen " + " ".join(command))
+            main(command)
+        while not os.path.exists(out):  # other ranks wait for it (written atomically)
+            time.sleep(1)
     result = None
     for k, cfg in enumerate(phases):
         if len(phases) > 1 and args.resume and finished(cfg):
-            if main:
+            if is_main:
                 print(f"phase {k + 1}/{len(phases)} ({cfg.out}) finished before: skipped")
             continue
-        if len(phases) > 1 and main:
+        if len(phases) > 1 and is_main:
             print(f"phase {k + 1}/{len(phases)}: {cfg.out}")
         result = train(cfg)
     if result is None:
-        if main:
+        if is_main:
             print(f"every phase had finished: the model is {phases[-1].out}/model")
         return
-    if not main:
+    if not is_main:
         return
     if result.skipped:
         print(f"{result.skipped} steps skipped for a non-finite loss or gradient")

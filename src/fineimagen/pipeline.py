@@ -49,6 +49,30 @@ def default_model_path() -> Path:
     return Path(str(resources.files(__package__).joinpath("default_model")))
 
 
+# built-in models by name: the package folder each lives in (a release ships those it has)
+BUILTIN_MODELS = {"shapes": "default_model", "openmoji": "openmoji_model"}
+
+
+def model_path(name_or_path: str | Path | None) -> Path:
+    """The folder of `--model NAME|DIR`: a folder that exists wins, then a built-in name;
+    None is the default (`shapes`)."""
+    if name_or_path is None:
+        return default_model_path()
+    path = Path(name_or_path)
+    if path.is_dir() or str(name_or_path) not in BUILTIN_MODELS:
+        return path
+    folder = Path(str(resources.files(__package__).joinpath(BUILTIN_MODELS[str(name_or_path)])))
+    if not (folder / "model_index.json").is_file():
+        raise InputError(f"the built-in model {name_or_path!r} is not in this release "
+                         f"(built in: {', '.join(builtin_names())})")
+    return folder
+
+
+def builtin_names() -> list[str]:
+    return [name for name, folder in BUILTIN_MODELS.items() if (Path(str(
+        resources.files(__package__).joinpath(folder))) / "model_index.json").is_file()]
+
+
 def save_stage_folder(out: Path, cascade: CascadeConfig, stage: StageConfig,
                       unet_weights: dict, text_weights: dict | None) -> Path:
     """Write a one-stage pipeline folder from raw weights (used by the trainer)."""
@@ -126,8 +150,9 @@ class TextToImagePipeline:
     # ------------------------------------------------------------------ folders
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None) -> TextToImagePipeline:
-        """Load a pipeline folder; with no path, the model shipped inside the package."""
-        root = Path(path) if path is not None else default_model_path()
+        """Load a pipeline folder, or a built-in model by name (`shapes`, the default with no
+        path; a folder of that name wins)."""
+        root = model_path(path)
         if not root.is_dir():
             raise InputError(f"model folder not found: {root}")
         check_links(root)

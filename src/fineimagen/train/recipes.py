@@ -2,6 +2,8 @@
 model, so one command reproduces it. Command-line flags override a recipe's fields.
 
 A recipe may hold `"machine"` (where it was run and how long it took: documentation only)
+`"prepare"`: CLI commands (argument lists, e.g. a `dataset` and an `embed`) that make the
+recipe's data, each run only when its `--out` does not exist yet;
 and `"phases"`: a list of {"name": ..., field: value, ...}, run in order, each with the
 recipe's other fields and its own in place of them, writing to OUT/NAME and starting from
 the previous phase's model (`init`). With `--resume` a finished phase is skipped and an
@@ -17,7 +19,7 @@ from pathlib import Path
 from ..errors import InputError
 from .trainer import TrainConfig
 
-DOC_FIELDS = ("machine",)
+DOC_FIELDS = ("machine", "prepare")
 
 
 def recipe_names() -> list[str]:
@@ -84,3 +86,18 @@ def finished(cfg: TrainConfig) -> bool:
     if not (Path(cfg.out) / "model" / "model_index.json").is_file() or not checkpoint.is_file():
         return False
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["step"] >= cfg.steps
+
+
+def prepare_commands(recipe: str | None) -> list[list[str]]:
+    """The recipe's data-making commands whose `--out` does not exist yet."""
+    if recipe is None:
+        return []
+    path = Path(recipe)
+    text = path.read_text() if path.suffix == ".json" and path.is_file() else \
+        resources.files("fineimagen").joinpath(f"presets/recipes/{recipe}.json").read_text()
+    commands = json.loads(text).get("prepare", [])
+    if not all(isinstance(c, list) and all(isinstance(a, str) for a in c) and "--out" in c
+               for c in commands):
+        raise InputError(f"recipe {recipe}: 'prepare' must be a list of argument lists, each "
+                         "with --out")
+    return [c for c in commands if not Path(c[c.index("--out") + 1]).exists()]
