@@ -201,3 +201,4 @@ def test_the_official_openai_client_works_against_a_live_server(pipe, tmp_path):
     finally:
         server.should_exit = True
         thread.join(10)
+

@@ -119,21 +119,41 @@ def stage_seeds(seeds: list[int], index: int) -> list[int]:
     return [s + index * STAGE_SEED_STRIDE for s in seeds]
 
 
+def _reporting(control: StageControl, name: str, steps: int, on_step: Callable
+               ) -> StageControl:
+    """`control` with `on_step` called after each of its steps (after its own callback)."""
+    inner = control.callback
+
+    def callback(step, t, x, t_next):
+        replaced = inner(step, t, x, t_next) if inner is not None else None
+        on_step(name, step, steps, x if replaced is None else replaced)
+        return replaced
+
+    return replace(control, callback=callback)
+
+
 def run_stages(stages: list[Stage], cond: TextCondition | None, seeds: list[int],
                settings: list[SamplerConfig], x: torch.Tensor | None, start: int, stop: int,
                device: torch.device, progress: bool = True, bf16: bool | None = None,
-               offload: bool = False, controls: dict[int, StageControl] | None = None
-               ) -> dict[str, torch.Tensor]:
+               offload: bool = False, controls: dict[int, StageControl] | None = None,
+               on_step: Callable | None = None) -> dict[str, torch.Tensor]:
     """Run stages start..stop-1 (SR stages on `x`, the previous output); each stage's output
     by name. With `offload`, a stage sits on `device` only while it runs (GPU memory);
-    `controls` plug control into stages by index."""
+    `controls` plug control into stages by index; `on_step(stage, step, steps, x)` follows
+    every step (once after a stage without a loop)."""
     outputs = {}
     for i in range(start, stop):
         stage = stages[i]
         if offload:
             stage.model.to(device)
+        control = (controls or {}).get(i)
+        if on_step is not None and not isinstance(stage.model, RegressionSR):
+            control = _reporting(control or StageControl(), stage.name,
+                                 settings[i].steps, on_step)
         x = stage.run(cond, stage_seeds(seeds, i), settings[i], x, device, progress, bf16,
-                      (controls or {}).get(i))
+                      control)
+        if on_step is not None and isinstance(stage.model, RegressionSR):
+            on_step(stage.name, 0, 1, x)
         if offload:
             stage.model.to("cpu")
         outputs[stage.name] = x

@@ -259,10 +259,13 @@ class TextToImagePipeline:
                  return_stages: bool = False, negative_prompt: str | None = None,
                  regions: list | None = None, scene: dict | str | None = None,
                  excite: bool | list[str] = False, layout_guidance: float = 0.0,
-                 plan_layout: bool = False, seeds: list[int] | None = None):
+                 plan_layout: bool = False, seeds: list[int] | None = None,
+                 callback=None):
         """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone
         (`seeds`: each image's own seed instead, plain prompts only; what a server batching
-        several requests into one call uses).
+        several requests into one call uses). `callback(stage, step, steps, x)` is called
+        after every denoising step of every stage (x: the batch's current sample), and once
+        after a stage without a loop (regression SR; step 0 of 1).
 
         Unset sampling options take each stage's defaults (its config's `sampling`); the
         named ones set the base stage, `stage_options` any stage. `stages` is the last stage
@@ -308,7 +311,7 @@ class TextToImagePipeline:
                 raise InputError("rerank does not combine with control options")
             parts = [self._controlled(p, n, seed + i * n, settings, stop, negative_prompt,
                                       regions or [], scenes[i], progress, bf16, excite,
-                                      layout_guidance)
+                                      layout_guidance, on_step=callback)
                      for i, p in enumerate(prompts)]
             outputs = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
             return self._finish(outputs, stop, return_stages)
@@ -318,7 +321,8 @@ class TextToImagePipeline:
         seeds = [own[j] + k * RERANK_SEED_STRIDE for k in range(rerank)
                  for j in range(len(wanted))]
         cond = self.encode(repeated)
-        x = self._run(cond, seeds, settings, None, 0, 1, progress, bf16)[self.stages[0].name]
+        x = self._run(cond, seeds, settings, None, 0, 1, progress, bf16,
+                      on_step=callback)[self.stages[0].name]
         outputs = {self.stages[0].name: x}
         if rerank > 1:
             scores = self._score_tensor(x, repeated).view(rerank, len(wanted))
@@ -327,7 +331,8 @@ class TextToImagePipeline:
             seeds = [seeds[int(k) * len(wanted) + j] for j, k in enumerate(best)]
             cond = TextCondition(cond.embeds[: len(wanted)], cond.mask[: len(wanted)])
             outputs[self.stages[0].name] = x
-        outputs.update(self._run(cond, seeds, settings, x, 1, stop, progress, bf16))
+        outputs.update(self._run(cond, seeds, settings, x, 1, stop, progress, bf16,
+                                 on_step=callback))
         return self._finish(outputs, stop, return_stages)
 
     def _finish(self, outputs: dict, stop: int, return_stages: bool):
@@ -337,7 +342,7 @@ class TextToImagePipeline:
         return images
 
     def _controlled(self, prompt, n, seed, settings, stop, negative, regions, scene, progress,
-                    bf16, excite=False, layout=0.0, kept=None) -> dict:
+                    bf16, excite=False, layout=0.0, kept=None, on_step=None) -> dict:
         """Every stage's output under control; `scene` is a spec or a CompiledScene; `kept`
         (x0 [n, 3, R, R], keep [1, 1, R, R]) replaces what the base stage keeps known (by
         default a scene's background outside its regions)."""
@@ -380,7 +385,7 @@ class TextToImagePipeline:
                 img2img_start(self, controls[0], compiled.sketch.to(self.device), strength,
                               settings[0], seeds)
         return self._run(comp.terms[0].cond.repeat(n), seeds, settings, None, 0, stop,
-                         progress, bf16, controls)
+                         progress, bf16, controls, on_step)
 
     @torch.no_grad()
     def edit(self, image: Image.Image, prompt: str, mask: Image.Image | None = None,
@@ -553,9 +558,10 @@ class TextToImagePipeline:
         out = self._run(cond, seeds, settings, x, start, stop, progress, bf16, controls)
         return to_pil(out[self.stages[stop - 1].name])
 
-    def _run(self, cond, seeds, settings, x, start, stop, progress, bf16, controls=None):
+    def _run(self, cond, seeds, settings, x, start, stop, progress, bf16, controls=None,
+             on_step=None):
         return run_stages(self.stages, cond, seeds, settings, x, start, stop, self.device,
-                          progress, bf16, self.offload, controls)
+                          progress, bf16, self.offload, controls, on_step)
 
     # ------------------------------------------------------------------ scoring
     def score(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
