@@ -183,6 +183,33 @@ class TextToImagePipeline:
         return cls(text_encoder.eval(), text_cfg, stages, aligner)
 
     @classmethod
+    def from_preset(cls, preset: str | CascadeConfig, text_encoder: str | Path | None = None,
+                    seed: int = 0) -> TextToImagePipeline:
+        """An untrained cascade of a preset (random weights drawn from `seed`): to train from
+        scratch, or to time a layout on new hardware. `text_encoder`: a local folder for the
+        preset's frozen encoder (e.g. a small T5 in place of T5-XXL)."""
+        from dataclasses import replace
+
+        from .config import load_preset
+        from .models.text_encoders import build_text_encoder
+
+        cascade = load_preset(preset) if isinstance(preset, str) else preset
+        text_cfg = cascade.text_encoder
+        if text_encoder is not None:
+            text_cfg = replace(text_cfg, path=str(text_encoder))
+        encoder = build_text_encoder(text_cfg)
+        torch.manual_seed(seed)
+        stages = []
+        for cfg in cascade.stages:
+            if cfg.kind == "regression":
+                model = RegressionSR(cfg.regression)
+            else:
+                cfg = replace(cfg, unet=replace(cfg.unet, text_dim=encoder.dim))
+                model = Denoiser(EfficientUNet(cfg.unet), cfg.diffusion)
+            stages.append(Stage(cfg, model.eval()))
+        return cls(encoder.eval(), text_cfg, stages)
+
+    @classmethod
     def assemble(cls, paths: list[str | Path]) -> TextToImagePipeline:
         """One pipeline from folders trained apart (e.g. a base run, an SR run, an aligner
         run's model): their stages in the given order, the first aligner found. Stages that
