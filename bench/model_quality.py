@@ -20,14 +20,14 @@ from machine import describe  # bench/ is on sys.path when a bench script runs
 
 
 def generate(pipe, items, n, guidance, folder: Path, batch: int = 64, seed: int = 0,
-             stages: str | None = None):
+             stages: str | None = None, plan_layout: bool = False):
     folder.mkdir(parents=True, exist_ok=True)
     per = max(1, batch // n)
     start_time = time.perf_counter()
     for start in range(0, len(items), per):
         chunk = [it.prompt for it in items[start:start + per]]
         images = pipe(chunk, n=n, seed=seed + start * n, guidance=guidance, progress=False,
-                      stages=stages)
+                      stages=stages, plan_layout=plan_layout)
         for j, image in enumerate(images):
             image.save(folder / f"{start + j // n:05d}_{j % n}.png")
     return time.perf_counter() - start_time
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--categories", help="comma-separated: keep only these categories' "
                         "prompts (seeds follow the kept list)")
     parser.add_argument("--images-per-prompt", type=int, default=4)
+    parser.add_argument("--plan-layout", action="store_true",
+                        help="read each prompt's scene and draw it with scene control")
     parser.add_argument("--guidance", default="5")
     parser.add_argument("--stages", help="last stage to run, by name or index (e.g. base: "
                         "the base stage's own images; default: all)")
@@ -62,7 +64,8 @@ def main() -> None:
     results = {}
     for g in (float(v) for v in args.guidance.split(",")):
         folder = out / f"guidance_{g:g}"
-        seconds = generate(pipe, items, args.images_per_prompt, g, folder, stages=args.stages)
+        seconds = generate(pipe, items, args.images_per_prompt, g, folder, stages=args.stages,
+                           plan_layout=args.plan_layout)
         scores = compbench.score_folder(items, folder, faults=True)
         scores["seconds"] = seconds
         results[f"{g:g}"] = scores
@@ -74,7 +77,7 @@ def main() -> None:
                 f"{k} {v}" for k, v in scores["attribution_faults"].items()))
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
             "prompts": len(items), "categories": args.categories, "stages": args.stages,
-            "style": args.style,
+            "style": args.style, "plan_layout": args.plan_layout,
             "images_per_prompt": args.images_per_prompt,
             "model_defaults": vars(pipe.check_options()[0]), "machine": describe()}
     out.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ def test_planned_words():
 
 @pytest.mark.parametrize("prompt, words", [
     ("a red dog", "prompt word 3 ('dog') is not in the shapes grammar"),
-    ("at the top a circle", "'at the top' comes before the shape"),
+    ("with stripes a circle", "'with stripes' comes before the shape"),
     ("a red circle on white and a star", "the background is said once, at the end"),
     ("a red blue circle", "the color of one object group is said twice"),
     ("red and a star", "no shape before 'and'"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -142,12 +143,16 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
     if args.show_plan and not args.plan_layout:
         raise InputError("--show-plan shows what --plan-layout read: give both")
     if args.plan_layout:  # each prompt's own scene, as --control scene gives each line's
-        from .control.plan import plan_scene, revised_prompt
+        from .control.plan import plan_with_report, revised_prompt
 
-        scenes = [plan_scene(prompt) for prompt in prompts]
+        readings = [plan_with_report(prompt) for prompt in prompts]
+        scenes = [scene for scene, _ in readings]
         control["scenes"] = [scene.to_spec() for scene in scenes]
-        if args.show_plan:
-            for prompt, scene in zip(prompts, scenes, strict=True):
+        for prompt, (scene, unread) in zip(prompts, readings, strict=True):
+            if unread:
+                print(f"could not read: {', '.join(map(repr, unread))} (in {prompt!r})",
+                      file=sys.stderr)
+            if args.show_plan:
                 print(f"read {prompt!r} as {revised_prompt(scene)!r}: "
                       f"{json.dumps(scene.to_spec())}")
     if args.excite is not None:

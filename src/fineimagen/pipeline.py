@@ -308,8 +308,9 @@ class TextToImagePipeline:
         per object on a known background. `excite` (True, or the words) runs attend-and-excite
         on the prompt's subjects; `layout_guidance` > 0 pulls each region's subject into its
         region by a gradient step of that size (control.attention_guidance). `plan_layout`
-        reads each prompt's scene off its words (control.plan, prompts in the shapes grammar)
-        and draws it with scene control, the prompt as the global prompt.
+        reads each prompt's scene off its words (control.plan: the shapes grammar, else
+        ordinary language through control.reading) and draws it with scene control, the
+        prompt as the global prompt.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if n <= 0:
@@ -323,11 +324,12 @@ class TextToImagePipeline:
         stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
         settings = self.check_options(sampler, steps, guidance, threshold, stage_options)
         from .control.build import is_plain
-        from .control.plan import plan_scene
+        from .control.plan import plan_with_report
 
         if plan_layout and scene is not None:
             raise InputError("plan_layout plans the scene from the prompt: give no scene too")
-        scenes = [plan_scene(p) for p in prompts] if plan_layout else [scene] * len(prompts)
+        scenes = [plan_with_report(p)[0] for p in prompts] if plan_layout else \
+            [scene] * len(prompts)
         if seeds is not None and len(seeds) != len(prompts) * n:
             raise InputError(f"seeds: expected {len(prompts) * n}, got {len(seeds)}")
         if negative_prompt is not None or regions or scene is not None or excite or \

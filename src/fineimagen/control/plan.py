@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -132,15 +133,18 @@ def plan_scene(prompt: str) -> Scene:
                     raise PlanError(f"{phrase!r}: the background is said once, at the end")
                 background = value
             continue
-        if kind in ("count", "size", "color", "texture") and "shape" in current:
+        key = {"texture_after": "texture", "color_after": "color"}.get(kind, kind)
+        if "shape" in current and (kind == "count" or key in current):
             groups.append(_finish(current, phrase))  # a new group without a separator
             current = {}
-        key = {"texture_after": "texture", "color_after": "color"}.get(kind, kind)
         if key in current:
             raise PlanError(f"{phrase!r}: the {key} of one object group is said twice")
-        if kind in ("texture_after", "color_after", "position") and "shape" not in current:
+        if kind == "position" and not current and groups and previous_open(groups, relations):
+            groups[-1] = replace(groups[-1], position=value)  # "a circle, on the right"
+            continue
+        if kind in ("texture_after", "color_after") and "shape" not in current:
             raise PlanError(f"{phrase!r} comes before the shape it describes")
-        current[key] = value
+        current[key] = value  # a place may come first: "at the top left, a star"
     if current:
         groups.append(_finish(current, "the end"))
     if not groups:
@@ -151,6 +155,30 @@ def plan_scene(prompt: str) -> Scene:
         return parse_spec(Scene(tuple(groups), background, tuple(relations)).to_spec())
     except InputError as err:
         raise PlanError(f"the planned scene is not valid: {err}") from None
+
+
+def previous_open(groups: list[Group], relations: list[Relation]) -> bool:
+    """Whether the last group may still take a place said after a comma: it has none and
+    is no relation's object awaiting its own words."""
+    return groups[-1].position is None and not (relations and relations[-1].object ==
+                                                len(groups))
+
+
+def plan_with_report(prompt: str) -> tuple[Scene, list[str]]:
+    """The scene a prompt states, read in the grammar or, failing that, in ordinary language
+    (control.reading), and the words that could not be read (none in the grammar)."""
+    try:
+        return plan_scene(prompt), []
+    except PlanError as strict:
+        from .reading import read_free
+
+        reading = read_free(prompt)
+        try:
+            return plan_scene(reading.text), reading.unread
+        except PlanError as err:
+            unread = f" (could not read: {', '.join(map(repr, reading.unread))})" \
+                if reading.unread else ""
+            raise PlanError(f"{strict}; read as ordinary language: {err}{unread}") from None
 
 
 def _finish(fields: dict, where: str) -> Group:

@@ -251,10 +251,10 @@ def _generation_job(pipe, req: GenerationRequest, sizes: dict) -> tuple[Job, str
             raise ApiError(400, str(err)) from None
     revised = None
     if req.plan_layout:
-        from ..control.plan import plan_scene, revised_prompt
+        from ..control.plan import plan_with_report, revised_prompt
 
         try:
-            revised = revised_prompt(plan_scene(req.prompt))
+            revised = revised_prompt(plan_with_report(req.prompt)[0])
         except InputError as err:
             raise ApiError(400, str(err)) from None
     options = dict(stages=stage, steps=req.steps, guidance=req.guidance, sampler=req.sampler,

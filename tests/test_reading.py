@@ -1,0 +1,43 @@
+"""Reading ordinary language into scene specs (control/reading.py), with what it cannot
+read reported; phrasings written here, apart from the eval sets' phrase banks."""
+
+import pytest
+
+from fineimagen.control.plan import PlanError, plan_with_report
+from fineimagen.control.reading import color_name, read_free
+
+
+@pytest.mark.parametrize("prompt, spec", [
+    ("Please draw three crimson squares in the upper right corner.",
+     {"objects": [{"shape": "square", "color": "red", "position": "top right", "count": 3}]}),
+    ("There is a tiny blue heart covered in stripes near the bottom left",
+     {"objects": [{"shape": "heart", "color": "blue", "size": "small",
+                   "position": "bottom left", "texture": "striped", "count": 1}]}),
+    ("A picture of two green triangles and a big yellow star on a black backdrop",
+     {"background": "black", "objects": [{"shape": "triangle", "color": "green", "count": 2},
+                                          {"shape": "star", "color": "yellow",
+                                           "size": "large", "count": 1}]}),
+    ("a circle that is purple, halfway up the right edge",
+     {"objects": [{"shape": "circle", "color": "purple", "position": "right", "count": 1}]}),
+    ("four small hearts positioned left of a red square",
+     {"objects": [{"shape": "heart", "size": "small", "count": 4},
+                  {"shape": "square", "color": "red", "count": 1}],
+      "relations": [{"subject": 0, "relation": "left_of", "object": 1}]}),
+    ("a set of three stars plus a navy disc, set against plain grey",
+     {"background": "gray", "objects": [{"shape": "star", "count": 3},
+                                         {"shape": "circle", "color": "blue", "count": 1}]}),
+])
+def test_ordinary_phrasings_read_as_their_scene(prompt, spec):
+    scene, unread = plan_with_report(prompt)
+    assert scene.to_spec() == spec and unread == []
+
+
+def test_what_cannot_be_read_is_reported_and_grammar_prompts_read_as_before():
+    scene, unread = plan_with_report("a wooden star at the top")
+    assert unread == ["wooden"] and scene.to_spec()["objects"][0]["position"] == "top"
+    assert plan_with_report("two red circles at the top left")[1] == []
+    assert read_free("a star dead centre").text == "a star in the center"
+    with pytest.raises(PlanError, match="no shape"):
+        plan_with_report("something lovely, please")
+    assert color_name("scarlet") == "red" and color_name("grey") is None
+    assert color_name("navy") == "blue" and color_name("star") is None
