@@ -88,3 +88,23 @@ def test_sigterm_and_ctrl_c_write_a_checkpoint_before_exit(tmp_path, sig):
     assert proc.returncode == 130, err.decode()[-500:]
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] > 0
+
+
+def test_a_stop_sent_to_the_whole_process_group_still_checkpoints(tmp_path):
+    """What a scheduler or Ctrl-C in a terminal does: every process of the group, the data
+    workers too, gets the signal; the run checkpoints and exits 130 all the same."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fineimagen.cli", "train", "--preset", "tiny", "--steps",
+           "100000", "--batch-size", "4", "--checkpoint-every", "100000", "--workers", "1",
+           "--mixed-precision", "no", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.csv").exists():
+        time.sleep(0.2)
+    time.sleep(2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-500:]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] > 0

@@ -375,13 +375,15 @@ def _build_job(cfg: TrainConfig, cascade: CascadeConfig) -> _Job:
 def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int):
     if cfg.data == "shapes":
         dataset = job.shapes_data(rank, world, start_index)
-        return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers)
+        return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                          worker_init_fn=_ignore_stop_signals)
     from ..data import formats
 
     resolution, kind = job.resolution, formats.detect(cfg.data)
     if kind == "webdataset":
         stream = formats.ShardStream(cfg.data, resolution, rank, world, cfg.seed, start_index)
-        return DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers)
+        return DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                          worker_init_fn=_ignore_stop_signals)
     if kind == "folder":
         from ..data.folders import ImageTextFolder
 
@@ -393,7 +395,16 @@ def _loader(cfg: TrainConfig, job: _Job, rank: int, world: int, start_index: int
     sampler = formats.ResumableSampler(len(dataset), rank, world, cfg.seed, cfg.batch_size,
                                        start_index)
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                      worker_init_fn=_ignore_stop_signals,
                       num_workers=cfg.workers)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data workers ignore SIGTERM and SIGINT: a signal to the whole process group (a
+    scheduler's stop, Ctrl-C) reaches the training process, which checkpoints at the end of
+    its step and then shuts the workers down, instead of dying of a lost worker."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _batches(loader):
