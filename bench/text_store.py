@@ -2,8 +2,9 @@
 
 Usage: python bench/text_store.py [--n 512] [--steps 30] [--batch 32] [--preset P]
                                   [--out bench/results/text_store]
-Writes an ImageFolder of N shapes scenes (varied captions, so every caption is distinct and
-the in-memory cache cannot help), embeds its captions (`fineimagen embed`), then trains the
+Writes an ImageFolder of N shapes scenes (varied captions, all distinct; N is raised to
+cover every step, so no caption is read twice and the encoder arm's in-memory cache cannot
+help), embeds its captions (`fineimagen embed`), then trains the
 base stage STEPS steps twice, encoder vs store, and reports img/s (median of the logged
 rates after the first log) as a ratio. Run it on a quiet machine. Writes text_store.json and
 text_store.png.
@@ -39,6 +40,9 @@ def main() -> None:
     parser.add_argument("--preset", default="shapes-32-128-light")
     parser.add_argument("--out", default="bench/results/text_store")
     args = parser.parse_args()
+    # every caption read once: the encoder arm's in-memory cache (EmbeddingCache) must not
+    # answer a second epoch
+    args.n = max(args.n, (args.steps + 1) * args.batch)
     work = Path(tempfile.mkdtemp(prefix="text-store-"))
     samples = ((s.image, s.caption, {}) for s in
                (make_sample(i, 32, varied=True) for i in range(args.n)))

@@ -202,3 +202,53 @@ def test_the_official_openai_client_works_against_a_live_server(pipe, tmp_path):
         server.should_exit = True
         thread.join(10)
 
+
+
+def test_a_huge_body_and_slow_clients_leave_the_server_up(pipe, tmp_path):
+    """Reliability under load: a 50 MB body is refused (413) before it is read, a chunked
+    one as soon as it passes the cap; slowloris-style clients holding half-sent requests do
+    not block others, and the process's memory stays bounded."""
+    import resource
+
+    import uvicorn
+
+    httpx = pytest.importorskip("httpx2")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(pipe, ServeConfig(files=str(tmp_path / "f")))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
+                                           limit_concurrency=64, timeout_keep_alive=2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        def chunks():  # 50 MB, never held whole on either side
+            for _ in range(50):
+                yield b"x" * (1 << 20)
+
+        for headers in ({"content-length": str(50 << 20)}, {}):  # declared, then chunked
+            try:
+                refused = httpx.post(f"{base}/v1/images/generations", content=chunks(),
+                                     headers={"content-type": "application/json", **headers},
+                                     timeout=60).status_code
+            except httpx.TransportError:  # the server answered 413 and closed mid-upload
+                refused = 413
+            assert refused == 413
+        slow = []
+        for _ in range(20):  # half-sent requests, never finished
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Le")
+            slow.append(sock)
+        ok = httpx.post(f"{base}/v1/images/generations", json={"prompt": "a star"}, timeout=60)
+        assert ok.status_code == 200 and httpx.get(f"{base}/health").status_code == 200
+        for sock in slow:
+            sock.close()
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert grown_mb < 40  # the 50 MB bodies were never held
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -362,7 +362,9 @@ def _serve(args) -> None:
     app = create_app(pipe, ServeConfig(args.api_key, args.max_queue, args.max_batch, args.files,
                                        cors=args.cors, model_name=name))
     print(f"serving {name} on http://{args.host}:{args.port} (API: /v1/images/generations)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # bounded: at most 128 open connections (more get 503), idle ones closed after 5 s
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                limit_concurrency=128, timeout_keep_alive=5)
 
 
 def _embed(args) -> None:

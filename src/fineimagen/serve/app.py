@@ -27,6 +27,8 @@ from .batcher import Batcher, Job, QueueFull
 
 MAX_PROMPT = 4000
 MAX_UPLOAD = 4 * 1024 * 1024  # bytes per uploaded image
+MAX_JSON = 256 * 1024  # bytes of a JSON request body
+MAX_BODY = 2 * MAX_UPLOAD + MAX_JSON  # bytes of any request body (an edit: image and mask)
 OPENAI_IGNORED = ("model", "user", "quality", "style")
 
 
@@ -131,6 +133,8 @@ def create_app(pipe, cfg: ServeConfig | None = None):
                 request.headers.get("authorization", ""), f"Bearer {cfg.api_key}"):
             response = _error(ApiError(401, "missing or wrong API key (Authorization: Bearer "
                                             "KEY)", "authentication_error"))
+        elif int(request.headers.get("content-length") or 0) > MAX_BODY:
+            response = _error(ApiError(413, f"the body may be at most {MAX_BODY // 1024} KB"))
         else:
             try:
                 response = await call_next(request)
@@ -182,8 +186,13 @@ def create_app(pipe, cfg: ServeConfig | None = None):
 
     @app.post("/v1/images/generations")
     async def generations(request: Request):
+        raw = bytearray()
+        async for chunk in request.stream():  # capped as it arrives (chunked bodies too)
+            raw += chunk
+            if len(raw) > MAX_JSON:
+                raise ApiError(413, f"a JSON body may be at most {MAX_JSON // 1024} KB")
         try:
-            body = json.loads(await request.body())
+            body = json.loads(bytes(raw))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "the body is not valid JSON") from None
         if not isinstance(body, dict):
