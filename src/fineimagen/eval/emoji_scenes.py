@@ -16,7 +16,8 @@ spec in the shapes' GenEval-style categories, plus `identity`.
    and the best match's box is the object's (JPEG ringing and blur grow a mask).
 4. Size: the box's longer side over the image side, nearest size class of the domain.
 Judging: every asked group needs its count of objects of its name (and size, cell), every
-relation must hold and no object may be left over (the shapes' rule, `compbench._deal`).
+relation must hold and no object may be left over (the shapes' rule and search,
+`compbench._deal`, which reads only groups' count and position and objects' x and y).
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from ..data.emoji_render import BACKGROUND_RGB, stamp
 from ..data.emoji_scene import SIZE_FRACTION, EmojiScene
 from ..data.emoji_vocab import character
-from ..data.scene import relation_holds
-from .scenes import position_of_objects
+from .compbench import _deal  # the shapes' search: groups, counts, cells and relations
 
 BACKGROUND_RADIUS = 5.0  # the two backgrounds are ~10 apart
 BACKGROUND_SPREAD = 10.0
@@ -190,33 +190,6 @@ def is_correct_emoji(scene: EmojiScene, parsed: ParsedEmojiScene) -> bool:
     fits = [[j for j, g in enumerate(scene.groups)
              if o.name == g.object and g.size in (None, o.size)] for o in objects]
     return _deal(scene, objects, fits, [[] for _ in scene.groups], 0)
-
-
-def _deal(scene: EmojiScene, objects, fits, dealt: list[list], i: int) -> bool:
-    groups = scene.groups
-    if i == len(objects):
-        return all(_group_ok(g, members) for g, members in zip(groups, dealt, strict=True)) \
-            and all(relation_holds(r.relation, _points(dealt[r.subject]),
-                                   _points(dealt[r.object])) for r in scene.relations)
-    for j in fits[i]:
-        if groups[j].count is not None and len(dealt[j]) == groups[j].count:
-            continue
-        dealt[j].append(objects[i])
-        found = _deal(scene, objects, fits, dealt, i + 1)
-        dealt[j].pop()
-        if found:
-            return True
-    return False
-
-
-def _points(objects) -> list[tuple[float, float]]:
-    return [(o.x, o.y) for o in objects]
-
-
-def _group_ok(group, members: list) -> bool:
-    if not members or (group.count is not None and len(members) != group.count):
-        return False
-    return group.position is None or position_of_objects(members) == group.position
 
 
 def identity_share(scene: EmojiScene, parsed: ParsedEmojiScene) -> float:

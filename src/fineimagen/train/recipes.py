@@ -27,10 +27,8 @@ def recipe_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def _recipe(recipe: str | None) -> dict:
-    """A named recipe or a path to a recipe JSON file, without its documentation fields."""
-    if recipe is None:
-        return {}
+def _recipe_file(recipe: str) -> dict:
+    """A named recipe or a path to a recipe JSON file, parsed and checked."""
     path = Path(recipe)
     if path.suffix == ".json" and path.is_file():
         text = path.read_text()
@@ -47,7 +45,20 @@ def _recipe(recipe: str | None) -> dict:
             for p in data.get("phases", [])):
         raise InputError(f"recipe {recipe}: expected an object whose 'phases' (if any) are "
                          "objects each with a 'name' (letters, digits, _)")
-    return {k: v for k, v in data.items() if k not in DOC_FIELDS}
+    commands = data.get("prepare", [])
+    if not isinstance(commands, list) or not all(
+            isinstance(c, list) and all(isinstance(a, str) for a in c) and "--out" in c
+            for c in commands):
+        raise InputError(f"recipe {recipe}: 'prepare' must be a list of argument lists, each "
+                         "with --out")
+    return data
+
+
+def _recipe(recipe: str | None) -> dict:
+    """A recipe's TrainConfig fields and phases (its documentation fields left out)."""
+    if recipe is None:
+        return {}
+    return {k: v for k, v in _recipe_file(recipe).items() if k not in DOC_FIELDS}
 
 
 def train_config(recipe: str | None, overrides: dict) -> TrainConfig:
@@ -92,12 +103,5 @@ def prepare_commands(recipe: str | None) -> list[list[str]]:
     """The recipe's data-making commands whose `--out` does not exist yet."""
     if recipe is None:
         return []
-    path = Path(recipe)
-    text = path.read_text() if path.suffix == ".json" and path.is_file() else \
-        resources.files("fineimagen").joinpath(f"presets/recipes/{recipe}.json").read_text()
-    commands = json.loads(text).get("prepare", [])
-    if not all(isinstance(c, list) and all(isinstance(a, str) for a in c) and "--out" in c
-               for c in commands):
-        raise InputError(f"recipe {recipe}: 'prepare' must be a list of argument lists, each "
-                         "with --out")
-    return [c for c in commands if not Path(c[c.index("--out") + 1]).exists()]
+    return [c for c in _recipe_file(recipe).get("prepare", [])
+            if not Path(c[c.index("--out") + 1]).exists()]
