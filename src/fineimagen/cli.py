@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", dest="max_queue", type=_positive, default=64)
     serve.add_argument("--max-batch", dest="max_batch", type=_positive, default=8)
     serve.add_argument("--cors", help="allow this browser origin (none by default)")
+    serve.add_argument("--no-ui", dest="ui", action="store_false",
+                       help="the HTTP API alone, without the web UI at /ui")
     serve.add_argument("--files", default="serve-files",
                        help="folder for images returned as URLs (kept one hour)")
     _add_generate(commands)
@@ -360,8 +362,9 @@ def _serve(args) -> None:
     pipe = TextToImagePipeline.from_pretrained(args.model)
     name = "shapes" if args.model is None else os.path.basename(os.path.normpath(args.model))
     app = create_app(pipe, ServeConfig(args.api_key, args.max_queue, args.max_batch, args.files,
-                                       cors=args.cors, model_name=name))
-    print(f"serving {name} on http://{args.host}:{args.port} (API: /v1/images/generations)")
+                                       cors=args.cors, model_name=name, ui=args.ui))
+    ui = f", UI: http://{args.host}:{args.port}/ui" if args.ui else ""
+    print(f"serving {name} on http://{args.host}:{args.port} (API: /v1/images/generations{ui})")
     # bounded: at most 128 open connections (more get 503), idle ones closed after 5 s
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 limit_concurrency=128, timeout_keep_alive=5)

@@ -41,6 +41,7 @@ class ServeConfig:
     url_ttl: float = 3600.0  # seconds an image URL lives
     cors: str | None = None
     model_name: str = "shapes"
+    ui: bool = False  # mount the web UI (Gradio) at /ui
 
 
 class RegionSpec(BaseModel):
@@ -129,7 +130,7 @@ def create_app(pipe, cfg: ServeConfig | None = None):
     async def guard(request: Request, call_next):
         start = time.perf_counter()
         route = request.url.path
-        if cfg.api_key and route != "/health" and not secrets.compare_digest(
+        if cfg.api_key and route != "/health" and not _is_ui(route) and not secrets.compare_digest(
                 request.headers.get("authorization", ""), f"Bearer {cfg.api_key}"):
             response = _error(ApiError(401, "missing or wrong API key (Authorization: Bearer "
                                             "KEY)", "authentication_error"))
@@ -239,23 +240,46 @@ def create_app(pipe, cfg: ServeConfig | None = None):
             raise ApiError(404, "this image URL has expired", "not_found_error")
         return FileResponse(path, media_type="image/png")
 
+    if cfg.ui:
+        _mount_ui(app, pipe, cfg, batcher)
     return app
+
+
+def _is_ui(route: str) -> bool:
+    """/ui and below: Gradio's own login guards them when a key is set (a browser sends no
+    Authorization header)."""
+    return route == "/ui" or route.startswith("/ui/")
+
+
+def _mount_ui(app, pipe, cfg: ServeConfig, batcher: Batcher) -> None:
+    try:
+        import gradio as gr
+    except ImportError:
+        raise InputError("the web UI needs the serve extra: pip install 'fineimagen[serve]' "
+                         "(or serve with --no-ui)") from None
+    from ..pipeline import builtin_names
+    from .ui import create_ui
+
+    blocks, theme = create_ui(pipe, cfg.model_name, batcher, builtin_names())
+    auth = None
+    if cfg.api_key:  # any user name, the API key as the password
+        def auth(user: str, password: str) -> bool:
+            return secrets.compare_digest(password, cfg.api_key)
+    gr.mount_gradio_app(app, blocks, path="/ui", auth=auth, theme=theme, ssr_mode=False,
+                        footer_links=[], max_file_size=MAX_UPLOAD)
 
 
 def _generation_job(pipe, req: GenerationRequest, sizes: dict) -> tuple[Job, str | None]:
     from ..control.build import is_plain
-    from ..control.regions import Region, box_mask, named_box
 
     if req.size is not None and req.size not in sizes:
         raise ApiError(400, f"size {req.size!r} is not one of this model's: "
                             f"{', '.join(sizes)}")
     stage = sizes.get(req.size, len(pipe.stages) - 1)
-    base = pipe.stages[0].cfg.resolution
     regions = None
     if req.regions:
         try:
-            regions = [Region(r.prompt, box_mask(r.box if r.box else named_box(r.cell), base))
-                       for r in req.regions]
+            regions = regions_of(req.regions, pipe.stages[0].cfg.resolution)
         except InputError as err:
             raise ApiError(400, str(err)) from None
     revised = None
@@ -279,6 +303,14 @@ def _generation_job(pipe, req: GenerationRequest, sizes: dict) -> tuple[Job, str
 
     key = None if control else (stage, req.steps, req.guidance, req.sampler, req.rerank)
     return Job(run, req.n, key, [req.prompt] * req.n, seeds), revised
+
+
+def regions_of(specs: list[RegionSpec], base: int) -> list:
+    """control.regions.Region of each spec, masks at the base resolution `base`."""
+    from ..control.regions import Region, box_mask, named_box
+
+    return [Region(r.prompt, box_mask(r.box if r.box else named_box(r.cell), base))
+            for r in specs]
 
 
 def _plain(is_plain, prompt: str) -> bool:

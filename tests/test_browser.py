@@ -1,0 +1,103 @@
+"""The web UI in a real browser: headless Chromium (Debian's) driven by Playwright. Types a
+prompt, drags a box on the region canvas, names its object, generates with the shipped
+model, and reads the image with the strict evaluator: the right size, and the region's
+object inside the box. fp32 and a fixed seed, so every CPU kind gives the same scene."""
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+pytest.importorskip("gradio")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from fineimagen.eval.scenes import parse_image  # noqa: E402
+from fineimagen.pipeline import TextToImagePipeline  # noqa: E402
+from fineimagen.serve.app import ServeConfig, create_app  # noqa: E402
+
+BOX = (0.68, 0.02, 0.98, 0.32)  # the top right cell, as the mouse drags it
+ARTEFACTS = Path(os.environ.get("FINEIMAGEN_TEST_ARTEFACTS", "test-artefacts"))
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Debian's chromium (.ci/run installs it)")
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    pipe = TextToImagePipeline.from_pretrained()
+    files = tmp_path_factory.mktemp("files")
+    app = create_app(pipe, ServeConfig(files=str(files), ui=True))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(600):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_draw_a_box_name_it_and_generate(server):
+    outside = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1100})
+
+        def local_only(route):  # the page must load nothing from outside the server
+            if route.request.url.startswith(server):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", local_only)
+        page.goto(f"{server}/ui/", wait_until="load")
+        canvas = page.locator("#region-canvas canvas")
+        canvas.wait_for(timeout=60_000)
+        page.locator("#prompt textarea").fill("a white background")
+        page.locator("#region-prompt textarea").fill("a red star")
+        page.locator("#seed input").fill("0")
+        area = canvas.bounding_box()
+        x0, y0, x1, y1 = BOX
+        page.mouse.move(area["x"] + x0 * area["width"], area["y"] + y0 * area["height"])
+        page.mouse.down()
+        page.mouse.move(area["x"] + x1 * area["width"], area["y"] + y1 * area["height"],
+                        steps=8)
+        page.mouse.up()
+        drawn = page.locator("#regions-json textarea").input_value()
+        assert '"prompt":"a red star"' in drawn and '"box":[0.68' in drawn, drawn
+        page.locator("#generate").click()
+        shown = page.locator("#images img").first
+        shown.wait_for(timeout=180_000)
+        image = Image.open(io.BytesIO(page.request.get(shown.get_attribute("src")).body()))
+        page.locator("#overlay img").wait_for(timeout=30_000)
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTEFACTS / "ui.png"), full_page=True)
+        browser.close()
+    assert outside == []
+    assert image.size == (128, 128)  # the shipped model's last stage
+    scene = parse_image(np.asarray(image.convert("RGB")))
+    stars = [o for o in scene.objects if (o.shape, o.color) == ("star", "red")]
+    assert len(stars) == 1, scene.objects
+    assert x0 <= stars[0].x <= x1 and y0 <= stars[0].y <= y1, stars[0]
