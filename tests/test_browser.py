@@ -101,3 +101,33 @@ def test_draw_a_box_name_it_and_generate(server):
     stars = [o for o in scene.objects if (o.shape, o.color) == ("star", "red")]
     assert len(stars) == 1, scene.objects
     assert x0 <= stars[0].x <= x1 and y0 <= stars[0].y <= y1, stars[0]
+
+
+def test_edit_a_generated_image_and_score_it(server, tmp_path):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1100})
+        page.goto(f"{server}/ui/", wait_until="load")
+        page.locator("#prompt textarea").fill("a large red circle")
+        page.locator("#generate").click()
+        page.locator("#images img").first.wait_for(timeout=180_000)
+        page.get_by_role("tab", name="Edit").click()
+        page.locator("#target textarea").fill("a large blue circle")
+        page.locator("#edit").click()
+        pair = page.locator("#pair img")
+        pair.nth(1).wait_for(timeout=180_000)
+        images = [Image.open(io.BytesIO(page.request.get(pair.nth(k).get_attribute("src"))
+                                        .body())).convert("RGB") for k in range(2)]
+        colours = [[o.color for o in parse_image(np.asarray(im)).objects] for im in images]
+        images[0].save(tmp_path / "red.png")
+        page.get_by_role("tab", name="Score").click()
+        page.locator("#score-image input[type=file]").set_input_files(str(tmp_path / "red.png"))
+        page.locator("#score-prompts textarea").fill("a large red circle\na large blue circle")
+        page.locator("#score").click()
+        cell = lambda r, c: page.locator(f"#scores [data-testid=cell-{r}-{c}]").first  # noqa: E731
+        cell(1, 1).wait_for(timeout=60_000)
+        scores = {cell(r, 0).inner_text().strip(): float(cell(r, 1).inner_text())
+                  for r in range(2)}
+        browser.close()
+    assert colours == [["red"], ["blue"]]  # the prompt-to-prompt edit beside the original
+    assert scores["a large red circle"] > scores["a large blue circle"], scores

@@ -105,6 +105,7 @@ def create_ui(pipe, model_name: str, batcher: Batcher, builtins: list[str] | Non
         return models[name]
 
     async def queued(run, images: int) -> list:
+        """`run()`'s list through the server's queue (which hands back its first `images`)."""
         try:
             return await batcher.submit(Job(run, images))
         except InputError as err:
@@ -223,9 +224,9 @@ def create_ui(pipe, model_name: str, batcher: Batcher, builtins: list[str] | Non
         image = _as_image(image).convert("RGB")
 
         def run():
-            return chosen.score([image] * len(prompts), prompts)
+            return [chosen.score([image] * len(prompts), prompts)]
 
-        values = await queued(run, 1)
+        values, = await queued(run, 1)
         return [[p, round(float(v), 4)] for p, v in zip(prompts, values, strict=True)]
 
     def use_last(state):
