@@ -49,7 +49,7 @@ class Stage:
         return bool(self.cfg.input_resolution)
 
     def weights(self) -> dict:
-        module = self.model if isinstance(self.model, RegressionSR) else self.model.unet
+        module = self.model if self.cfg.kind == "regression" else self.model.unet
         return module.state_dict()
 
     def settings(self, **overrides) -> SamplerConfig:
@@ -80,7 +80,7 @@ class Stage:
         use_bf16 = device.type == "cpu" and resolve_bf16(bf16)  # the CPU fast path
         if self.is_sr and lowres is None:
             raise InputError(f"stage {self.name!r} enlarges an image: give one")
-        if isinstance(self.model, RegressionSR):
+        if self.cfg.kind == "regression":
             regions = control.regions
             if regions is None and cond is not None and self.cfg.reads_prompt:
                 # the prompt over the whole image
@@ -147,12 +147,12 @@ def run_stages(stages: list[Stage], cond: TextCondition | None, seeds: list[int]
         if offload:
             stage.model.to(device)
         control = (controls or {}).get(i)
-        if on_step is not None and not isinstance(stage.model, RegressionSR):
+        if on_step is not None and stage.cfg.kind != "regression":
             control = _reporting(control or StageControl(), stage.name,
                                  settings[i].steps, on_step)
         x = stage.run(cond, stage_seeds(seeds, i), settings[i], x, device, progress, bf16,
                       control)
-        if on_step is not None and isinstance(stage.model, RegressionSR):
+        if on_step is not None and stage.cfg.kind == "regression":
             on_step(stage.name, 0, 1, x)
         if offload:
             stage.model.to("cpu")

@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--text-column", dest="text_column", default="text",
                        help="a Hugging Face dataset's text column")
     _add_train(commands)
+    export = commands.add_parser("export", help="each network as an ONNX or OpenVINO graph, "
+                                 "for CPU serving runtimes")
+    export.add_argument("--model", help="a built-in model (default shapes) or a folder")
+    export.add_argument("--format", choices=("onnx", "openvino"), default="onnx")
+    export.add_argument("--out", required=True, help="the exported folder (new or empty); "
+                        "`generate --model OUT` samples from it")
     serve = commands.add_parser("serve", help="an HTTP API in the OpenAI images style")
     serve.add_argument("--model", help="a built-in model (default shapes) or a folder")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
@@ -350,6 +356,15 @@ def _upscale(args) -> None:
     print(f"wrote {written} images to {args.out}")
 
 
+def _export(args) -> None:
+    from .export import export_pipeline
+    from .pipeline import TextToImagePipeline
+
+    out = export_pipeline(TextToImagePipeline.from_pretrained(args.model), args.out,
+                          args.format)
+    print(f"exported to {out} ({args.format}); sample with: fineimagen generate --model {out}")
+
+
 def _serve(args) -> None:
     try:
         import uvicorn
@@ -521,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         {"dataset": _dataset, "embed": _embed, "eval": _eval, "train": _train,
          "generate": _generate, "upscale": _upscale, "edit": _edit,
-         "serve": _serve}[args.command](args)
+         "export": _export, "serve": _serve}[args.command](args)
     except InputError as err:
         print(f"fineimagen: error: {err}", file=sys.stderr)
         return 2

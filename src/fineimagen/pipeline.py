@@ -146,6 +146,7 @@ class TextToImagePipeline:
         # (objects of a count went missing without it); 0 turns it off
         self.scene_count_layout = COUNT_LAYOUT_STEP
         self.scene_isolation = True  # a scene region's prompt sees the background, not the others
+        self.exported: str | None = None  # the runtime of an exported pipeline (export.py)
 
     # ------------------------------------------------------------------ folders
     @classmethod
@@ -157,6 +158,12 @@ class TextToImagePipeline:
             raise InputError(f"model folder not found: {root}")
         check_links(root)
         index = read_json(root / "model_index.json", "model_index.json")
+        from .export import FORMAT as EXPORT_FORMAT
+
+        if index.get("format") == EXPORT_FORMAT:  # graphs for onnxruntime or OpenVINO
+            from .export import load_exported
+
+            return load_exported(root)
         if index.get("format") != FORMAT or not isinstance(index.get("stages"), list):
             raise InputError(f"{root}: model_index.json is not a fineimagen pipeline index")
         if index.get("format_version", 0) > FORMAT_VERSION:
@@ -319,6 +326,9 @@ class TextToImagePipeline:
             raise InputError(f"rerank must be a positive integer, got {rerank}")
         if rerank > 1 and self.aligner is None:
             raise InputError("rerank needs a model with an aligner (none in this folder)")
+        if self.exported and (excite or layout_guidance):
+            raise InputError("attend-and-excite and layout guidance steer the U-Net's attention: "
+                             f"they need the PyTorch pipeline, not its {self.exported} export")
         if self.stages[0].is_sr:
             raise InputError("this pipeline starts with a super-resolution stage: use upscale")
         stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
@@ -490,6 +500,9 @@ class TextToImagePipeline:
 
         if n <= 0:
             raise InputError(f"n must be positive, got {n}")
+        if self.exported:
+            raise InputError("prompt-to-prompt injects the U-Net's attention: it needs the "
+                             f"PyTorch pipeline, not its {self.exported} export")
         for p in (source, target):
             if not isinstance(p, str) or not p.strip():
                 raise InputError("prompt is empty")

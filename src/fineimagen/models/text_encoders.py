@@ -334,9 +334,13 @@ class TrainableEncoder(TextEncoder):
     def encode(self, prompts):
         ids, mask = self.tokenizer(list(prompts))
         ids, mask = ids.to(self.device), mask.to(self.device)
+        return self.states(ids, mask), mask
+
+    def states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, L] and mask -> the text states [B, L, D] (zero at padding)."""
         h = self.tokens(ids) + self.positions[: ids.shape[1]]
         h = self.encoder(h, src_key_padding_mask=~mask)
-        return self.norm(h) * mask[..., None], mask
+        return self.norm(h) * mask[..., None]
 
     def token_ids(self, prompt):
         ids, mask = self.tokenizer([prompt])
