@@ -41,3 +41,17 @@ def test_what_cannot_be_read_is_reported_and_grammar_prompts_read_as_before():
         plan_with_report("something lovely, please")
     assert color_name("scarlet") == "red" and color_name("grey") is None
     assert color_name("navy") == "blue" and color_name("star") is None
+
+
+def test_everyday_size_and_texture_words_are_read():
+    for prompt, words in [("a stripy star", "a striped star"),
+                          ("two spotty hearts", "two dotted hearts"),
+                          ("a tartan square", "a checkered square"),
+                          ("one unpatterned circle", "one solid circle"),
+                          ("a mid-sized disc", "a medium disk"),
+                          ("a jumbo polka-dotted triangle", "a large dotted triangle")]:
+        reading = read_free(prompt)
+        assert (reading.text, reading.unread) == (words, []), prompt
+    # the chessboard clause keeps its grammar phrase (not cut to a lone adjective)
+    assert read_free("a circle patterned like a chessboard").text == \
+        "a circle with a checkerboard pattern"

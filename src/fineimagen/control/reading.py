@@ -52,6 +52,27 @@ TEXTURE_CLAUSES = [
                 r"\b"), "with a checkerboard pattern"),
     (re.compile(r"\b(?:without|with no)\s+(?:any\s+)?(?:a\s+)?pattern\b"), "in a solid colour"),
 ]
+# everyday adjectives for the grammar's sizes and textures that the MiniLM match misses
+# (its cosine for 'stripy' / 'striped' is under MATCH_THRESHOLD): general English, written
+# wider than any eval set (added after the free-style bench misread 'stripy' and 'spotty')
+EVERYDAY_WORDS = {
+    "small": ("petite", "miniature", "mini", "wee", "smallish", "undersized", "small-sized",
+              "teeny", "diminutive"),
+    "medium": ("mid-sized", "midsized", "mid-size", "medium-sized", "medium-size",
+               "average-sized", "average-size", "middling", "moderate-sized", "regular-sized",
+               "normal-sized"),
+    "large": ("huge", "giant", "enormous", "oversized", "massive", "large-sized", "sizable",
+              "sizeable", "jumbo", "hefty", "gigantic", "immense"),
+    "striped": ("stripy", "stripey", "streaked", "streaky", "banded", "pinstriped",
+                "pin-striped", "barred"),
+    "dotted": ("spotty", "speckled", "polka-dot", "polka-dotted", "dotty", "freckled",
+               "dappled", "flecked"),
+    "checkered": ("chequered", "chequerboard", "plaid", "tartan", "gingham"),  # 'checkerboard'
+    # stays: TEXTURE_CLAUSES write "with a checkerboard pattern", a grammar phrase
+    "solid": ("unpatterned", "patternless", "plain-coloured", "plain-colored",
+              "single-coloured", "single-colored", "flat-coloured", "flat-colored"),
+}
+EVERYDAY = {w: value for value, words in EVERYDAY_WORDS.items() for w in words}
 # an article before a collective noun counts nothing itself: "a group of four" is four,
 # "a couple of" two
 QUANTITIES = re.compile(r"\ban?\s+(group|set|couple|pair|trio|quartet|row|cluster|bunch)"
@@ -108,7 +129,8 @@ def read_free(prompt: str) -> Reading:
     text = COLOR_AFTER.sub(lambda m: m.group(2) if _is_color(m.group(2)) else m.group(0), text)
     table = _lexicon()
     longest = max(len(k) for k in table)
-    words = [w if (w,) in table or not color_name(w) else color_name(w) for w in _words(text)]
+    words = [w if (w,) in table else EVERYDAY.get(w) or color_name(w) or w
+             for w in _words(text)]
     out, unread, i = [], [], 0
     while i < len(words):
         for n in range(min(longest, len(words) - i), 0, -1):
