@@ -158,6 +158,11 @@ def _add_train(commands) -> None:
     train.add_argument("--varied-captions", action="store_true", dest="varied_captions",
                        help="shapes data: captions also in training-only wordings, sentence "
                             "frames and filler sentences (long prompts)")
+    train.add_argument("--distill-from", dest="distill_from", metavar="TEACHER",
+                       help="guided distillation of this pipeline folder's base stage: with "
+                            "--distill-steps 0 (default) its guidance into one call, with N "
+                            "its sampling into N DDIM steps (halve N run by run)")
+    train.add_argument("--distill-steps", type=int, dest="distill_steps", metavar="N")
     train.add_argument("--init", help="fine-tune: start from this pipeline folder's weights "
                        "for the stage (its configs must match the preset)")
     train.add_argument("--train-only", dest="train_only", metavar="PREFIXES",

@@ -118,6 +118,9 @@ class UNetConfig(ConfigMixin):
     # "light": resolution changes cost a 1x1 conv at the lower resolution (pixel-unshuffle
     # then 1x1 down; 1x1 then nearest up), the full-resolution FLOPs go to the blocks
     resample: str = "conv"
+    # a guidance-distilled student (Meng et al. 2023, sec. 4.1): the guidance weight w is an
+    # input, embedded like t, and one call gives the guided prediction (no 2B batch)
+    guidance_input: bool = False
 
 
 @dataclass

@@ -56,6 +56,19 @@ class _TrainableStates(nn.Module):
         return self.encoder.states(ids, mask)
 
 
+class _GuidedUNet(nn.Module):
+    """A guidance-input U-Net with w as its last positional input (for tracing)."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x, t, text, text_mask, *rest):
+        *low, guidance = rest
+        lowres, aug_level = low if low else (None, None)
+        return self.unet(x, t, text, text_mask, lowres, aug_level, guidance=guidance)
+
+
 class _RegressionGraph(nn.Module):
     """A regression SR stage at its output size; region prompts as (masks, embeds)."""
 
@@ -131,9 +144,13 @@ def _export_stage(stage, text_dim: int, folder: Path, fmt: str) -> None:
         if cfg.unet.lowres_cond:
             names += ["lowres", "aug_level"]
             args += [torch.zeros(b, 3, side, side), torch.zeros(b)]
+        if cfg.unet.guidance_input:
+            module = _GuidedUNet(module)
+            names.append("guidance")
+            args.append(torch.ones(b))
         axes = {"x": {0: "batch"}, "t": {0: "batch"}, "text": {0: "batch", 1: "tokens"},
                 "text_mask": {0: "batch", 1: "tokens"}, "lowres": {0: "batch"},
-                "aug_level": {0: "batch"}, "out": {0: "batch"}}
+                "aug_level": {0: "batch"}, "guidance": {0: "batch"}, "out": {0: "batch"}}
     axes = {k: v for k, v in axes.items() if k in names or k == "out"}
     _write_graph(module, tuple(args), names, ["out"], axes, folder, fmt)
 
@@ -218,11 +235,19 @@ class _Runtime(nn.Module):
 
 
 class RuntimeUNet(_Runtime):
-    def forward(self, x, t, text, text_mask, lowres=None, aug_level=None, pooled=None):
+    def __init__(self, graph: Graph, cfg):
+        super().__init__(graph)
+        self.cfg = cfg  # the U-Net's config (the denoiser reads guidance_input)
+
+    def forward(self, x, t, text, text_mask, lowres=None, aug_level=None, pooled=None,
+                guidance=None):
         if pooled is not None:
             raise InputError("prompt-to-prompt needs the PyTorch pipeline (not an export)")
         extra = {} if lowres is None else {"lowres": lowres.float(),
                                            "aug_level": aug_level.float()}
+        if self.cfg.guidance_input:
+            extra["guidance"] = (torch.ones(x.shape[0]) if guidance is None
+                                 else guidance.float())
         t = t.float().expand(x.shape[0]) if t.dim() == 0 else t.float()
         return self.run(x=x.float(), t=t, text=text.float(), text_mask=text_mask.bool(),
                         **extra)[0].to(x.dtype)
@@ -299,7 +324,7 @@ def load_exported(folder: str | Path, runtime: str | None = None):
             model = RuntimeRegression(graph(name), cfg.regression.region_dim
                                       if cfg.reads_regions else None)
         else:
-            model = Denoiser(RuntimeUNet(graph(name)), cfg.diffusion)
+            model = Denoiser(RuntimeUNet(graph(name), cfg.unet), cfg.diffusion)
         stages.append(Stage(cfg, model.eval()))
     pipe = TextToImagePipeline(encoder.eval(), text_cfg, stages)
     pipe.scene_count_layout = 0.0  # layout guidance takes gradients through the U-Net

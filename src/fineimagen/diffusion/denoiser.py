@@ -120,7 +120,10 @@ class Denoiser(nn.Module):
         """
         b = x_t.shape[0]
         tt = t.expand(b) if t.dim() == 0 else t
-        if guidance == 1.0:
+        if getattr(self.unet, "cfg", None) is not None and self.unet.cfg.guidance_input:
+            w = torch.full((b,), float(guidance), device=x_t.device)  # a distilled student
+            out = self(x_t, tt.float(), cond, guidance=w, **extra)
+        elif guidance == 1.0:
             out = self(x_t, tt.float(), cond, **extra)
         else:
             both = TextCondition(torch.cat([cond.embeds, cond.null().embeds]),

@@ -63,6 +63,9 @@ def pool_text(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (text * m).sum(1) / m.sum(1).clamp(min=1)
 
 
+GUIDANCE_SCALE = 100.0  # w in [0, 10] embedded over the range timesteps span
+
+
 class EfficientUNet(nn.Module):
     """x_t [B, 3, H, W], t [B] (0..timesteps), text [B, L, D], mask [B, L] -> [B, 3, H, W]."""
 
@@ -78,6 +81,12 @@ class EfficientUNet(nn.Module):
         self.text_pool = nn.Linear(cfg.text_dim, cond_dim)
         self.aug_mlp = nn.Sequential(nn.Linear(cfg.channels, cond_dim), nn.SiLU(),
                                      nn.Linear(cond_dim, cond_dim)) if cfg.lowres_cond else None
+        self.guidance_mlp = None
+        if cfg.guidance_input:  # zero at the start: a student begins as its teacher
+            self.guidance_mlp = nn.Sequential(nn.Linear(cfg.channels, cond_dim), nn.SiLU(),
+                                              nn.Linear(cond_dim, cond_dim))
+            nn.init.zeros_(self.guidance_mlp[2].weight)
+            nn.init.zeros_(self.guidance_mlp[2].bias)
         in_ch = cfg.in_channels * (2 if cfg.lowres_cond else 1)
         self.stem = nn.Conv2d(in_ch, ch[0], 3, padding=1)
         n = len(ch)
@@ -112,11 +121,16 @@ class EfficientUNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor, lowres: torch.Tensor | None = None,
                 aug_level: torch.Tensor | None = None,
-                pooled: torch.Tensor | None = None) -> torch.Tensor:
+                pooled: torch.Tensor | None = None,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
         """`pooled` [B, D] overrides the masked mean of the text (prompt-to-prompt keeps the
-        source's global conditioning this way)."""
+        source's global conditioning this way). `guidance` [B]: the guidance weight w of a
+        guidance-input U-Net (default 1: the conditional prediction)."""
         cfg = self.cfg
         cond = self.time_mlp(timestep_embedding(t, cfg.channels))  # [B, 4C]
+        if self.guidance_mlp is not None:
+            w = torch.ones_like(t) if guidance is None else guidance.to(t.dtype)
+            cond = cond + self.guidance_mlp(timestep_embedding(w * GUIDANCE_SCALE, cfg.channels))
         if pooled is None:
             pooled = pool_text(text, text_mask)
         cond = cond + self.text_pool(pooled)

@@ -81,8 +81,12 @@ def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
         fields = {k: v for k, v in phase.items() if k != "name"}
         out = root / phase["name"]
         merged = {**base, **fields, **overrides, "out": str(out)}
-        if previous is not None and "init" not in fields:
-            merged["init"] = str(Path(previous.out) / "model")
+        if previous is not None:  # a phase starts from the one before it
+            chained = str(Path(previous.out) / "model")
+            if merged.get("distill_from") and "distill_from" not in fields:
+                merged["distill_from"] = chained  # a distillation's teacher
+            elif "init" not in fields and not merged.get("distill_from"):
+                merged["init"] = chained
         merged["resume"] = bool(overrides.get("resume")) and (out / "checkpoint.pt").is_file()
         previous = TrainConfig.from_dict(merged, f"{where}, phase {phase['name']}")
         configs.append(previous)

@@ -104,6 +104,12 @@ class TrainConfig(ConfigMixin):
     text_column: str = "text"
     # a text-embedding store of the data's captions (`fineimagen embed`): no encoder runs
     text_store: str = ""
+    # guided distillation (train/distill.py): the teacher pipeline folder whose base stage
+    # is distilled (the preset is then the teacher's); 0 steps: its guidance into a
+    # guidance-input student; N: progressive distillation to N sampling steps
+    distill_from: str = ""
+    distill_steps: int = 0
+    distill_guidance: tuple[float, float] = (0.0, 8.0)  # w ~ U[low, high] in training
 
 
 class StageModule(nn.Module):
@@ -460,7 +466,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
 
     _check(cfg)
     AcceleratorState._reset_state()  # a second run in one process may change mixed precision
-    cascade = load_preset(cfg.preset)
+    job = None
+    if cfg.distill_from:  # the teacher's folder says the cascade
+        from .distill import distill_job
+
+        job, cascade = distill_job(cfg)
+    else:
+        cascade = load_preset(cfg.preset)
     if cfg.stage != "align":
         cascade.stage(cfg.stage)  # an unknown stage fails before any process group starts
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -469,7 +481,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                               gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())  # cpu=True: DDP over gloo
     set_seed(cfg.seed, device_specific=False)  # identical initial weights on every rank
-    job = _build_job(cfg, cascade)  # built after seeding: identical weights on every rank
+    job = job or _build_job(cfg, cascade)  # after seeding: identical weights on every rank
     frozen_text = job.text_encoder
     if frozen_text is not None:
         frozen_text.to(accelerator.device)
