@@ -88,3 +88,21 @@ def test_sampling_on_cuda_is_seeded_per_image_and_close_to_the_cpu(tiny_model):
     for a, b in zip(on_cpu, both, strict=True):  # CPU runs in bf16, the GPU in fp32
         diff = np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
         assert diff.mean() < 8, diff.mean()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_weights_on_the_gpu_draw_the_fp32_images_closely(tiny_model, dtype):
+    """`to("cuda", dtype)` keeps the networks' weights in half precision (the schedule and
+    the aligner in fp32) and samples under autocast; images stay near the fp32 ones."""
+    if dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        pytest.skip("no bf16 on this GPU")
+    full = TextToImagePipeline.from_pretrained(tiny_model).to("cuda")
+    half = TextToImagePipeline.from_pretrained(tiny_model).to("cuda", dtype)
+    unet = half.stages[0].model.unet
+    assert next(unet.parameters()).dtype == dtype
+    assert half.stages[0].model.abar.dtype != dtype  # the schedule stays precise
+    a = full("a red circle", n=4, seed=3, progress=False)
+    b = half("a red circle", n=4, seed=3, progress=False)
+    diff = np.abs(np.stack([np.asarray(x, np.float32) for x in a])
+                  - np.stack([np.asarray(x, np.float32) for x in b]))
+    assert diff.mean() < 4.0 and diff.max() < 64, (diff.mean(), diff.max())

@@ -72,3 +72,20 @@ def test_the_frozen_text_encoder_runs_bf16_only_where_native(native):
     rounded = encoder.encode(prompts)[0][keep]
     assert not torch.equal(rounded, fp32[keep])
     assert torch.allclose(rounded, fp32[keep], atol=0.1)
+
+
+def test_half_weights_are_for_a_gpu_and_fp16_is_refused_on_the_cpu(tiny_model, tmp_path, capsys):
+    from fineimagen.cli import main
+    from fineimagen.errors import InputError
+    from fineimagen.pipeline import TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    with pytest.raises(InputError, match="on the CPU weights stay float32"):
+        pipe.to("cpu", torch.float16)
+    with pytest.raises(InputError, match="dtype must be"):
+        pipe.to("cpu", torch.int8)
+    pipe.to("cpu", torch.float32)  # fp32 is fine anywhere
+    assert main(["generate", "a red circle", "--model", str(tiny_model), "--precision", "fp16",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "fp16 runs on a CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

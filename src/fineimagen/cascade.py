@@ -74,7 +74,15 @@ class Stage:
             lowres: torch.Tensor | None, device: torch.device, progress: bool = True,
             bf16: bool | None = None, control: StageControl | None = None) -> torch.Tensor:
         """[len(seeds), 3, R, R] in about [-1, 1]; SR stages enlarge `lowres` [B, 3, r, r].
-        `bf16`: autocast on the CPU (None: where the CPU computes bf16 natively)."""
+        `bf16`: autocast on the CPU (None: where the CPU computes bf16 natively). On a GPU the
+        weights' dtype decides: float16 or bfloat16 weights run under autocast in it."""
+        weights = next(self.model.parameters()).dtype
+        half = device.type == "cuda" and weights != torch.float32
+        with torch.autocast("cuda", weights if half else torch.float16, enabled=half):
+            return self._run(cond, seeds, settings, lowres, device, progress, bf16,
+                             control).float()
+
+    def _run(self, cond, seeds, settings, lowres, device, progress, bf16, control):
         control = control or StageControl()
         size = (self.cfg.resolution, self.cfg.resolution)
         use_bf16 = device.type == "cpu" and resolve_bf16(bf16)  # the CPU fast path

@@ -254,9 +254,10 @@ def _add_edit(commands) -> None:
 
 def _add_stage_options(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="CPU arithmetic; auto (default): bf16 where the CPU computes it "
-                             "natively (AVX-512 BF16, AMX), else fp32")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                        help="auto (default): on the CPU bf16 where it computes it natively "
+                             "(AVX-512 BF16, AMX), else fp32; on a GPU bf16 weights where "
+                             "supported, else fp16 (fp16: GPU only)")
     parser.add_argument("--stage-option", action="append", default=[], dest="stage_option",
                         metavar="STAGE.KEY=VALUE",
                         help="a sampling option of one stage, e.g. sr.steps=8 or "

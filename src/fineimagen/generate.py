@@ -56,12 +56,24 @@ def load_pipeline(args):
         raise InputError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
     if device != "cpu" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device here")
-    return TextToImagePipeline.from_pretrained(args.model).to(device)
+    precision = getattr(args, "precision", "auto")
+    if device == "cpu" and precision == "fp16":
+        raise InputError("--precision fp16 runs on a CUDA device (--device cuda); on the CPU "
+                         "use bf16 or fp32")
+    dtype = None
+    if device != "cpu":  # weights kept in the precision they run in
+        from .precision import native_bf16
+
+        auto = torch.bfloat16 if native_bf16(device) else torch.float16
+        dtype = {"auto": auto, "bf16": torch.bfloat16, "fp16": torch.float16,
+                 "fp32": torch.float32}[precision]
+    return TextToImagePipeline.from_pretrained(args.model).to(device, dtype)
 
 
 def bf16_choice(args) -> bool | None:
-    """`--precision` as the pipeline's `bf16` argument (None: auto)."""
-    return {"auto": None, "bf16": True, "fp32": False}[args.precision]
+    """`--precision` as the pipeline's `bf16` argument on the CPU (None: auto); on a GPU the
+    weights' dtype decides (`load_pipeline`)."""
+    return {"auto": None, "bf16": True, "fp32": False, "fp16": None}[args.precision]
 
 
 def generate_to_folder(args) -> int:

@@ -239,10 +239,24 @@ class TextToImagePipeline:
         return _write_folder(Path(path), self.text_config, text_weights,
                              [(s.cfg, s.weights()) for s in self.stages], self.aligner)
 
-    def to(self, device: str | torch.device) -> TextToImagePipeline:
-        """Move to `device`; on a GPU, stages wait on the CPU until they run (offload)."""
-        self.device = torch.device(device)
+    def to(self, device: str | torch.device,
+           dtype: torch.dtype | None = None) -> TextToImagePipeline:
+        """Move to `device`; on a GPU, stages wait on the CPU until they run (offload).
+        `dtype` (a GPU only): keep every weight in float16 or bfloat16 there, and run each
+        stage and the text encoder in that precision (autocast); the CPU keeps fp32 weights
+        (its bf16 is autocast, `bf16=` of each call). The aligner stays float32."""
+        device = torch.device(device)
+        if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
+            raise InputError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        if device.type != "cuda" and dtype not in (None, torch.float32):
+            raise InputError(f"{dtype} weights are for a CUDA device; on the CPU weights stay "
+                             "float32 (bf16 runs as autocast: --precision bf16)")
+        self.device = device
         self.offload = self.device.type == "cuda"
+        if dtype is not None:  # the networks; a denoiser's schedule and the aligner stay fp32
+            for module in [self.text_encoder, *(s.model if s.cfg.kind == "regression"
+                                                else s.model.unet for s in self.stages)]:
+                module.to(dtype=dtype)
         self.text_encoder.to(self.device)
         if self.aligner is not None:
             self.aligner.to(self.device)
