@@ -78,19 +78,14 @@ def test_draw_a_box_name_it_and_generate(server):
         page.locator("#prompt textarea").fill("a white background")
         page.locator("#region-prompt textarea").fill("a red star")
         page.locator("#seed input").fill("0")
-        area = canvas.bounding_box()
+        drag(page, canvas, BOX)
         x0, y0, x1, y1 = BOX
-        page.mouse.move(area["x"] + x0 * area["width"], area["y"] + y0 * area["height"])
-        page.mouse.down()
-        page.mouse.move(area["x"] + x1 * area["width"], area["y"] + y1 * area["height"],
-                        steps=8)
-        page.mouse.up()
         drawn = page.locator("#regions-json textarea").input_value()
         assert '"prompt":"a red star"' in drawn and '"box":[0.68' in drawn, drawn
         page.locator("#generate").click()
         shown = page.locator("#images img").first
         shown.wait_for(timeout=180_000)
-        image = Image.open(io.BytesIO(page.request.get(shown.get_attribute("src")).body()))
+        image = fetch(page, shown)
         page.locator("#overlay img").wait_for(timeout=30_000)
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTEFACTS / "ui.png"), full_page=True)
@@ -116,8 +111,7 @@ def test_edit_a_generated_image_and_score_it(server, tmp_path):
         page.locator("#edit").click()
         pair = page.locator("#pair img")
         pair.nth(1).wait_for(timeout=180_000)
-        images = [Image.open(io.BytesIO(page.request.get(pair.nth(k).get_attribute("src"))
-                                        .body())).convert("RGB") for k in range(2)]
+        images = [fetch(page, pair.nth(k)) for k in range(2)]
         colours = [[o.color for o in parse_image(np.asarray(im)).objects] for im in images]
         images[0].save(tmp_path / "red.png")
         page.get_by_role("tab", name="Score").click()
@@ -131,3 +125,53 @@ def test_edit_a_generated_image_and_score_it(server, tmp_path):
         browser.close()
     assert colours == [["red"], ["blue"]]  # the prompt-to-prompt edit beside the original
     assert scores["a large red circle"] > scores["a large blue circle"], scores
+
+
+def test_inpaint_a_box_drawn_over_an_object(server):
+    """Nothing painted on the editor: the box dragged on the canvas is the mask. The red
+    circle inside it is repainted as a square; outside it the image stays."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1100})
+        page.goto(f"{server}/ui/", wait_until="load")
+        page.locator("#prompt textarea").fill("a large red circle")
+        page.locator("#generate").click()
+        shown = page.locator("#images img").first
+        shown.wait_for(timeout=180_000)
+        first = fetch(page, shown)
+        (circle,) = parse_image(np.asarray(first)).objects
+        half = circle.extent / 2 + 0.08
+        box = (max(circle.x - half, 0.01), max(circle.y - half, 0.01),
+               min(circle.x + half, 0.99), min(circle.y + half, 0.99))
+        drag(page, page.locator("#region-canvas canvas"), box)
+        page.get_by_role("tab", name="Edit").click()
+        page.get_by_role("button", name="Use the first generated image").click()
+        page.locator("#paint-prompt textarea").fill("a large blue square")
+        page.locator("#inpaint").click()
+        out = page.locator("#inpainted img")
+        out.wait_for(timeout=180_000)
+        painted = fetch(page, out)
+        browser.close()
+    shapes = [(o.shape, o.color) for o in parse_image(np.asarray(painted)).objects]
+    assert len(shapes) == 1 and shapes[0][0] == "square" and shapes[0][1] != "red", shapes
+    side = painted.width
+    inside = np.zeros((side, side), bool)
+    inside[int(box[1] * side):int(box[3] * side), int(box[0] * side):int(box[2] * side)] = True
+    change = np.abs(np.asarray(painted, np.int16) - np.asarray(first, np.int16)).max(-1)
+    assert change[inside].mean() > 20 and change[~inside].mean() < 2, \
+        (change[inside].mean(), change[~inside].mean())
+
+
+def fetch(page, image) -> Image.Image:
+    return Image.open(io.BytesIO(page.request.get(image.get_attribute("src")).body())) \
+        .convert("RGB")
+
+
+def drag(page, canvas, box) -> None:
+    """Drag the mouse over `canvas` from the box's top left corner to its bottom right."""
+    area = canvas.bounding_box()
+    x0, y0, x1, y1 = box
+    page.mouse.move(area["x"] + x0 * area["width"], area["y"] + y0 * area["height"])
+    page.mouse.down()
+    page.mouse.move(area["x"] + x1 * area["width"], area["y"] + y1 * area["height"], steps=8)
+    page.mouse.up()

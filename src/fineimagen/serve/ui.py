@@ -191,7 +191,7 @@ def create_ui(pipe, model_name: str, batcher: Batcher, builtins: list[str] | Non
         (source, edited), = await queued(run, 1)
         return [(source, f"original: {state['prompt']}"), (edited, f"edited: {target}")]
 
-    async def inpaint(name, editor, prompt, strength, seed):
+    async def inpaint(name, editor, prompt, strength, seed, regions_text):
         from PIL import Image
 
         if not editor or editor.get("background") is None:
@@ -203,8 +203,11 @@ def create_ui(pipe, model_name: str, batcher: Batcher, builtins: list[str] | Non
         for layer in editor.get("layers") or []:
             alpha = _as_image(layer).convert("RGBA").getchannel("A").resize(image.size)
             mask = Image.fromarray(_max(mask, alpha))
+        if mask.getbbox() is None:  # nothing painted: the boxes drawn on the canvas
+            mask = _box_mask(regions_text, image.size)
         if mask.getbbox() is None:
-            raise gr.Error("paint the area to repaint with the brush first")
+            raise gr.Error("paint the area to repaint with the brush, or draw boxes on the "
+                           "Generate tab's canvas")
         mask = mask.point(lambda a: 255 if a > 0 else 0).convert("RGB")
         chosen = model(name)
 
@@ -302,7 +305,9 @@ def create_ui(pipe, model_name: str, batcher: Batcher, builtins: list[str] | Non
                 target = gr.Textbox(label="changed prompt", elem_id="target", interactive=True)
                 edit_button = gr.Button("Edit", elem_id="edit")
             pair = gr.Gallery(label="original and edited", columns=2, elem_id="pair")
-            gr.Markdown("Inpainting: paint over what to repaint (the brush marks the mask).")
+            gr.Markdown("Inpainting: paint over what to repaint with the brush, or draw boxes "
+                        "on the Generate tab's canvas (with nothing painted, the boxes are the "
+                        "mask).")
             with gr.Row():
                 editor = gr.ImageEditor(type="pil", label="image and mask", elem_id="editor",
                                         interactive=True)
@@ -328,7 +333,8 @@ def create_ui(pipe, model_name: str, batcher: Batcher, builtins: list[str] | Non
                      [gallery, stages, overlay, state, pick, target])
         edit_button.click(prompt_edit, [state, pick, target], pair)
         last.click(use_last, state, editor)
-        paint_button.click(inpaint, [name, editor, paint_prompt, strength, seed], painted)
+        paint_button.click(inpaint, [name, editor, paint_prompt, strength, seed, regions_json],
+                           painted)
         score_button.click(score, [name, scored, prompts], table)
     return blocks, theme
 
@@ -390,6 +396,28 @@ def _overlay(image, regions: list[dict]):
         draw.rectangle((x0, y0, x1, y1), outline=(220, 30, 30), width=2)
         draw.text((x0 + 3, y0 + 2), r["prompt"], fill=(220, 30, 30))
     return shown
+
+
+def _box_mask(regions_text: str, size: tuple[int, int]):
+    """An L mask, white inside every box of the regions JSON (others ignored)."""
+    from PIL import Image, ImageDraw
+
+    mask = Image.new("L", size, 0)
+    try:
+        regions = json.loads(regions_text or "[]")
+    except json.JSONDecodeError:
+        return mask
+    draw = ImageDraw.Draw(mask)
+    for r in regions if isinstance(regions, list) else []:
+        box = r.get("box") if isinstance(r, dict) else None
+        try:
+            x0, y0, x1, y1 = (float(v) for v in box)
+        except (TypeError, ValueError):
+            continue
+        if x1 > x0 and y1 > y0:
+            draw.rectangle((x0 * size[0], y0 * size[1], x1 * size[0] - 1, y1 * size[1] - 1),
+                           fill=255)
+    return mask
 
 
 def _as_image(value):
