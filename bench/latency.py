@@ -12,16 +12,16 @@ Writes latency.json and latency.png.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from charts import stage_bars, write_results  # bench/ is on sys.path when a bench script runs
 from fineimagen.pipeline import TextToImagePipeline
 from fineimagen.precision import use_bf16
-from machine import describe  # bench/ is on sys.path when a bench script runs
+from machine import describe
 
 PROMPT = "a large blue star in the center"
 
@@ -89,32 +89,9 @@ def main() -> None:
               f"{row['seconds_text_encoding']:.3f} s; stages alone: {stages}); "
               f"{results['time_over_first_row'][name]:.2f}x the first row's time")
     print(f"the default picks {auto} here")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latency.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, out / "latency.png")
-
-
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = results["rows"]
-    stages = list(next(iter(rows.values()))["seconds_per_stage"])
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    bottom = np.zeros(len(rows))
-    for stage in stages:
-        heights = [row["seconds_per_stage"][stage] for row in rows.values()]
-        ax.bar(list(rows), heights, bottom=bottom, label=stage)
-        bottom += heights
-    ax.set_ylabel("seconds per 128 px image")
-    ax.set_title(f"{results['meta']['machine'][:60]}\ndefault picks {results['default_picks']}",
-                 fontsize=8)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    out = write_results(results, args.out, "latency")
+    stage_bars({k: v["seconds_per_stage"] for k, v in rows.items()}, "seconds per 128 px image",
+               f"{results['meta']['machine'][:60]}\ndefault picks {auto}", out / "latency.png")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Writes stage_times.json and stage_times.png.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import replace
@@ -20,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from charts import stage_bars, write_results  # bench/ is on sys.path when a bench script runs
 from fineimagen.config import load_preset
 from fineimagen.models.text_encoders import minilm_path
 from fineimagen.pipeline import TextToImagePipeline
-from machine import describe  # bench/ is on sys.path when a bench script runs
+from machine import describe
 
 
 def small_t5(folder: Path) -> Path:
@@ -99,32 +99,10 @@ def main() -> None:
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         "preset": args.preset, "steps": {s.name: s.sampling.steps for s in cascade.stages},
         "repeats": args.repeats}}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stage_times.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, out / "stage_times.png")
-
-
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = results["rows"]
-    stages = list(next(iter(rows.values())))
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    bottom = np.zeros(len(rows))
-    for stage in stages:
-        heights = [row[stage] for row in rows.values()]
-        ax.bar(list(rows), heights, bottom=bottom, label=stage)
-        bottom += heights
-    ax.set_ylabel("seconds per call")
-    ax.set_title(f"{results['meta']['preset']} untrained, {results['meta']['gpu'] or 'CPU'}",
-                 fontsize=8)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    out = write_results(results, args.out, "stage_times")
+    stage_bars(rows, "seconds per call",
+               f"{args.preset} untrained, {results['meta']['gpu'] or 'CPU'}",
+               out / "stage_times.png")
 
 
 if __name__ == "__main__":

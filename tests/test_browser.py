@@ -58,100 +58,89 @@ def server(tmp_path_factory):
     thread.join(10)
 
 
-def test_draw_a_box_name_it_and_generate(server):
+@pytest.fixture
+def page(server):
+    """The UI's page in headless Chromium; it must load nothing from outside the server."""
     outside = []
+
+    def local_only(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1300, "height": 1100})
-
-        def local_only(route):  # the page must load nothing from outside the server
-            if route.request.url.startswith(server):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
         page.route("**/*", local_only)
         page.goto(f"{server}/ui/", wait_until="load")
-        canvas = page.locator("#region-canvas canvas")
-        canvas.wait_for(timeout=60_000)
-        page.locator("#prompt textarea").fill("a white background")
-        page.locator("#region-prompt textarea").fill("a red star")
-        page.locator("#seed input").fill("0")
-        drag(page, canvas, BOX)
-        x0, y0, x1, y1 = BOX
-        drawn = page.locator("#regions-json textarea").input_value()
-        assert '"prompt":"a red star"' in drawn and '"box":[0.68' in drawn, drawn
-        page.locator("#generate").click()
-        shown = page.locator("#images img").first
-        shown.wait_for(timeout=180_000)
-        image = fetch(page, shown)
-        page.locator("#overlay img").wait_for(timeout=30_000)
-        ARTEFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTEFACTS / "ui.png"), full_page=True)
+        yield page
         browser.close()
     assert outside == []
+
+
+def test_draw_a_box_name_it_and_generate(page):
+    canvas = page.locator("#region-canvas canvas")
+    canvas.wait_for(timeout=60_000)
+    page.locator("#prompt textarea").fill("a white background")
+    page.locator("#region-prompt textarea").fill("a red star")
+    page.locator("#seed input").fill("0")
+    drag(page, canvas, BOX)
+    drawn = page.locator("#regions-json textarea").input_value()
+    assert '"prompt":"a red star"' in drawn and '"box":[0.68' in drawn, drawn
+    image = generate(page)
+    page.locator("#overlay img").wait_for(timeout=30_000)
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "ui.png"), full_page=True)
     assert image.size == (128, 128)  # the shipped model's last stage
-    scene = parse_image(np.asarray(image.convert("RGB")))
+    scene = parse_image(np.asarray(image))
     stars = [o for o in scene.objects if (o.shape, o.color) == ("star", "red")]
     assert len(stars) == 1, scene.objects
+    x0, y0, x1, y1 = BOX
     assert x0 <= stars[0].x <= x1 and y0 <= stars[0].y <= y1, stars[0]
 
 
-def test_edit_a_generated_image_and_score_it(server, tmp_path):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1300, "height": 1100})
-        page.goto(f"{server}/ui/", wait_until="load")
-        page.locator("#prompt textarea").fill("a large red circle")
-        page.locator("#generate").click()
-        page.locator("#images img").first.wait_for(timeout=180_000)
-        page.get_by_role("tab", name="Edit").click()
-        page.locator("#target textarea").fill("a large blue circle")
-        page.locator("#edit").click()
-        pair = page.locator("#pair img")
-        pair.nth(1).wait_for(timeout=180_000)
-        images = [fetch(page, pair.nth(k)) for k in range(2)]
-        colours = [[o.color for o in parse_image(np.asarray(im)).objects] for im in images]
-        images[0].save(tmp_path / "red.png")
-        page.get_by_role("tab", name="Score").click()
-        page.locator("#score-image input[type=file]").set_input_files(str(tmp_path / "red.png"))
-        page.locator("#score-prompts textarea").fill("a large red circle\na large blue circle")
-        page.locator("#score").click()
-        cell = lambda r, c: page.locator(f"#scores [data-testid=cell-{r}-{c}]").first  # noqa: E731
-        cell(1, 1).wait_for(timeout=60_000)
-        scores = {cell(r, 0).inner_text().strip(): float(cell(r, 1).inner_text())
-                  for r in range(2)}
-        browser.close()
+def test_edit_a_generated_image_and_score_it(page, tmp_path):
+    page.locator("#prompt textarea").fill("a large red circle")
+    generate(page)
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#target textarea").fill("a large blue circle")
+    page.locator("#edit").click()
+    pair = page.locator("#pair img")
+    pair.nth(1).wait_for(timeout=180_000)
+    images = [fetch(page, pair.nth(k)) for k in range(2)]
+    colours = [[o.color for o in parse_image(np.asarray(im)).objects] for im in images]
     assert colours == [["red"], ["blue"]]  # the prompt-to-prompt edit beside the original
+    images[0].save(tmp_path / "red.png")
+    page.get_by_role("tab", name="Score").click()
+    page.locator("#score-image input[type=file]").set_input_files(str(tmp_path / "red.png"))
+    page.locator("#score-prompts textarea").fill("a large red circle\na large blue circle")
+    page.locator("#score").click()
+    cell = lambda r, c: page.locator(f"#scores [data-testid=cell-{r}-{c}]").first  # noqa: E731
+    cell(1, 1).wait_for(timeout=60_000)
+    scores = {cell(r, 0).inner_text().strip(): float(cell(r, 1).inner_text())
+              for r in range(2)}
     assert scores["a large red circle"] > scores["a large blue circle"], scores
 
 
-def test_inpaint_a_box_drawn_over_an_object(server):
+def test_inpaint_a_box_drawn_over_an_object(page):
     """Nothing painted on the editor: the box dragged on the canvas is the mask. The red
     circle inside it is repainted as a square; outside it the image stays."""
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1300, "height": 1100})
-        page.goto(f"{server}/ui/", wait_until="load")
-        page.locator("#prompt textarea").fill("a large red circle")
-        page.locator("#generate").click()
-        shown = page.locator("#images img").first
-        shown.wait_for(timeout=180_000)
-        first = fetch(page, shown)
-        (circle,) = parse_image(np.asarray(first)).objects
-        half = circle.extent / 2 + 0.08
-        box = (max(circle.x - half, 0.01), max(circle.y - half, 0.01),
-               min(circle.x + half, 0.99), min(circle.y + half, 0.99))
-        drag(page, page.locator("#region-canvas canvas"), box)
-        page.get_by_role("tab", name="Edit").click()
-        page.get_by_role("button", name="Use the first generated image").click()
-        page.locator("#paint-prompt textarea").fill("a large blue square")
-        page.locator("#inpaint").click()
-        out = page.locator("#inpainted img")
-        out.wait_for(timeout=180_000)
-        painted = fetch(page, out)
-        browser.close()
+    page.locator("#prompt textarea").fill("a large red circle")
+    first = generate(page)
+    (circle,) = parse_image(np.asarray(first)).objects
+    half = circle.extent / 2 + 0.08
+    box = (max(circle.x - half, 0.01), max(circle.y - half, 0.01),
+           min(circle.x + half, 0.99), min(circle.y + half, 0.99))
+    drag(page, page.locator("#region-canvas canvas"), box)
+    page.get_by_role("tab", name="Edit").click()
+    page.get_by_role("button", name="Use the first generated image").click()
+    page.locator("#paint-prompt textarea").fill("a large blue square")
+    page.locator("#inpaint").click()
+    out = page.locator("#inpainted img")
+    out.wait_for(timeout=180_000)
+    painted = fetch(page, out)
     shapes = [(o.shape, o.color) for o in parse_image(np.asarray(painted)).objects]
     assert len(shapes) == 1 and shapes[0][0] == "square" and shapes[0][1] != "red", shapes
     side = painted.width
@@ -160,6 +149,14 @@ def test_inpaint_a_box_drawn_over_an_object(server):
     change = np.abs(np.asarray(painted, np.int16) - np.asarray(first, np.int16)).max(-1)
     assert change[inside].mean() > 20 and change[~inside].mean() < 2, \
         (change[inside].mean(), change[~inside].mean())
+
+
+def generate(page) -> Image.Image:
+    """Press Generate; the first image shown."""
+    page.locator("#generate").click()
+    shown = page.locator("#images img").first
+    shown.wait_for(timeout=180_000)
+    return fetch(page, shown)
 
 
 def fetch(page, image) -> Image.Image:
