@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -82,3 +83,26 @@ def test_the_export_command(tiny_model, tmp_path, capsys):
     assert len(list((tmp_path / "images").glob("*.png"))) == 1
     assert main(["export", "--model", str(tiny_model), "--out", str(tmp_path / "o")]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_a_guidance_distilled_student_exports_with_its_guidance_input(tiny_model, tmp_path):
+    from fineimagen.train.trainer import TrainConfig, train
+
+    run = train(TrainConfig(distill_from=str(tiny_model), out=str(tmp_path / "run"), steps=1,
+                            batch_size=2, warmup=1, mixed_precision="no",
+                            channels_last=False), progress=False)
+    student = TextToImagePipeline.from_pretrained(run.folder)
+    assert student.stages[0].cfg.unet.guidance_input
+    unet = student.stages[0].model.unet
+    torch.manual_seed(0)  # one step leaves the output and w layers near zero: make w matter
+    for layer in (unet.out, unet.guidance_mlp[2]):
+        layer.weight.data.normal_(0, 0.3)
+    exported = load_exported(export_pipeline(student, tmp_path / "e"))
+    drawn = {}
+    for guidance in (1.0, 4.0):
+        drawn[guidance] = student("a red circle", n=2, seed=2, guidance=guidance,
+                                  progress=False, bf16=False)
+        got = exported("a red circle", n=2, seed=2, guidance=guidance, progress=False,
+                       bf16=False)
+        assert largest_difference(drawn[guidance], got) <= TOLERANCE, guidance
+    assert largest_difference(drawn[1.0], drawn[4.0]) > 2 * TOLERANCE  # w is read by both
