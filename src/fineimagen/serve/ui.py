@@ -121,7 +121,8 @@ def create_ui(pipe, model_name: str, batcher: Batcher, builtins: list[str] | Non
             raise gr.Error("type a prompt first")
         regions, scene = _regions_or_scene(regions_text, chosen.stages[0].cfg.resolution,
                                            say_cell)
-        stage = sizes(name).index(size) if size in sizes(name) else len(chosen.stages) - 1
+        offered = sizes(name)
+        stage = offered.index(size) if size in offered else len(chosen.stages) - 1
 
         def report(stage_name, step, total, x):
             progress((step + 1) / max(total, 1), desc=f"{stage_name}: step {step + 1}/{total}")
@@ -138,7 +139,7 @@ def create_ui(pipe, model_name: str, batcher: Batcher, builtins: list[str] | Non
         side = max(im.width for im in images)
         stages = [(im.resize((side, side), 0), f"{key} ({im.width} px)")
                   for key, ims in by_stage.items() for im in ims[:1]]
-        boxes = [r for r in json.loads(regions_text or "[]")] if regions else []
+        boxes = json.loads(regions_text or "[]") if regions else []
         overlay = _overlay(images[0], boxes)
         shown = [(im, f"seed {int(seed) + k}") for k, im in enumerate(images)]
         state = {"prompt": prompt, "seeds": [int(seed) + k for k in range(len(images))],
