@@ -530,3 +530,46 @@ def test_edit_cli_prompt_to_prompt(tiny_model, tmp_path, capsys):
     code = main(["edit", "--from", "a red circle", "--model", str(tiny_model),
                  "--out", str(tmp_path / "bad")])
     assert code == 2 and "needs both --from and --to" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- OpenMoji scenes
+EMOJI_SPEC = {"domain": "openmoji", "background": "pale blue",
+              "objects": [{"object": "red apple", "count": 2, "position": "top left"},
+                          {"object": "rocket", "size": "large", "position": "bottom right"}]}
+
+
+def test_an_openmoji_scene_compiles_to_one_named_box_per_object():
+    compiled = compile_scene(EMOJI_SPEC, 64, seed=5)
+    assert [r.prompt.split(" in ")[0].split(" at ")[0] for r in compiled.regions] == \
+        ["a red apple", "a red apple", "a big rocket"]
+    assert compiled.counted and compiled.sketch is None and compiled.background == "pale blue"
+    for obj, region in zip(compiled.placed, compiled.regions, strict=True):
+        cell = vocab.position_at(obj.x, obj.y)
+        assert any(phrase in region.prompt for phrase in POSITION_PHRASES[cell])
+        assert region.mask[0, 0, int(obj.y * 64), int(obj.x * 64)] == 1
+    assert vocab.position_at(compiled.placed[2].x, compiled.placed[2].y) == "bottom right"
+    assert compiled.placed[2].size == pytest.approx(0.33, abs=0.02)  # the emoji's large
+    assert "two red apples" in compiled.prompt and "pale blue background" in compiled.prompt
+    with pytest.raises(InputError, match="'object' must name one of"):
+        compile_scene({"domain": "openmoji", "objects": [{"object": "unicorn face"}]}, 64)
+
+
+def test_openmoji_scene_control_keeps_its_background_outside_the_boxes(tiny_model, tmp_path):
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    images = pipe("apples and a rocket", n=2, seed=1, scene=EMOJI_SPEC, progress=False)
+    inside = torch.stack([r.mask for r in compile_scene(EMOJI_SPEC, 16, 1).regions]).sum(0)
+    outside = (inside[0, 0] == 0).numpy()
+    assert outside.mean() > 0.3
+    for im in images:  # pale blue (214, 232, 250) where no object is
+        assert np.abs(np.asarray(im, int)[outside] - (214, 232, 250)).max() <= 1
+    prompts = tmp_path / "emoji.jsonl"
+    prompts.write_text(json.dumps({"prompt": "a rocket", "scene": EMOJI_SPEC}) + "\n")
+    out = tmp_path / "out"
+    assert main(["generate", "--model", str(tiny_model), "--prompts", str(prompts),
+                 "--control", "scene", "--steps", "2", "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"domain": "openmoji", "objects": [{"object": "cat", "hue": 1}]}))
+    assert main(["generate", "--model", str(tiny_model), "a cat", "--scene", str(bad),
+                 "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()

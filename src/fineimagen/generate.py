@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .data.prompt_file import read_prompt_file
+from .data.prompt_file import parse_scene_spec, read_prompt_file
 from .errors import InputError
 
 
@@ -128,7 +128,6 @@ def region_args(args, pipe) -> list:
 def _control_options(args, pipe, prompts: list[str]) -> dict:
     """Every control flag parsed and checked (before anything is written)."""
     from .control.build import check_attention_options, is_plain
-    from .data.scene import parse_spec
 
     if args.plan_layout and (args.scene or args.control):
         raise InputError("--plan-layout plans the scene from each prompt: not with --scene "
@@ -146,7 +145,7 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
             text = Path(args.scene).read_text(encoding="utf-8")
         except OSError as err:
             raise InputError(f"cannot read scene {args.scene}: {err.strerror}") from None
-        control["scene"] = parse_spec(text).to_spec()
+        control["scene"] = parse_scene_spec(text).to_spec()
     if args.control == "scene":
         if not args.prompts:
             raise InputError("--control scene needs --prompts (a JSONL with scenes)")

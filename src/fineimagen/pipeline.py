@@ -431,7 +431,7 @@ class TextToImagePipeline:
         elif known is not None:
             inside = torch.stack([r.mask for r in regions]).sum(0).clamp(max=1)
             keep_known(self, controls, 0, known, 1 - inside, seeds)
-        if compiled is not None:
+        if compiled is not None and compiled.sketch is not None:
             strength = self.scene_count_sketch_strength if compiled.counted \
                 else self.scene_sketch_strength
             if strength < 1:

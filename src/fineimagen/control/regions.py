@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..data import vocab
 from ..data.captions import object_phrase
+from ..data.emoji_scene import EmojiScene, is_emoji_spec
 from ..data.scene import Group, PlacedObject, Scene, complete, parse_spec
 from ..errors import InputError
 
@@ -108,9 +109,10 @@ class CompiledScene:
     prompt: str  # the whole scene in words (the global prompt)
     regions: list[Region]  # one per object
     background: str  # vocab background name, known outside the regions
-    sketch: torch.Tensor  # [1, 3, S, S] in [-1, 1]: background and a colour blob per object
+    # [1, 3, S, S] in [-1, 1]: background and a colour blob per object; None: start from noise
+    sketch: torch.Tensor | None
     counted: bool  # some group states a count above one
-    filled: Scene  # the spec with every open attribute drawn (as laid out)
+    filled: Scene | EmojiScene  # the spec with every open attribute drawn (as laid out)
     placed: list[PlacedObject]  # its objects as laid out, one per region
 
 
@@ -121,8 +123,16 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     draws them, each region prompted with its object's stated attributes and the cell of
     its own centre (a group of several spreads over neighbouring cells). With `like` (an
     edit's source, compiled), what the spec leaves open is taken from it, every group that
-    comes out the same keeps its objects, and the others are placed around them."""
+    comes out the same keeps its objects, and the others are placed around them. An OpenMoji
+    spec (`"domain": "openmoji"`) compiles by control.emoji_regions (no `like`)."""
     from ..data.captions import caption
+
+    if isinstance(spec, EmojiScene) or is_emoji_spec(spec):
+        if like is not None:
+            raise InputError("edits by planning read shapes scenes only, not OpenMoji ones")
+        from .emoji_regions import compile_emoji_scene
+
+        return compile_emoji_scene(spec, size, seed, prompt)
 
     scene = spec if isinstance(spec, Scene) else parse_spec(spec)
     rng = np.random.default_rng([seed, 17])
@@ -237,6 +247,10 @@ def sketch(background: str, placed, sized: list[bool], size: int,
 
 
 def background_image(name: str, size: int) -> torch.Tensor:
-    """[1, 3, size, size] in [-1, 1]: a flat canvas of a vocab background colour."""
-    rgb = torch.tensor(vocab.BACKGROUND_RGB[name], dtype=torch.float32) / 127.5 - 1
+    """[1, 3, size, size] in [-1, 1]: a flat canvas of a background colour of the shapes or
+    of the OpenMoji scenes."""
+    from ..data.emoji_render import BACKGROUND_RGB as EMOJI_BACKGROUND_RGB
+
+    rgb = vocab.BACKGROUND_RGB.get(name) or EMOJI_BACKGROUND_RGB[name]
+    rgb = torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1
     return rgb.view(1, 3, 1, 1).expand(1, 3, size, size).clone()

@@ -34,7 +34,7 @@ from .captions import (
     SIZE_WORDS,
 )
 from .emoji_vocab import character, other_names
-from .scene import Group, PlacedObject, Relation, Scene, layout, relation_holds
+from .scene import Group, PlacedObject, Relation, Scene, layout, relation_holds, relations_hold
 
 DOMAIN = "openmoji"
 BACKGROUNDS = ("light gray", "pale blue")
@@ -75,6 +75,11 @@ class EmojiScene:
         if self.relations:
             spec["relations"] = [r.to_spec() for r in self.relations]
         return spec
+
+
+def is_emoji_spec(spec) -> bool:
+    """Whether a scene spec (a dict) is of this domain: it says `"domain": "openmoji"`."""
+    return isinstance(spec, dict) and spec.get("domain") == DOMAIN
 
 
 def parse_emoji_spec(spec: dict, names: tuple[str, ...]) -> EmojiScene:
@@ -144,6 +149,23 @@ def sample_emoji_scene(rng: np.random.Generator, names: tuple[str, ...],
             if placed is not None:
                 return scene, placed
     raise InputError("no openmoji scene could be laid out in 200 draws")
+
+
+def complete_emoji(scene: EmojiScene, rng: np.random.Generator):
+    """The scene with every open attribute drawn (count 1, free cells, any size and
+    background) and laid out, relations holding; InputError when no layout is found."""
+    for _ in range(200):
+        cells = [c for c in vocab.POSITIONS if c not in {g.position for g in scene.groups}]
+        order = [str(c) for c in rng.permutation(cells)]
+        groups = tuple(EmojiGroup(g.object, g.count or 1, g.position or order[k],
+                                  g.size or str(rng.choice(vocab.SIZES)))
+                       for k, g in enumerate(scene.groups))
+        full = EmojiScene(groups, scene.background or str(rng.choice(BACKGROUNDS)),
+                          scene.relations)
+        placed = emoji_layout(full, rng)
+        if placed is not None and relations_hold(full, placed):
+            return full, placed
+    raise InputError(f"no layout of {scene.to_spec()} found in 200 draws")
 
 
 def characters(scene: EmojiScene) -> dict[str, str]:

@@ -1,18 +1,39 @@
 """Prompt files: JSONL, one `{"prompt": str, "scene"?: <scene spec>}` a line (other keys are
 kept by their writers and ignored here). Generation reads the prompts, scene control and the
-evaluator the scenes; errors name the line."""
+evaluator the scenes (of the shapes, or OpenMoji ones saying `"domain": "openmoji"`);
+errors name the line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..errors import InputError
 from ..files import read_jsonl
+from .emoji_scene import EmojiScene, is_emoji_spec, parse_emoji_spec
+from .emoji_vocab import OPENMOJI_100
 from .scene import Scene, parse_spec
 
 
+def parse_scene_spec(spec: dict | str) -> Scene | EmojiScene:
+    """A scene spec (a dict or JSON text) of either domain: an OpenMoji one (it says
+    `"domain": "openmoji"`, its objects named from openmoji-100) or a shapes one."""
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as err:
+            raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
+    if is_emoji_spec(spec):
+        unknown = set(spec) - {"domain", "objects", "background", "relations"}
+        if unknown:
+            raise InputError(f"unknown scene key {sorted(unknown)[0]!r} "
+                             "(allowed: domain, objects, background, relations)")
+        return parse_emoji_spec(spec, OPENMOJI_100)
+    return parse_spec(spec)
+
+
 def read_prompt_file(path: str | Path, need_scene: bool = False
-                     ) -> list[tuple[str, Scene | None]]:
+                     ) -> list[tuple[str, Scene | EmojiScene | None]]:
     """(prompt, scene or None) per line; with `need_scene` every line must have a scene."""
     records = []
     for number, record in read_jsonl(path):
@@ -25,7 +46,7 @@ def read_prompt_file(path: str | Path, need_scene: bool = False
         scene = None
         if "scene" in record:
             try:
-                scene = parse_spec(record["scene"])
+                scene = parse_scene_spec(record["scene"])
             except InputError as err:
                 raise InputError(f"{where}: {err}") from None
         records.append((prompt, scene))

@@ -25,13 +25,13 @@ from ..data.emoji_scene import (
     EmojiScene,
     alias_heldout,
     characters,
+    complete_emoji,
     emoji_caption,
-    emoji_layout,
     is_heldout,
     other_names,
 )
 from ..data.emoji_vocab import character
-from ..data.scene import Relation, relations_hold
+from ..data.scene import Relation
 from ..errors import InputError
 from .compbench import summarize
 from .emoji_scenes import identity_share, is_correct_emoji, parse_emoji_image
@@ -98,22 +98,6 @@ def _draw(category: str, unseen: bool, names, rng) -> EmojiScene:
         if held == unseen:
             return EmojiScene(groups)
     raise AssertionError("no eval scene drawn")
-
-
-def complete_emoji(scene: EmojiScene, rng: np.random.Generator):
-    """The scene with every open attribute drawn and laid out, relations holding."""
-    for _ in range(200):
-        cells = [c for c in vocab.POSITIONS if c not in {g.position for g in scene.groups}]
-        order = [str(c) for c in rng.permutation(cells)]
-        groups = tuple(EmojiGroup(g.object, g.count or 1, g.position or order[k],
-                                  g.size or str(rng.choice(vocab.SIZES)))
-                       for k, g in enumerate(scene.groups))
-        full = EmojiScene(groups, scene.background or str(rng.choice(BACKGROUNDS)),
-                          scene.relations)
-        placed = emoji_layout(full, rng)
-        if placed is not None and relations_hold(full, placed):
-            return full, placed
-    raise InputError(f"no layout of {scene.to_spec()} found in 200 draws")
 
 
 def truth_image(item: EmojiEvalItem, size: int, seed: int = 0, k: int = 0):
