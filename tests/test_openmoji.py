@@ -148,3 +148,21 @@ def test_the_aligner_trains_on_an_emoji_webdataset(tmp_path):
                                mixed_precision="no", channels_last=False), progress=False)
     aligner = Aligner.from_folder(result.folder)
     assert aligner.score(torch.zeros(2, 3, 32, 32), ["a dog", "two cats"]).isfinite().all()
+
+
+def test_in_domain_fid_of_emoji_scenes_has_a_floor_below_noise():
+    """emoji_fid on a real (untrained) aligner of the openmoji preset: a second set of truth
+    renders of the same prompts lies far closer to the truth than noise does."""
+    from fineimagen.config import load_preset
+    from fineimagen.models.alignment import Aligner
+
+    torch.manual_seed(0)
+    aligner = Aligner(load_preset("openmoji-64-256").aligner).eval()
+    items = emoji_bench.make_emoji_evalset(12, OPENMOJI_100, seed=3)
+    truth = [[emoji_bench.truth_image(it, 64, 0, k)[0] for k in range(3)] for it in items]
+    noise = [[np.random.default_rng([i, k]).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+              for k in range(3)] for i in range(len(items))]
+    floor = emoji_bench.emoji_fid(aligner, items, truth)
+    far = emoji_bench.emoji_fid(aligner, items, noise)
+    assert (floor["n_generated"], floor["n_truth"]) == (36, 36)
+    assert 0 <= floor["fid"] < 0.25 * far["fid"]

@@ -101,6 +101,15 @@ def evaluate(args) -> dict:
     scores = emoji_bench.score_images(items, images, names)
     print(format_table(scores))
     print(f"identity (asked objects drawn as the right emoji): {scores['identity']:.3f}")
+    if args.fid:
+        from .pipeline import TextToImagePipeline
+
+        pipe = TextToImagePipeline.from_pretrained(args.model)
+        if pipe.aligner is None:
+            raise InputError("--fid needs a model with an aligner (none in this folder)")
+        scores["fid"] = emoji_bench.emoji_fid(pipe.aligner, items, images, args.seed)
+        print(f"in-domain FID {scores['fid']['fid']:.2f} ({scores['fid']['n_generated']} "
+              f"generated vs {scores['fid']['n_truth']} truth renders)")
     return scores
 
 

@@ -119,6 +119,22 @@ def score_images(items: list[EmojiEvalItem], images: list[list[np.ndarray]],
     return scores
 
 
+def emoji_fid(aligner, items: list[EmojiEvalItem], images: list[list[np.ndarray]],
+              seed: int = 0) -> dict:
+    """In-domain FID of generated images (per item) against as many truth renders of the
+    same prompts at the same side (eval.fid), and the mean aligner scores of both."""
+    from .fid import fid_against
+
+    generated = [image for group in images for image in group]
+    if not generated:
+        raise InputError("the Fréchet distance needs generated images")
+    prompts = [item.prompt for item, group in zip(items, images, strict=True) for _ in group]
+    side = generated[0].shape[0]
+    real = [truth_image(item, side, seed + 1, k)[0]
+            for item, group in zip(items, images, strict=True) for k in range(len(group))]
+    return fid_against(aligner, generated, prompts, real, prompts)
+
+
 def _as_shapes_item(item: EmojiEvalItem):
     from .compbench import EvalItem
 

@@ -68,6 +68,13 @@ def in_domain_fid(aligner, items: list[EvalItem], folder: str | Path, seed: int 
     for _, _, item, image in truth_renders(items, side, per_prompt, seed + 1):
         real.append(image)
         real_prompts.append(item.prompt)
+    return fid_against(aligner, generated, prompts, real, real_prompts)
+
+
+def fid_against(aligner, generated: list[np.ndarray], prompts: list[str],
+                real: list[np.ndarray], real_prompts: list[str]) -> dict:
+    """FID of `generated` images against `real` ones on the aligner's image features, and
+    each side's mean aligner score against its prompts."""
     f_gen, s_gen = _features_and_scores(aligner, generated, prompts)
     f_real, s_real = _features_and_scores(aligner, real, real_prompts)
     return {"fid": frechet_distance(f_gen, f_real), "score_generated": float(s_gen.mean()),
