@@ -35,3 +35,24 @@ def stage_bars(rows: dict[str, dict[str, float]], ylabel: str, title: str, path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def grouped_bars(rows: dict[str, list[float]], columns: list[str], path: Path,
+                 ylabel: str = "share correct") -> None:
+    """One group of bars per column, one bar per row (row -> a value per column), y in [0, 1]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    width = 0.8 / max(1, len(rows))
+    for j, (label, values) in enumerate(rows.items()):
+        ax.bar([i + j * width for i in range(len(columns))], values, width, label=label)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(columns))], columns, rotation=20,
+                  fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -14,9 +14,10 @@ import json
 import time
 from pathlib import Path
 
+from charts import grouped_bars  # bench/ is on sys.path when a bench script runs
 from fineimagen.eval import compbench
 from fineimagen.pipeline import TextToImagePipeline
-from machine import describe  # bench/ is on sys.path when a bench script runs
+from machine import describe
 
 
 def generate(pipe, items, n, guidance, folder: Path, batch: int = 64, seed: int = 0,
@@ -88,26 +89,10 @@ def main() -> None:
 
 def plot(results, path, label=lambda key, scores: f"guidance {key}"):
     """Grouped bars: share correct per category and overall, one bar group per result."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cats = [c for c in compbench.CATEGORIES if any(c in r["categories"]
                                                    for r in results.values())]
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    width = 0.8 / len(results)
-    for j, (g, r) in enumerate(results.items()):
-        ax.bar([i + j * width for i in range(len(cats) + 1)],
-               [r["categories"].get(c, 0) for c in cats] + [r["overall"]], width,
-               label=label(g, r))
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cats) + 1)], cats + ["overall"],
-                  rotation=20, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share correct")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    grouped_bars({label(key, r): [r["categories"].get(c, 0) for c in cats] + [r["overall"]]
+                  for key, r in results.items()}, [*cats, "overall"], path)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charts import write_results  # bench/ is on sys.path when a bench script runs
+from charts import grouped_bars, write_results  # bench/ is on sys.path when a bench script runs
 from fineimagen.data.emoji_scene import emoji_caption
 from fineimagen.data.emoji_vocab import vocabulary
 from fineimagen.eval import emoji_bench
@@ -131,27 +131,12 @@ def main() -> None:
 
 
 def plot(results: dict, path: Path) -> None:
-    """Grouped bars: identity, each category and overall, one bar group per arm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Grouped bars: identity, each category and overall, one bar per arm."""
     cats = [c for c in emoji_bench.CATEGORIES if any(c in r["categories"]
                                                      for r in results.values())]
-    columns = ["identity", *cats, "overall"]
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    width = 0.8 / max(1, len(results))
-    for j, (arm, r) in enumerate(results.items()):
-        values = [r["identity"], *(r["categories"].get(c, 0) for c in cats), r["overall"]]
-        ax.bar([i + j * width for i in range(len(columns))], values, width, label=arm)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(columns))], columns, rotation=20,
-                  fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share correct")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    grouped_bars({arm: [r["identity"], *(r["categories"].get(c, 0) for c in cats),
+                        r["overall"]] for arm, r in results.items()},
+                 ["identity", *cats, "overall"], path)
 
 
 if __name__ == "__main__":
