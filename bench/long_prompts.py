@@ -1,7 +1,7 @@
 """Long prompts: the same scenes asked for plainly and after ~300 words of filler text.
 
-Usage: python bench/long_prompts.py [--n-prompts 72] [--images-per-prompt 2]
-                                    [--filler-words 300] [--out DIR]
+Usage: python bench/long_prompts.py [--model DIR] [--stages base] [--n-prompts 72]
+                                    [--images-per-prompt 2] [--filler-words 300] [--out DIR]
 The prompts are the held-out eval set's first N (grammar-style); each is drawn as it is and
 with a neutral filler (no shape, colour or place words) before it, from the same seeds, and
 both folders are judged by the strict evaluator. Writes long_prompts.json.
@@ -33,6 +33,8 @@ def filler(words: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a built-in name or a folder (default: shapes)")
+    parser.add_argument("--stages", help="last stage to run (default: all)")
     parser.add_argument("--n-prompts", type=int, default=72)
     parser.add_argument("--images-per-prompt", type=int, default=2)
     parser.add_argument("--filler-words", type=int, default=300)
@@ -40,19 +42,21 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/long_prompts")
     args = parser.parse_args()
     items = compbench.make_evalset(args.n_prompts, "heldout", seed=123)
-    pipe = TextToImagePipeline.from_pretrained()
+    pipe = TextToImagePipeline.from_pretrained(args.model)
     out = Path(args.out)
     results = {}
     for name, prefix in (("short", ""), ("after filler", filler(args.filler_words))):
         asked = [compbench.EvalItem(prefix + it.prompt, it.scene, it.category, it.unseen)
                  for it in items]
         folder = out / name.replace(" ", "_")
-        seconds = generate(pipe, asked, args.images_per_prompt, args.guidance, folder)
+        seconds = generate(pipe, asked, args.images_per_prompt, args.guidance, folder,
+                           stages=args.stages)
         results[name] = {**compbench.score_folder(asked, folder), "seconds": seconds}
         print(f"{name}: overall {results[name]['overall']:.3f} ({seconds:.0f} s)")
     ratio = results["after filler"]["overall"] / results["short"]["overall"]
     print(f"after {args.filler_words} words of filler: {ratio:.2f} of the short prompts' score")
-    meta = {"date": time.strftime("%Y-%m-%d"), "prompts": len(items),
+    meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shapes",
+            "stages": args.stages, "prompts": len(items),
             "images_per_prompt": args.images_per_prompt, "filler_words": args.filler_words,
             "machine": describe()}
     out.mkdir(parents=True, exist_ok=True)
