@@ -31,13 +31,14 @@ def caption_key(caption: str) -> str:
 
 def build_store(captions: Iterable[str], encoder, encoder_config: dict, out: str | Path,
                 progress: bool = True) -> dict:
-    """Encode each distinct caption once into `out` (all or nothing); returns the index."""
+    """Encode each distinct caption once into `out` (all or nothing); returns the index.
+    Captions are encoded shortest first, so a batch pads little."""
     from safetensors.torch import save_file
     from tqdm import tqdm
 
     from ..files import atomic_folder
 
-    distinct = list(dict.fromkeys(captions))
+    distinct = sorted(dict.fromkeys(captions), key=len)
     if not distinct:
         raise InputError("no captions to embed")
     index = {"format": FORMAT, "version": VERSION, "encoder": encoder_config,
