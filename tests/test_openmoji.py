@@ -129,6 +129,17 @@ def test_every_shipped_recipe_reads_and_openmoji_stages_read_their_data():
         (phase,) = train_phases(name, {})
         assert (phase.preset, phase.stage) == ("openmoji-64-256", stage)
         assert phase.data.startswith("runs/openmoji-data/")  # a dataset, not "shapes"
+    # the text-encoder experiment: one budget, the encoder (and the frozen arm's store) apart
+    (frozen,) = train_phases("openmoji-text-frozen", {})
+    (trainable,) = train_phases("openmoji-text-trainable", {})
+    apart = {"preset", "text_store", "out"}
+    assert {k: v for k, v in vars(frozen).items() if k not in apart} == \
+        {k: v for k, v in vars(trainable).items() if k not in apart}
+    from fineimagen.config import load_preset
+
+    a, b = load_preset(frozen.preset), load_preset(trainable.preset)
+    assert (a.text_encoder.kind, b.text_encoder.kind) == ("minilm", "trainable")
+    assert a.stages == b.stages and frozen.text_store and not trainable.text_store
 
 
 def test_the_aligner_trains_on_an_emoji_webdataset(tmp_path):
