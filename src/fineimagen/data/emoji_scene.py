@@ -87,6 +87,10 @@ def parse_emoji_spec(spec: dict, names: tuple[str, ...]) -> EmojiScene:
     if not isinstance(spec, dict) or not isinstance(spec.get("objects"), list) \
             or not 1 <= len(spec["objects"]) <= 3:
         raise InputError("an openmoji spec needs 'objects': a list of 1-3 groups")
+    unknown = set(spec) - {"domain", "objects", "background", "relations"}
+    if unknown:
+        raise InputError(f"unknown scene key {sorted(unknown)[0]!r} "
+                         "(allowed: domain, objects, background, relations)")
     groups = []
     for i, obj in enumerate(spec["objects"]):
         said = obj.get("object") if isinstance(obj, dict) else obj

@@ -24,10 +24,6 @@ def parse_scene_spec(spec: dict | str) -> Scene | EmojiScene:
         except json.JSONDecodeError as err:
             raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
     if is_emoji_spec(spec):
-        unknown = set(spec) - {"domain", "objects", "background", "relations"}
-        if unknown:
-            raise InputError(f"unknown scene key {sorted(unknown)[0]!r} "
-                             "(allowed: domain, objects, background, relations)")
         return parse_emoji_spec(spec, OPENMOJI_100)
     return parse_spec(spec)
 
