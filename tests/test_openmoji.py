@@ -120,15 +120,16 @@ def test_every_shipped_recipe_reads_and_openmoji_stages_read_their_data():
     from fineimagen.train.recipes import recipe_names, train_phases
 
     names = recipe_names()
-    assert {"openmoji-base", "openmoji-sr", "openmoji-align", "shapes-base"} <= set(names)
+    assert {"openmoji", "shapes-base"} <= set(names)
     for name in names:
         phases = train_phases(name, {})
         assert phases and all(p.steps > 0 for p in phases), name
-    for name, stage in [("openmoji-base", "base"), ("openmoji-sr", "sr"),
-                        ("openmoji-align", "align")]:
-        (phase,) = train_phases(name, {})
-        assert (phase.preset, phase.stage) == ("openmoji-64-256", stage)
-        assert phase.data.startswith("runs/openmoji-data/")  # a dataset, not "shapes"
+    # one command trains the whole cascade: three stages, none started from another
+    cascade = train_phases("openmoji", {})
+    assert [(p.preset, p.stage) for p in cascade] == \
+        [("openmoji-64-256", stage) for stage in ("base", "sr", "align")]
+    assert all(p.data.startswith("runs/openmoji-data/") and not p.init for p in cascade)
+    assert cascade[0].text_store and not cascade[1].text_store and cascade[1].crop == 64
     # the text-encoder experiment: one budget, the encoder (and the frozen arm's store) apart
     (frozen,) = train_phases("openmoji-text-frozen", {})
     (trainable,) = train_phases("openmoji-text-trainable", {})

@@ -290,6 +290,37 @@ def test_a_recipe_of_phases_chains_them_and_resumes_the_whole_chain(tmp_path, ca
     assert finished(resumed[0]) and not finished(resumed[1]) and resumed[1].resume
 
 
+def test_a_cascade_recipe_trains_each_stage_apart_and_assembles_them(tmp_path, capsys):
+    from fineimagen.cli import main
+    from fineimagen.pipeline import TextToImagePipeline
+    from fineimagen.train.recipes import train_phases
+
+    recipe = tmp_path / "cascade.json"
+    recipe.write_text(json.dumps({
+        "preset": "tiny", "batch_size": 4, "warmup": 1, "checkpoint_every": 2,
+        "log_every": 1, "workers": 0, "steps": 2,
+        "phases": [{"name": "base", "stage": "base", "lr": 2e-3},
+                   {"name": "more", "stage": "base", "lr": 1e-9},
+                   {"name": "sr", "stage": "sr"}],
+        "assemble": ["more", "sr"]}))
+    out = tmp_path / "run"
+    phases = train_phases(str(recipe), {"out": str(out)})
+    # a phase continues the one before only when it trains the same stage
+    assert phases[1].init == str(out / "base" / "model") and phases[2].init == ""
+    main(["train", "--recipe", str(recipe), "--out", str(out)])
+    assert "cascade assembled" in capsys.readouterr().out
+    pipe = TextToImagePipeline.from_pretrained(out / "model")
+    more = TextToImagePipeline.from_pretrained(out / "more" / "model")
+    assert [s.cfg.name for s in pipe.stages] == ["base", "sr"]
+    assert all(torch.equal(a, b) for a, b in zip(pipe.stages[0].weights().values(),
+                                                   more.stages[0].weights().values(),
+                                                   strict=True))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"phases": [{"name": "base"}], "assemble": ["sr"]}))
+    with pytest.raises(InputError, match="'assemble' must list phase names"):
+        train_phases(str(bad), {})
+
+
 def test_a_bad_recipe_file_is_refused(tmp_path):
     from fineimagen.train.recipes import train_phases
 

@@ -301,7 +301,7 @@ def _attribute_weight(text: str) -> tuple[str, float]:
 
 
 def _train(args) -> None:
-    from .train.recipes import finished, prepare_commands, train_phases
+    from .train.recipes import assembly, finished, prepare_commands, train_phases
 
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("command", "recipe") and v not in (None, False)}
@@ -327,16 +327,23 @@ def _train(args) -> None:
         if len(phases) > 1 and is_main:
             print(f"phase {k + 1}/{len(phases)}: {cfg.out}")
         result = train(cfg)
+    joined = assembly(args.recipe, overrides)
     if result is None:
-        if is_main:
-            print(f"every phase had finished: the model is {phases[-1].out}/model")
-        return
-    if not is_main:
-        return
-    if result.skipped:
-        print(f"{result.skipped} steps skipped for a non-finite loss or gradient")
-    print(f"model written to {result.folder} ({result.processes} "
-          f"process{'es' if result.processes > 1 else ''})")
+        if is_main and (joined is None or joined[1].is_dir()):
+            print("every phase had finished: the model is "
+                  f"{joined[1] if joined else phases[-1].out + '/model'}")
+            return
+    elif is_main:
+        if result.skipped:
+            print(f"{result.skipped} steps skipped for a non-finite loss or gradient")
+        print(f"model written to {result.folder} ({result.processes} "
+              f"process{'es' if result.processes > 1 else ''})")
+    if joined is not None and is_main:
+        from .pipeline import TextToImagePipeline
+
+        parts, out = joined
+        TextToImagePipeline.assemble(parts).save_pretrained(out)
+        print(f"cascade assembled from {', '.join(str(p) for p in parts)}: {out}")
 
 
 def _generate(args) -> None:

@@ -5,9 +5,12 @@ A recipe may hold `"machine"` (where it was run and how long it took: documentat
 `"prepare"`: CLI commands (argument lists, e.g. a `dataset` and an `embed`) that make the
 recipe's data, each run only when its `--out` does not exist yet;
 and `"phases"`: a list of {"name": ..., field: value, ...}, run in order, each with the
-recipe's other fields and its own in place of them, writing to OUT/NAME and starting from
-the previous phase's model (`init`). With `--resume` a finished phase is skipped and an
-interrupted one continues from its checkpoint, so one command resumes the whole chain.
+recipe's other fields and its own in place of them, writing to OUT/NAME; a phase that trains
+the same stage as the one before it starts from that one's model (`init`). With `--resume` a
+finished phase is skipped and an interrupted one continues from its checkpoint, so one
+command resumes the whole chain.
+`"assemble"`: phase names whose models are joined, in that order, into one pipeline at
+OUT/model once every phase has finished (a whole cascade from one command).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from ..errors import InputError
 from .trainer import TrainConfig
 
-DOC_FIELDS = ("machine", "prepare")
+NOT_TRAINING_FIELDS = ("machine", "prepare", "assemble")
 
 
 def recipe_names() -> list[str]:
@@ -45,6 +48,10 @@ def _recipe_file(recipe: str) -> dict:
             for p in data.get("phases", [])):
         raise InputError(f"recipe {recipe}: expected an object whose 'phases' (if any) are "
                          "objects each with a 'name' (letters, digits, _)")
+    assemble = data.get("assemble", [])
+    names = [p["name"] for p in data.get("phases", [])]
+    if not isinstance(assemble, list) or not all(a in names for a in assemble):
+        raise InputError(f"recipe {recipe}: 'assemble' must list phase names (of {names})")
     commands = data.get("prepare", [])
     if not isinstance(commands, list) or not all(
             isinstance(c, list) and all(isinstance(a, str) for a in c) and "--out" in c
@@ -55,10 +62,10 @@ def _recipe_file(recipe: str) -> dict:
 
 
 def _recipe(recipe: str | None) -> dict:
-    """A recipe's TrainConfig fields and phases (its documentation fields left out)."""
+    """A recipe's TrainConfig fields and phases (its other fields left out)."""
     if recipe is None:
         return {}
-    return {k: v for k, v in _recipe_file(recipe).items() if k not in DOC_FIELDS}
+    return {k: v for k, v in _recipe_file(recipe).items() if k not in NOT_TRAINING_FIELDS}
 
 
 def train_config(recipe: str | None, overrides: dict) -> TrainConfig:
@@ -81,7 +88,7 @@ def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
         fields = {k: v for k, v in phase.items() if k != "name"}
         out = root / phase["name"]
         merged = {**base, **fields, **overrides, "out": str(out)}
-        if previous is not None:  # a phase starts from the one before it
+        if previous is not None and merged.get("stage", TrainConfig.stage) == previous.stage:
             chained = str(Path(previous.out) / "model")
             if merged.get("distill_from") and "distill_from" not in fields:
                 merged["distill_from"] = chained  # a distillation's teacher
@@ -109,3 +116,12 @@ def prepare_commands(recipe: str | None) -> list[list[str]]:
         return []
     return [c for c in _recipe_file(recipe).get("prepare", [])
             if not Path(c[c.index("--out") + 1]).exists()]
+
+
+def assembly(recipe: str | None, overrides: dict) -> tuple[list[Path], Path] | None:
+    """The phase models a recipe joins into one pipeline, and where it goes (OUT/model);
+    None for a recipe without `assemble`."""
+    if recipe is None or not _recipe_file(recipe).get("assemble"):
+        return None
+    root = Path(overrides.get("out", _recipe(recipe).get("out", TrainConfig.out)))
+    return [root / name / "model" for name in _recipe_file(recipe)["assemble"]], root / "model"
