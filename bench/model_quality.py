@@ -1,6 +1,7 @@
 """Compositional quality of a model on a held-out eval set, for one or more guidance scales.
 
 Usage: python bench/model_quality.py [--model DIR] [--prompts P.jsonl | --n-prompts 400]
+                                     [--style grammar|free] [--plan-layout] [--revise-prompt]
                                      [--categories color_attribution] [--images-per-prompt 4]
                                      [--guidance 3,5,7] [--stages base] [--out DIR]
 Generates `{index:05d}_{k}.png` for each guidance scale with the shipped sampler settings,
@@ -21,14 +22,14 @@ from machine import describe
 
 
 def generate(pipe, items, n, guidance, folder: Path, batch: int = 64, seed: int = 0,
-             stages: str | None = None, plan_layout: bool = False):
+             stages: str | None = None, plan_layout: bool = False, revise_prompt: bool = False):
     folder.mkdir(parents=True, exist_ok=True)
     per = max(1, batch // n)
     start_time = time.perf_counter()
     for start in range(0, len(items), per):
         chunk = [it.prompt for it in items[start:start + per]]
         images = pipe(chunk, n=n, seed=seed + start * n, guidance=guidance, progress=False,
-                      stages=stages, plan_layout=plan_layout)
+                      stages=stages, plan_layout=plan_layout, revise_prompt=revise_prompt)
         for j, image in enumerate(images):
             image.save(folder / f"{start + j // n:05d}_{j % n}.png")
     return time.perf_counter() - start_time
@@ -46,6 +47,8 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--plan-layout", action="store_true",
                         help="read each prompt's scene and draw it with scene control")
+    parser.add_argument("--revise-prompt", action="store_true",
+                        help="draw each prompt as the planner read it, in the grammar's words")
     parser.add_argument("--guidance", default="5")
     parser.add_argument("--stages", help="last stage to run, by name or index (e.g. base: "
                         "the base stage's own images; default: all)")
@@ -66,7 +69,7 @@ def main() -> None:
     for g in (float(v) for v in args.guidance.split(",")):
         folder = out / f"guidance_{g:g}"
         seconds = generate(pipe, items, args.images_per_prompt, g, folder, stages=args.stages,
-                           plan_layout=args.plan_layout)
+                           plan_layout=args.plan_layout, revise_prompt=args.revise_prompt)
         scores = compbench.score_folder(items, folder, faults=True)
         scores["seconds"] = seconds
         results[f"{g:g}"] = scores
@@ -79,6 +82,7 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shipped default",
             "prompts": len(items), "categories": args.categories, "stages": args.stages,
             "style": args.style, "plan_layout": args.plan_layout,
+            "revise_prompt": args.revise_prompt,
             "images_per_prompt": args.images_per_prompt,
             "model_defaults": vars(pipe.check_options()[0]), "machine": describe()}
     out.mkdir(parents=True, exist_ok=True)

@@ -238,3 +238,28 @@ def test_show_plan_prints_what_the_prompt_was_read_as(tiny_model, tmp_path, caps
     out = capsys.readouterr().out
     assert "two purple stars are to the left of a large circle" in out
     assert '"relation": "left_of"' in out
+
+
+def test_revise_prompt_draws_the_prompt_as_it_was_read(tiny_model, tmp_path, capsys):
+    """--revise-prompt / revise_prompt=True: plain generation from the canonical words, so
+    the images are those of the canonical prompt itself, seed for seed."""
+    pipe = TextToImagePipeline.from_pretrained(tiny_model)
+    free = "Please draw a couple of scarlet round shapes near the lower left."
+    canonical = "a pair of red circles in the lower left corner"
+    from fineimagen.control.plan import plan_with_report, revised_prompt
+
+    assert revised_prompt(plan_with_report(free)[0]) == canonical
+    revised = pipe(free, n=2, seed=5, steps=2, revise_prompt=True, progress=False)
+    direct = pipe(canonical, n=2, seed=5, steps=2, progress=False)
+    as_typed = pipe(free, n=2, seed=5, steps=2, progress=False)
+    pixels = [np.asarray(im, dtype=float) for im in [*revised, *direct, *as_typed]]
+    assert all(np.array_equal(a, b) for a, b in zip(pixels[:2], pixels[2:4], strict=True))
+    assert not np.array_equal(pixels[0], pixels[4])  # the typed words draw otherwise
+    with pytest.raises(PlanError):
+        pipe("a velvet teapot", steps=2, revise_prompt=True, progress=False)
+    assert main(["generate", free, "--revise-prompt", "--show-plan", "--model",
+                 str(tiny_model), "--steps", "2", "--out", str(tmp_path / "o")]) == 0
+    assert f"as {canonical!r}" in capsys.readouterr().out
+    assert main(["generate", "a velvet teapot", "--revise-prompt", "--model",
+                 str(tiny_model), "--steps", "2", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()

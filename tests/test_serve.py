@@ -55,6 +55,21 @@ def test_generations_match_the_pipeline_seed_for_seed(pipe, tmp_path):
     assert api.get("/health").json()["status"] == "ok"
 
 
+def test_a_revised_prompt_is_drawn_and_returned(pipe, tmp_path):
+    api = client(pipe, tmp_path)
+    free = "Please draw a couple of scarlet round shapes near the lower left."
+    r = api.post("/v1/images/generations", json={"prompt": free, "seed": 3,
+                                                 "revise_prompt": True})
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["data"]
+    assert item["revised_prompt"] == "a pair of red circles in the lower left corner"
+    direct = pipe(item["revised_prompt"], seed=3, progress=False)[0]
+    assert np.array_equal(decode(item), np.asarray(direct))
+    bad = api.post("/v1/images/generations", json={"prompt": "a velvet teapot",
+                                                   "revise_prompt": True})
+    assert bad.status_code == 400 and "shape" in bad.json()["error"]["message"]
+
+
 def test_url_images_are_served_and_expire(pipe, tmp_path):
     api = client(pipe, tmp_path)
     r = api.post("/v1/images/generations", json={"prompt": "a star", "response_format": "url"})

@@ -211,9 +211,12 @@ def _add_generate(commands) -> None:
     gen.add_argument("--plan-layout", action="store_true", dest="plan_layout",
                      help="read each prompt's scene off its words (shapes grammar) and draw it "
                           "with scene control")
+    gen.add_argument("--revise-prompt", action="store_true", dest="revise_prompt",
+                     help="draw each prompt as the planner read it, in the training grammar's "
+                          "words (shapes; plain generation unless --plan-layout)")
     gen.add_argument("--show-plan", action="store_true", dest="show_plan",
-                     help="with --plan-layout: print the scene each prompt was read as, in "
-                          "canonical words and as a spec")
+                     help="with --plan-layout or --revise-prompt: print the scene each prompt "
+                          "was read as, in canonical words and as a spec")
     gen.add_argument("--excite", nargs="?", const="", metavar="WORDS",
                      help="attend-and-excite: strengthen neglected subjects (default: the "
                           "prompt's shape nouns; or comma-separated words)")

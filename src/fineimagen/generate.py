@@ -85,6 +85,11 @@ def generate_to_folder(args) -> int:
                    threshold=args.threshold,
                    stage_options=parse_stage_options(args.stage_option))
     pipe.check_options(**options)
+    if args.revise_prompt:  # drawn as read, in the grammar's words
+        from .control.plan import revised_prompt
+
+        prompts = [revised_prompt(scene) for scene in
+                   read_scenes(prompts, args.show_plan)]
     last = _stage_arg(args.stages)
     if last is not None:
         pipe.stage_index(last)
@@ -151,21 +156,12 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
             raise InputError("--control scene needs --prompts (a JSONL with scenes)")
         control["scenes"] = [scene.to_spec()
                              for _, scene in read_prompt_file(args.prompts, need_scene=True)]
-    if args.show_plan and not args.plan_layout:
-        raise InputError("--show-plan shows what --plan-layout read: give both")
+    if args.show_plan and not (args.plan_layout or args.revise_prompt):
+        raise InputError("--show-plan shows what --plan-layout or --revise-prompt read: give "
+                         "one of them too")
     if args.plan_layout:  # each prompt's own scene, as --control scene gives each line's
-        from .control.plan import plan_with_report, revised_prompt
-
-        readings = [plan_with_report(prompt) for prompt in prompts]
-        scenes = [scene for scene, _ in readings]
-        control["scenes"] = [scene.to_spec() for scene in scenes]
-        for prompt, (scene, unread) in zip(prompts, readings, strict=True):
-            if unread:
-                print(f"could not read: {', '.join(map(repr, unread))} (in {prompt!r})",
-                      file=sys.stderr)
-            if args.show_plan:
-                print(f"read {prompt!r} as {revised_prompt(scene)!r}: "
-                      f"{json.dumps(scene.to_spec())}")
+        control["scenes"] = [scene.to_spec() for scene in
+                             read_scenes(prompts, args.show_plan and not args.revise_prompt)]
     if args.excite is not None:
         words = [w.strip() for w in args.excite.split(",") if w.strip()]
         control["excite"] = words or True
@@ -178,6 +174,24 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
     if args.rerank > 1 and control:
         raise InputError("--rerank does not combine with control options")
     return control
+
+
+def read_scenes(prompts: list[str], show: bool) -> list:
+    """Each prompt's scene as the planner reads it (a prompt it cannot read raises
+    PlanError); words it could not read are reported on stderr, and with `show` the reading
+    is printed in canonical words and as a spec."""
+    from .control.plan import plan_with_report, revised_prompt
+
+    scenes = []
+    for prompt in prompts:
+        scene, unread = plan_with_report(prompt)
+        if unread:
+            print(f"could not read: {', '.join(map(repr, unread))} (in {prompt!r})",
+                  file=sys.stderr)
+        if show:
+            print(f"read {prompt!r} as {revised_prompt(scene)!r}: {json.dumps(scene.to_spec())}")
+        scenes.append(scene)
+    return scenes
 
 
 def _generate_controlled(args, pipe, prompts, control, options, last, out: Path) -> int:

@@ -311,8 +311,8 @@ class TextToImagePipeline:
                  return_stages: bool = False, negative_prompt: str | None = None,
                  regions: list | None = None, scene: dict | str | None = None,
                  excite: bool | list[str] = False, layout_guidance: float = 0.0,
-                 plan_layout: bool = False, seeds: list[int] | None = None,
-                 callback=None):
+                 plan_layout: bool = False, revise_prompt: bool = False,
+                 seeds: list[int] | None = None, callback=None):
         """`n` images per prompt; image j of the flattened list uses seed `seed + j` alone
         (`seeds`: each image's own seed instead, plain prompts only; what a server batching
         several requests into one call uses). `callback(stage, step, steps, x)` is called
@@ -335,9 +335,15 @@ class TextToImagePipeline:
         region by a gradient step of that size (control.attention_guidance). `plan_layout`
         reads each prompt's scene off its words (control.plan: the shapes grammar, else
         ordinary language through control.reading) and draws it with scene control, the
-        prompt as the global prompt.
+        prompt as the global prompt. `revise_prompt` draws each prompt as the planner read
+        it, in the training grammar's words (`control.plan.revised_prompt`); a prompt it
+        cannot read raises PlanError.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if revise_prompt:
+            from .control.plan import plan_with_report, revised_prompt
+
+            prompts = [revised_prompt(plan_with_report(p)[0]) for p in prompts]
         if n <= 0:
             raise InputError(f"n must be positive, got {n}")
         if not isinstance(rerank, int) or rerank < 1:

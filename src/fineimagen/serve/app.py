@@ -71,6 +71,7 @@ class GenerationRequest(BaseModel):
     regions: list[RegionSpec] | None = Field(None, max_length=12)
     scene: dict | None = None
     plan_layout: bool = False
+    revise_prompt: bool = False  # draw the prompt as the planner read it, in canonical words
     rerank: int = Field(1, ge=1, le=8)
     # OpenAI's own fields: accepted, ignored
     model: str | None = None
@@ -283,26 +284,27 @@ def _generation_job(pipe, req: GenerationRequest, sizes: dict) -> tuple[Job, str
         except InputError as err:
             raise ApiError(400, str(err)) from None
     revised = None
-    if req.plan_layout:
+    if req.plan_layout or req.revise_prompt:
         from ..control.plan import plan_with_report, revised_prompt
 
         try:
             revised = revised_prompt(plan_with_report(req.prompt)[0])
         except InputError as err:
             raise ApiError(400, str(err)) from None
+    prompt = revised if req.revise_prompt else req.prompt
     options = dict(stages=stage, steps=req.steps, guidance=req.guidance, sampler=req.sampler,
                    rerank=req.rerank)
     seeds = [req.seed + k for k in range(req.n)]
     control = (req.negative_prompt is not None or regions or req.scene is not None
-               or req.plan_layout or not _plain(is_plain, req.prompt))
+               or req.plan_layout or not _plain(is_plain, prompt))
 
     def run():
-        return pipe(req.prompt, n=req.n, seed=req.seed, progress=False,
+        return pipe(prompt, n=req.n, seed=req.seed, progress=False,
                     negative_prompt=req.negative_prompt, regions=regions, scene=req.scene,
                     plan_layout=req.plan_layout, **options)
 
     key = None if control else (stage, req.steps, req.guidance, req.sampler, req.rerank)
-    return Job(run, req.n, key, [req.prompt] * req.n, seeds), revised
+    return Job(run, req.n, key, [prompt] * req.n, seeds), revised
 
 
 def regions_of(specs: list[RegionSpec], base: int) -> list:
