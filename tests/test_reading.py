@@ -55,3 +55,23 @@ def test_everyday_size_and_texture_words_are_read():
     # the chessboard clause keeps its grammar phrase (not cut to a lone adjective)
     assert read_free("a circle patterned like a chessboard").text == \
         "a circle with a checkerboard pattern"
+
+
+def test_prose_around_the_scene_is_left_out_and_reported():
+    from fineimagen.control.plan import plan_with_report
+    from fineimagen.control.reading import read_free
+
+    story = ("The afternoon was quiet and the light was soft. Somebody had left the window "
+             "open, so the curtains moved a little. Nothing else happened for a long while. ")
+    scene, unread = plan_with_report(story * 20 + "Two red circles at the top left.")
+    assert [(g.shape, g.color, g.count, g.position) for g in scene.groups] == \
+        [("circle", "red", 2, "top left")]
+    assert {"afternoon", "curtains", "window"} <= set(unread)
+    # cut mid-sentence: 'a little' is a count and a size with no shape, not an object
+    scene, _ = plan_with_report("the curtains moved a little a blue star is to the left of "
+                                "a large green square")
+    assert [(g.shape, g.color) for g in scene.groups] == [("star", "blue"), ("square", "green")]
+    # a wholly read sentence without a shape adds to the object before it
+    assert read_free("There is a red circle. It is at the top left.").unread == []
+    scene, _ = plan_with_report("There is a red circle. It is at the top left.")
+    assert scene.groups[0].position == "top left"

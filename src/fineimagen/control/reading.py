@@ -107,11 +107,41 @@ class Reading:
     unread: list[str]  # phrases it could not place
 
 
+SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+
+
 def read_free(prompt: str) -> Reading:
-    """The prompt rewritten into the grammar's words, and what could not be read."""
+    """The prompt rewritten into the grammar's words, and what could not be read. Read a
+    sentence at a time: a sentence that names no shape and is not wholly read (prose around
+    the scene, e.g. 300 words of a story before "two red circles at the top") is left out,
+    its unread words reported; one that names none but is wholly read ("It is at the top.")
+    stays and adds to the object before it."""
+    sentences = [s for s in SENTENCE_END.split(" ".join(prompt.split())) if s.strip()]
+    texts, unread, background = [], [], ""
+    for sentence in sentences or [prompt]:
+        text, missed, said_background = _read_sentence(sentence)
+        if missed and len(sentences) > 1 and not _names_a_shape(text):
+            unread.extend(missed)
+            continue
+        texts.append(text)
+        unread.extend(missed)
+        background = said_background or background
+    return Reading(" ".join(t for t in texts if t) + background, unread)
+
+
+def _names_a_shape(text: str) -> bool:
     from .plan import _lexicon, _words
 
-    text = " ".join(prompt.lower().replace("grey", "gray").split()).rstrip(".!? ")
+    table = _lexicon()
+    return any(table.get((w,), ("",))[0] == "shape" for w in _words(text))
+
+
+def _read_sentence(sentence: str) -> tuple[str, list[str], str]:
+    """One sentence in the grammar's words, the words it could not place, and the
+    background it names (' on a white background' or '')."""
+    from .plan import _lexicon, _words
+
+    text = " ".join(sentence.lower().replace("grey", "gray").split()).rstrip(".!?; ")
     text = FRAMES.sub("", text, count=1)
     background = ""
     found = BACKGROUND.search(text)
@@ -131,11 +161,11 @@ def read_free(prompt: str) -> Reading:
     longest = max(len(k) for k in table)
     words = [w if (w,) in table else EVERYDAY.get(w) or color_name(w) or w
              for w in _words(text)]
-    out, unread, i = [], [], 0
+    out, unread, i = [], [], 0  # out: (grammar phrase, its kind)
     while i < len(words):
         for n in range(min(longest, len(words) - i), 0, -1):
             if tuple(words[i:i + n]) in table:
-                out.extend(words[i:i + n])
+                out.append((" ".join(words[i:i + n]), table[tuple(words[i:i + n])][0]))
                 i += n
                 break
         else:
@@ -144,12 +174,32 @@ def read_free(prompt: str) -> Reading:
                 match = _match_span(words, i, table)
                 if match:
                     said, n = match
-                    out.append(said)
+                    out.append((said, table.get(tuple(_words(said)), ("",))[0]))
                     i += n
                     continue
                 unread.append(word)
             i += 1
-    return Reading(" ".join(out).replace(" ,", ",") + background, unread)
+    out = _drop_strays(out, unread)
+    return " ".join(phrase for phrase, _ in out).replace(" ,", ","), unread, background
+
+
+def _drop_strays(out: list[tuple[str, str]], unread: list[str]) -> list[tuple[str, str]]:
+    """Leave out a count that no shape follows before the next count or the end, with the
+    words after it ('moved a little, a blue star': 'a little' is no object), reported."""
+    kept, stray = [], None  # stray: where in `kept` a count still waits for its shape
+    for phrase, kind in out:
+        if kind == "count" and stray is not None:
+            unread.extend(p for p, _ in kept[stray:])
+            del kept[stray:]
+        if kind == "count":
+            stray = len(kept)
+        elif kind == "shape":
+            stray = None
+        kept.append((phrase, kind))
+    if stray is not None:
+        unread.extend(p for p, _ in kept[stray:])
+        del kept[stray:]
+    return kept
 
 
 def _is_color(word: str) -> bool:
