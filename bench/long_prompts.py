@@ -1,10 +1,12 @@
 """Long prompts: the same scenes asked for plainly and after ~300 words of filler text.
 
 Usage: python bench/long_prompts.py [--model DIR] [--stages base] [--n-prompts 72]
-                                    [--images-per-prompt 2] [--filler-words 300] [--out DIR]
+                                    [--images-per-prompt 2] [--filler-words 300]
+                                    [--revise-prompt] [--out DIR]
 The prompts are the held-out eval set's first N (grammar-style); each is drawn as it is and
 with a neutral filler (no shape, colour or place words) before it, from the same seeds, and
-both folders are judged by the strict evaluator. Writes long_prompts.json.
+both folders are judged by the strict evaluator (--revise-prompt: each drawn as the planner
+read it). Writes long_prompts.json.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=2)
     parser.add_argument("--filler-words", type=int, default=300)
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--revise-prompt", action="store_true",
+                        help="draw each prompt as the planner read it, in the grammar's words")
     parser.add_argument("--out", default="bench/results/long_prompts")
     args = parser.parse_args()
     items = compbench.make_evalset(args.n_prompts, "heldout", seed=123)
@@ -50,7 +54,7 @@ def main() -> None:
                  for it in items]
         folder = out / name.replace(" ", "_")
         seconds = generate(pipe, asked, args.images_per_prompt, args.guidance, folder,
-                           stages=args.stages)
+                           stages=args.stages, revise_prompt=args.revise_prompt)
         results[name] = {**compbench.score_folder(asked, folder), "seconds": seconds}
         print(f"{name}: overall {results[name]['overall']:.3f} ({seconds:.0f} s)")
     ratio = results["after filler"]["overall"] / results["short"]["overall"]
@@ -58,6 +62,7 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "model": args.model or "shapes",
             "stages": args.stages, "prompts": len(items),
             "images_per_prompt": args.images_per_prompt, "filler_words": args.filler_words,
+            "revise_prompt": args.revise_prompt,
             "machine": describe()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "long_prompts.json").write_text(json.dumps(
