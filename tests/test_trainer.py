@@ -301,12 +301,14 @@ def test_a_cascade_recipe_trains_each_stage_apart_and_assembles_them(tmp_path, c
         "log_every": 1, "workers": 0, "steps": 2,
         "phases": [{"name": "base", "stage": "base", "lr": 2e-3},
                    {"name": "more", "stage": "base", "lr": 1e-9},
-                   {"name": "sr", "stage": "sr"}],
-        "assemble": ["more", "sr"]}))
+                   {"name": "sr", "stage": "sr"},
+                   {"name": "align", "stage": "align", "batch_size": 8}],
+        "assemble": ["more", "sr", "align"]}))
     out = tmp_path / "run"
     phases = train_phases(str(recipe), {"out": str(out)})
     # a phase continues the one before only when it trains the same stage
-    assert phases[1].init == str(out / "base" / "model") and phases[2].init == ""
+    assert phases[1].init == str(out / "base" / "model")
+    assert phases[2].init == "" and phases[3].init == ""
     main(["train", "--recipe", str(recipe), "--out", str(out)])
     assert "cascade assembled" in capsys.readouterr().out
     pipe = TextToImagePipeline.from_pretrained(out / "model")
@@ -315,6 +317,13 @@ def test_a_cascade_recipe_trains_each_stage_apart_and_assembles_them(tmp_path, c
     assert all(torch.equal(a, b) for a, b in zip(pipe.stages[0].weights().values(),
                                                    more.stages[0].weights().values(),
                                                    strict=True))
+    trained = load_file(out / "align" / "aligner" / "model.safetensors")
+    assert pipe.aligner is not None and all(
+        torch.equal(v, trained[k]) for k, v in pipe.aligner.trained_state().items())
+    # resumed: every phase (the aligner too) counts as finished, nothing trains again
+    main(["train", "--recipe", str(recipe), "--out", str(out), "--resume"])
+    said = capsys.readouterr().out
+    assert said.count("finished before: skipped") == 4 and "every phase had finished" in said
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"phases": [{"name": "base"}], "assemble": ["sr"]}))
     with pytest.raises(InputError, match="'assemble' must list phase names"):

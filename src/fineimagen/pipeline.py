@@ -222,10 +222,17 @@ class TextToImagePipeline:
 
     @classmethod
     def assemble(cls, paths: list[str | Path]) -> TextToImagePipeline:
-        """One pipeline from folders trained apart (e.g. a base run, an SR run, an aligner
-        run's model): their stages in the given order, the first aligner found. Stages that
-        read text must share the first folder's text encoder (a regression SR stage reads
-        none unless it reads region prompts)."""
+        """One pipeline from folders trained apart (e.g. a base run's model, an SR run's
+        model, an aligner run's aligner/ folder): their stages in the given order, the first
+        aligner found. Stages that read text must share the first folder's text encoder (a
+        regression SR stage reads none unless it reads region prompts)."""
+        aligners = [(i, Aligner.from_folder(p)) for i, p in enumerate(paths)
+                    if not (Path(p) / "model_index.json").is_file()
+                    and (Path(p) / "config.json").is_file()]
+        alone = {i for i, _ in aligners}
+        paths = [p for i, p in enumerate(paths) if i not in alone]
+        if not paths:
+            raise InputError("assemble: no pipeline folder among the paths (only aligners)")
         parts = [cls.from_pretrained(p) for p in paths]
         for part, path in zip(parts[1:], paths[1:], strict=True):
             reads_text = any(s.cfg.kind == "diffusion" or s.cfg.reads_regions
@@ -233,7 +240,8 @@ class TextToImagePipeline:
             if reads_text and part.text_config != parts[0].text_config:
                 raise InputError(f"{path}: its text encoder differs from the first folder's")
         stages = [s for part in parts for s in part.stages]
-        aligner = next((p.aligner for p in parts if p.aligner is not None), None)
+        aligner = next((a for _, a in aligners), None) or \
+            next((p.aligner for p in parts if p.aligner is not None), None)
         return cls(parts[0].text_encoder, parts[0].text_config, stages, aligner)
 
     def save_pretrained(self, path: str | Path) -> Path:

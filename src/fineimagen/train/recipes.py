@@ -89,7 +89,8 @@ def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
         out = root / phase["name"]
         merged = {**base, **fields, **overrides, "out": str(out)}
         if previous is not None and merged.get("stage", TrainConfig.stage) == previous.stage:
-            chained = str(Path(previous.out) / "model")
+            chained = str(Path(previous.out) if previous.stage == "align" else
+                          model_folder(previous))  # --init reads a run's aligner/ folder
             if merged.get("distill_from") and "distill_from" not in fields:
                 merged["distill_from"] = chained  # a distillation's teacher
             elif "init" not in fields and not merged.get("distill_from"):
@@ -100,12 +101,18 @@ def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
     return configs
 
 
+def model_folder(cfg: TrainConfig) -> Path:
+    """Where a run writes what it trained: OUT/model, or OUT/aligner for the aligner."""
+    return Path(cfg.out) / ("aligner" if cfg.stage == "align" else "model")
+
+
 def finished(cfg: TrainConfig) -> bool:
     """Whether a phase's run reached its last step and wrote its model."""
     import torch
 
     checkpoint = Path(cfg.out) / "checkpoint.pt"
-    if not (Path(cfg.out) / "model" / "model_index.json").is_file() or not checkpoint.is_file():
+    written = model_folder(cfg) / ("config.json" if cfg.stage == "align" else "model_index.json")
+    if not written.is_file() or not checkpoint.is_file():
         return False
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["step"] >= cfg.steps
 
@@ -123,5 +130,7 @@ def assembly(recipe: str | None, overrides: dict) -> tuple[list[Path], Path] | N
     None for a recipe without `assemble`."""
     if recipe is None or not _recipe_file(recipe).get("assemble"):
         return None
+    phases = {Path(cfg.out).name: cfg for cfg in train_phases(recipe, overrides)}
     root = Path(overrides.get("out", _recipe(recipe).get("out", TrainConfig.out)))
-    return [root / name / "model" for name in _recipe_file(recipe)["assemble"]], root / "model"
+    return [model_folder(phases[name]) for name in _recipe_file(recipe)["assemble"]], \
+        root / "model"
