@@ -111,3 +111,22 @@ def test_recipes_load_and_the_preset_matches_the_shipped_aligner(pipe):
     assert configs["shapes-gpu-ground-base"].grounding_weighting == "signal"
     # v4 and v5 were trained reading the whole prompt with its special tokens
     assert load_preset(configs["shapes-finetune-base"].preset).text_encoder.binding == "prompt"
+
+
+def test_models_are_chosen_by_builtin_name_or_folder(tmp_path, monkeypatch):
+    import fineimagen.pipeline as pipeline
+    from fineimagen.errors import InputError
+
+    assert pipeline.model_path("shapes") == pipeline.model_path(None) == default_model_path()
+    assert "shapes" in pipeline.builtin_names()
+    # a name this release lacks: a precise error that lists what is built in
+    monkeypatch.setitem(pipeline.BUILTIN_MODELS, "nothing-here", "no_such_folder")
+    with pytest.raises(InputError, match="'nothing-here' is not in this release.*shapes"):
+        pipeline.model_path("nothing-here")
+    assert "nothing-here" not in pipeline.builtin_names()
+    # a folder that exists wins over a built-in name of the same spelling
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").mkdir()
+    assert pipeline.model_path("shapes") == pipeline.Path("shapes")
+    assert main(["generate", "a red circle", "--model", "nothing-here", "--out",
+                 str(tmp_path / "o")]) == 2
