@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError
-from .trainer import TrainConfig
+from .trainer import TrainConfig, model_folder
 
 NOT_TRAINING_FIELDS = ("machine", "prepare", "assemble")
 
@@ -99,11 +99,6 @@ def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
         previous = TrainConfig.from_dict(merged, f"{where}, phase {phase['name']}")
         configs.append(previous)
     return configs
-
-
-def model_folder(cfg: TrainConfig) -> Path:
-    """Where a run writes what it trained: OUT/model, or OUT/aligner for the aligner."""
-    return Path(cfg.out) / ("aligner" if cfg.stage == "align" else "model")
 
 
 def finished(cfg: TrainConfig) -> bool:

@@ -568,8 +568,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if accelerator.is_main_process:
         log.close()
         plot_loss(out / "metrics.csv", out / "loss.png")
-        folder = job.export(out / ("aligner" if cfg.stage == "align" else "model"),
-                            ema.cpu_state())
+        folder = job.export(model_folder(cfg), ema.cpu_state())
     processes = accelerator.num_processes
     module = accelerator.unwrap_model(model)
     accelerator.end_training()
@@ -710,6 +709,11 @@ def _untrained_text(cascade: CascadeConfig) -> dict | None:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return build_text_encoder(cascade.text_encoder).state_dict()
+
+
+def model_folder(cfg: TrainConfig) -> Path:
+    """Where a run writes what it trained: OUT/model, or OUT/aligner for the aligner."""
+    return Path(cfg.out) / ("aligner" if cfg.stage == "align" else "model")
 
 
 def export_aligner(folder: Path, cfg, shadow: dict) -> Path:
