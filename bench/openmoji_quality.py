@@ -1,7 +1,7 @@
 """Quality of an OpenMoji model on its held-out eval set, arm by arm (the OpenMoji issue's targets).
 
 Usage: python bench/openmoji_quality.py [--model openmoji|DIR] [--n-prompts 400]
-           [--images-per-prompt 4] [--arms base,cascade,scene,paraphrase,rerank,fid]
+           [--images-per-prompt 4] [--arms base,cascade,scene,paraphrase,rerank,fid,retrieval]
            [--out bench/results/openmoji_quality]
 Arms, each scored by the strict OpenMoji evaluator (identity: asked objects drawn as the right
 emoji; the shapes' category table with seen / unseen combinations):
@@ -12,7 +12,9 @@ emoji; the shapes' category table with seen / unseen combinations):
   the canonical names (`paraphrase_canonical`), base stage;
 - rerank: the single-object prompts with `rerank` 4, beside base's single-object identity;
 - fid: in-domain FID (aligner features) of base's images against truth renders of the same
-  prompts, beside the FD of a second set of truth renders (the floor).
+  prompts, beside the FD of a second set of truth renders (the floor);
+- retrieval: the aligner alone, image -> name top-1 among the vocabulary on held-out renders
+  (each object alone, 4 placements drawn with the eval seed), texts "a NAME".
 Writes openmoji_quality.json and openmoji_quality.png under --out.
 """
 
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from charts import grouped_bars, write_results  # bench/ is on sys.path when a bench script runs
 from fineimagen.data.emoji_scene import emoji_caption
@@ -31,7 +34,7 @@ from fineimagen.eval import emoji_bench
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe
 
-ARMS = ("base", "cascade", "scene", "paraphrase", "rerank", "fid")
+ARMS = ("base", "cascade", "scene", "paraphrase", "rerank", "fid", "retrieval")
 SEED = 123
 
 
@@ -58,6 +61,29 @@ def canonical_twins(items, seed: int):
             for i, it in enumerate(items)]
 
 
+def name_retrieval(aligner, names: tuple[str, ...], renders: int = 4) -> dict:
+    """Image -> name top-1 of the aligner among `names`: each object rendered alone
+    `renders` times (eval seed), scored against "a NAME" for every name."""
+    import torch
+
+    from fineimagen.data.emoji_scene import EmojiGroup, EmojiScene, object_words
+    from fineimagen.pipeline import from_pil
+
+    size = aligner.cfg.vit.image_size
+    items = [emoji_bench.EmojiEvalItem("", EmojiScene((EmojiGroup(m, 1),)), "single_object",
+                                       False) for m in names]
+    images = [Image.fromarray(emoji_bench.truth_image(it, size, SEED, k)[0])
+              for it in items for k in range(renders)]
+    with torch.no_grad():
+        texts = aligner.embed_texts([object_words(m, 1) for m in names])
+        pictures = torch.cat([aligner.embed_images(from_pil(images[i:i + 256], size))
+                              for i in range(0, len(images), 256)])
+    best = (pictures @ texts.T).argmax(1).numpy()
+    truth = np.repeat(np.arange(len(names)), renders)
+    return {"top1": float((best == truth).mean()), "names": len(names), "renders": renders,
+            "chance": 1 / len(names)}
+
+
 def scored(items, images, names, seconds) -> dict:
     scores = emoji_bench.score_images(items, images, names)
     scores["seconds"] = seconds
@@ -79,8 +105,8 @@ def main() -> None:
         parser.error(f"unknown arms {unknown} (choose from {', '.join(ARMS)})")
     names = vocabulary(args.vocab)
     pipe = TextToImagePipeline.from_pretrained(args.model)
-    if pipe.aligner is None and {"rerank", "fid"} & set(arms):
-        parser.error("the rerank and fid arms need a model with an aligner")
+    if pipe.aligner is None and {"rerank", "fid", "retrieval"} & set(arms):
+        parser.error("the rerank, fid and retrieval arms need a model with an aligner")
     n = args.images_per_prompt
     items = emoji_bench.make_emoji_evalset(args.n_prompts, names, seed=SEED)
     results: dict = {}
@@ -126,6 +152,11 @@ def main() -> None:
         results["fid_floor"] = emoji_bench.emoji_fid(pipe.aligner, items, truth)
         print(f"in-domain FID {results['fid']['fid']:.2f}, floor (truth against truth) "
               f"{results['fid_floor']['fid']:.2f}")
+    if "retrieval" in arms:
+        results["retrieval"] = name_retrieval(pipe.aligner, names)
+        print(f"aligner image -> name top-1 {results['retrieval']['top1']:.3f} among "
+              f"{len(names)} names")
+        write_results({"meta": meta, "results": results}, args.out, "openmoji_quality")
     out = write_results({"meta": meta, "results": results}, args.out, "openmoji_quality")
     plot({k: v for k, v in results.items() if "categories" in v}, out / "openmoji_quality.png")
 
