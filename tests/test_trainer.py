@@ -340,3 +340,20 @@ def test_a_bad_recipe_file_is_refused(tmp_path):
     bad.write_text("{")
     with pytest.raises(InputError, match="malformed JSON"):
         train_phases(str(bad), {})
+
+
+def test_a_recipe_resumes_only_where_a_checkpoint_is(tmp_path):
+    # `--recipe NAME --resume` is the one command that starts a recipe and continues it
+    from fineimagen.train.recipes import train_phases
+
+    for name in ("openmoji-text-frozen", "openmoji"):
+        first = train_phases(name, {"resume": True, "out": str(tmp_path / name)})
+        assert [cfg.resume for cfg in first] == [False] * len(first)
+        (Path(first[0].out)).mkdir(parents=True, exist_ok=True)
+        (Path(first[0].out) / "checkpoint.pt").write_bytes(b"")
+        again = train_phases(name, {"resume": True, "out": str(tmp_path / name)})
+        assert [cfg.resume for cfg in again] == [True] + [False] * (len(again) - 1)
+    # a plain run asked to resume with nothing to resume from still says so (exit 2)
+    assert main(["train", "--stage", "base", "--preset", "tiny", "--steps", "1", "--resume",
+                 "--out", str(tmp_path / "plain")]) == 2
+    assert not (tmp_path / "plain" / "checkpoint.pt").exists()

@@ -76,12 +76,17 @@ def train_config(recipe: str | None, overrides: dict) -> TrainConfig:
 
 def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
     """One TrainConfig per phase of the recipe (one for a recipe without phases), the
-    `overrides` applied to each; `resume` is set only where a phase has a checkpoint."""
+    `overrides` applied to each; with a recipe, `resume` is set only where a phase has a
+    checkpoint (so `--recipe NAME --resume` also starts from scratch)."""
     base = _recipe(recipe)
     where = f"recipe {recipe}" if recipe else "train"
     phases = base.pop("phases", None)
     if not phases:
-        return [TrainConfig.from_dict({**base, **overrides}, where)]
+        merged = {**base, **overrides}
+        if recipe is not None:  # a recipe's one command both starts and resumes
+            out = Path(merged.get("out", TrainConfig.out))
+            merged["resume"] = bool(overrides.get("resume")) and (out / "checkpoint.pt").is_file()
+        return [TrainConfig.from_dict(merged, where)]
     root = Path(overrides.get("out", base.get("out", TrainConfig.out)))
     configs, previous = [], None
     for phase in phases:
