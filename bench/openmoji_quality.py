@@ -156,7 +156,6 @@ def main() -> None:
         results["retrieval"] = name_retrieval(pipe.aligner, names)
         print(f"aligner image -> name top-1 {results['retrieval']['top1']:.3f} among "
               f"{len(names)} names")
-        write_results({"meta": meta, "results": results}, args.out, "openmoji_quality")
     out = write_results({"meta": meta, "results": results}, args.out, "openmoji_quality")
     plot({k: v for k, v in results.items() if "categories" in v}, out / "openmoji_quality.png")
 

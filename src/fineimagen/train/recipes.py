@@ -84,8 +84,7 @@ def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
     if not phases:
         merged = {**base, **overrides}
         if recipe is not None:  # a recipe's one command both starts and resumes
-            out = Path(merged.get("out", TrainConfig.out))
-            merged["resume"] = bool(overrides.get("resume")) and (out / "checkpoint.pt").is_file()
+            merged["resume"] = _resumable(overrides, Path(merged.get("out", TrainConfig.out)))
         return [TrainConfig.from_dict(merged, where)]
     root = Path(overrides.get("out", base.get("out", TrainConfig.out)))
     configs, previous = [], None
@@ -100,10 +99,15 @@ def train_phases(recipe: str | None, overrides: dict) -> list[TrainConfig]:
                 merged["distill_from"] = chained  # a distillation's teacher
             elif "init" not in fields and not merged.get("distill_from"):
                 merged["init"] = chained
-        merged["resume"] = bool(overrides.get("resume")) and (out / "checkpoint.pt").is_file()
+        merged["resume"] = _resumable(overrides, out)
         previous = TrainConfig.from_dict(merged, f"{where}, phase {phase['name']}")
         configs.append(previous)
     return configs
+
+
+def _resumable(overrides: dict, out: Path) -> bool:
+    """`--resume` asked for, and a run at `out` to resume from."""
+    return bool(overrides.get("resume")) and (out / "checkpoint.pt").is_file()
 
 
 def finished(cfg: TrainConfig) -> bool:
