@@ -11,7 +11,7 @@ from fineimagen.cli import main
 from fineimagen.config import CascadeConfig, RegressionConfig, load_preset
 from fineimagen.diffusion.denoiser import Denoiser, TextCondition
 from fineimagen.errors import InputError
-from fineimagen.models.sr import RegressionSR, upsample
+from fineimagen.models.sr import RegressionSR, degrade, upsample
 from fineimagen.models.unet import EfficientUNet
 from fineimagen.pipeline import TextToImagePipeline
 from fineimagen.train.trainer import SRInput, TrainConfig, train
@@ -259,3 +259,31 @@ def test_assemble_refuses_a_text_reading_stage_with_another_encoder(tiny_cascade
     (other / "text_encoder" / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="its text encoder differs from the first folder's"):
         TextToImagePipeline.assemble([tiny_cascade / "base" / "model", other])
+
+
+def test_degrade_blurs_and_noises_each_sample_within_its_bounds():
+    sharp = torch.zeros(64, 3, 16, 16)
+    sharp[:, :, :, 8:] = 1.0  # a vertical edge
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(degrade(sharp, 0.0, 0.0, g), sharp)
+    blurred = degrade(sharp, 1.5, 0.0, g)
+    assert blurred.shape == sharp.shape
+    assert torch.allclose(blurred.mean((1, 2, 3)), sharp.mean((1, 2, 3)), atol=1e-5)  # mass kept
+    spread = (blurred[:, 0, 0, 8] - blurred[:, 0, 0, 7])  # the edge's step, 1.0 when sharp
+    assert spread.min() < 0.5 < spread.max() <= 1.0  # sigmas drawn per sample in [0, 1.5]
+    flat = torch.zeros(256, 3, 16, 16)
+    noisy = degrade(flat, 0.0, 0.2, g)
+    std = noisy.std((1, 2, 3))
+    assert std.max() < 0.22 and std.min() < 0.05 and 0.07 < std.mean() < 0.13  # U[0, 0.2]
+    assert noisy.abs().max() <= 1.0
+    with pytest.raises(InputError):
+        degrade(flat, -1.0, 0.0)
+
+
+def test_sr_input_degrades_only_the_input():
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    g = torch.Generator().manual_seed(0)
+    clean_target, clean = SRInput(8, 0)(images, None, torch.Generator().manual_seed(0))
+    target, degraded = SRInput(8, 0, degrade_blur=1.0, degrade_noise=0.1)(images, None, g)
+    assert torch.equal(target, images) and torch.equal(clean_target, images)
+    assert (degraded - clean).abs().mean() > 0.01

@@ -159,6 +159,12 @@ class RegressionConfig(ConfigMixin):
     # with region_dim: given no regions, read the prompt as one region over the whole image
     # (a stage trained with whole-caption samples, data.shapes.WHOLE_CAPTION)
     reads_prompt: bool = False
+    # training only: the low-res input degraded as a base stage's samples are (blurred,
+    # noisy), so that the stage does not sharpen a half-formed object into a wrong one:
+    # Gaussian blur of sigma ~ U[0, degrade_blur] low-res pixels, then Gaussian noise of
+    # std ~ U[0, degrade_noise] (images in [-1, 1]), drawn per sample
+    degrade_blur: float = 0.0
+    degrade_noise: float = 0.0
 
 
 @dataclass

@@ -12,6 +12,7 @@ a stated texture is drawn as stated where the low-res image shows it faintly or 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -104,6 +105,9 @@ class RegressionSR(nn.Module):
         if cfg.region_dim < 0 or (cfg.region_dim and not cfg.context_channels):
             raise InputError("regression region_dim needs a context U-Net (context_channels "
                              f"> 0) and must be >= 0 (got {cfg.region_dim})")
+        if cfg.degrade_blur < 0 or cfg.degrade_noise < 0:
+            raise InputError("regression degrade_blur and degrade_noise must be >= 0 (got "
+                             f"{cfg.degrade_blur}, {cfg.degrade_noise})")
         self.cfg = cfg
         self.stem = nn.Conv2d(3, cfg.channels, 3, padding=1)
         self.context = self.context_out = None
@@ -144,6 +148,35 @@ class RegressionSR(nn.Module):
         """L1 between the prediction and the target, from `lowres` (either side, as above)."""
         pred = self(lowres, target.shape[-2:], regions)
         return F.l1_loss(pred.float(), target.float())
+
+
+def degrade(lowres: torch.Tensor, blur_max: float, noise_max: float,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """A training input made to look like a base stage's sample: per image, a Gaussian blur of
+    sigma ~ U[0, blur_max] pixels (separable, reflected edges), then Gaussian noise of
+    std ~ U[0, noise_max], clamped to [-1, 1]."""
+    if blur_max < 0 or noise_max < 0:
+        raise InputError(f"degrade: blur and noise must be >= 0 (got {blur_max}, {noise_max})")
+    b, c, h, w = lowres.shape
+    out = lowres
+    if blur_max > 0:
+        radius = min(max(1, math.ceil(2 * blur_max)), min(h, w) - 1)
+        sigma = (torch.rand(b, 1, generator=generator) * blur_max).clamp_min(1e-3)
+        x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-x.pow(2) / (2 * sigma.pow(2)))
+        kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)
+        kernel = kernel.to(lowres.device, lowres.dtype)  # [B*C, 2r+1]
+        flat = out.reshape(1, b * c, h, w)
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
+                        kernel[:, None, None, :], groups=b * c)
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
+                        kernel[:, None, :, None], groups=b * c)
+        out = flat.reshape(b, c, h, w)
+    if noise_max > 0:
+        std = torch.rand(b, 1, 1, 1, generator=generator) * noise_max
+        noise = torch.randn(out.shape, generator=generator) * std
+        out = (out + noise.to(out.device, out.dtype)).clamp(-1, 1)
+    return out
 
 
 def upsample(lowres: torch.Tensor, size) -> torch.Tensor:

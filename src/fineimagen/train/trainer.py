@@ -200,18 +200,23 @@ class SRInput:
     """Pairs an SR target with its low-res input: the given low-res image (else the target
     reduced to `low_size`), enlarged to the target's size, and the same random crop of both
     (offsets on the low-res pixel grid, so a crop sees the phase of a whole image). With
-    `enlarge=False` the input stays at its own side, cropped to the same area."""
+    `enlarge=False` the input stays at its own side, cropped to the same area. With
+    `degrade_*`, the whole low-res input is degraded first (`models.sr.degrade`)."""
 
     low_size: int
     crop: int = 0
+    degrade_blur: float = 0.0  # RegressionConfig.degrade_*: the low-res input degraded
+    degrade_noise: float = 0.0
 
     def __call__(self, images, lowres, generator, enlarge: bool = True):
-        from ..models.sr import upsample
+        from ..models.sr import degrade, upsample
 
         size = images.shape[-1]
         if lowres is None:
             lowres = F.interpolate(images, size=(self.low_size,) * 2, mode="bilinear",
                                    antialias=True, align_corners=False)
+        if self.degrade_blur or self.degrade_noise:
+            lowres = degrade(lowres, self.degrade_blur, self.degrade_noise, generator)
         up = upsample(lowres, images.shape[-2:]) if enlarge else lowres
         if not self.crop or self.crop >= size:
             return images, up
@@ -312,7 +317,9 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
     if grounding and not stage.unet.cross_attention_levels:
         raise InputError(f"grounding: stage {stage.name!r} has no cross-attention to ground")
     low = stage.input_resolution or None
-    sr = SRInput(low, crop) if low else None
+    sr = None
+    if low:
+        sr = SRInput(low, crop, stage.regression.degrade_blur, stage.regression.degrade_noise)
 
     def data(rank, world, start):
         return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
