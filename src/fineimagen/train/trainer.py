@@ -317,9 +317,9 @@ def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: 
     if grounding and not stage.unet.cross_attention_levels:
         raise InputError(f"grounding: stage {stage.name!r} has no cross-attention to ground")
     low = stage.input_resolution or None
-    sr = None
-    if low:
-        sr = SRInput(low, crop, stage.regression.degrade_blur, stage.regression.degrade_noise)
+    degradation = ((stage.regression.degrade_blur, stage.regression.degrade_noise)
+                   if stage.kind == "regression" else ())  # a regression stage's setting
+    sr = SRInput(low, crop, *degradation) if low else None
 
     def data(rank, world, start):
         return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
