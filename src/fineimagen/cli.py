@@ -138,6 +138,9 @@ def _add_train(commands) -> None:
                        dest="mixed_precision", help="auto (default): bf16 where the hardware "
                        "computes it natively, else fp32")
     train.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    train.add_argument("--snapshot-every", type=int, dest="snapshot_every", metavar="N",
+                       help="also write the EMA model every N steps to OUT/snapshots/ "
+                            "(for learning curves)")
     train.add_argument("--max-bad-steps", type=int, dest="max_bad_steps", metavar="K",
                        help="stop after K steps in a row with a non-finite loss or gradient "
                             "(each is skipped; default 10)")

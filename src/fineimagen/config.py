@@ -121,6 +121,14 @@ class UNetConfig(ConfigMixin):
     # a guidance-distilled student (Meng et al. 2023, sec. 4.1): the guidance weight w is an
     # input, embedded like t, and one call gives the guided prediction (no 2B batch)
     guidance_input: bool = False
+    # absolute position, which convolutions (translation-equivariant) and attention (no
+    # codes) otherwise infer only from zero padding at the borders (Islam et al. 2021):
+    # "stem" concatenates CoordConv's x, y channels in [-1, 1] to the input (Liu et al.
+    # 2018); "levels" also adds a learned 1x1 map of them to each lower level's input
+    coords: str = "none"  # none | stem | levels
+    # fixed 2-D sin-cos codes added to the image tokens of every attention layer's queries
+    # (and self-attention's keys): layers.Attention
+    attention_positions: bool = False
 
 
 @dataclass

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps: [B] -> [B, dim]."""
@@ -20,6 +22,32 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def sincos_2d(grid: int, width: int) -> torch.Tensor:
+    """[grid * grid, width] codes, row-major: half the channels encode the row, half the
+    column, each as sin and cos of the cell centre p in (0, 1) at angular frequencies
+    geometric from pi to pi * grid (as MAE's codes, He et al. 2022, with frequencies
+    spread over the few positions a small grid has)."""
+    if width % 4:
+        raise InputError(f"sin-cos position codes need a width divisible by 4, got {width}")
+    n = width // 4
+    freqs = math.pi * grid ** (torch.arange(n, dtype=torch.float32) / max(n - 1, 1))
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
+    index = centres[:, None] * freqs  # [grid, width / 4]
+    codes = torch.cat([index.sin(), index.cos()], dim=1)  # [grid, width / 2]
+    rows = codes[:, None, :].expand(grid, grid, -1)
+    cols = codes[None, :, :].expand(grid, grid, -1)
+    return torch.cat([rows, cols], dim=-1).reshape(grid * grid, width)
+
+
+def coordinate_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """CoordConv's channels (Liu et al. 2018): [1, 2, H, W], x then y, each the pixel
+    centre's place in [-1, 1] (left/top -1), in `like`'s dtype and device."""
+    ys = (torch.arange(height, device=like.device, dtype=torch.float32) + 0.5) / height
+    xs = (torch.arange(width, device=like.device, dtype=torch.float32) + 0.5) / width
+    y, x = torch.meshgrid(ys * 2 - 1, xs * 2 - 1, indexing="ij")
+    return torch.stack([x, y])[None].to(like.dtype)
 
 
 class ResBlock(nn.Module):
@@ -95,13 +123,19 @@ class Attention(nn.Module):
 
     Cross-attention appends one learned null token, so a prompt with every token masked out
     (the unconditional branch of classifier-free guidance) still attends to something.
+    With `positions`, fixed 2-D sin-cos codes of each position are added to the image
+    tokens that make the queries (and, in self-attention, the keys), never the values:
+    attention can then depend on where a token is (as DETR's codes, Carion et al. 2020).
     """
 
     def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None,
-                 groups: int = 16):
+                 groups: int = 16, positions: bool = False):
         super().__init__()
         inner = heads * head_dim
         self.heads, self.head_dim, self.is_cross = heads, head_dim, context_dim is not None
+        if positions and dim % 4:
+            raise InputError(f"attention position codes need a width divisible by 4, got {dim}")
+        self.positions = positions
         self.norm = nn.GroupNorm(min(groups, dim), dim)
         self.to_q = nn.Linear(dim, inner, bias=False)
         kv_dim = context_dim if self.is_cross else dim
@@ -121,7 +155,12 @@ class Attention(nn.Module):
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, HW, C]
-        q = self._split(self.to_q(tokens))
+        placed = tokens
+        if self.positions:
+            if h != w:
+                raise ValueError(f"attention position codes need a square map, got {h}x{w}")
+            placed = tokens + sincos_2d(h, c).to(tokens.device, tokens.dtype)
+        q = self._split(self.to_q(placed))
         mask = None
         if self.is_cross:
             null = self.null_kv.to(context.dtype)
@@ -130,7 +169,7 @@ class Attention(nn.Module):
             keep = torch.cat([context_mask.new_ones(b, 1), context_mask], dim=1).bool()
             mask = keep[:, None, None, :]  # [B, 1, 1, 1+L]
         else:
-            k, v = self.to_k(tokens), self.to_v(tokens)
+            k, v = self.to_k(placed), self.to_v(tokens)
         k, v = self._split(k), self._split(v)
         out = self.processor(self, q, k, v, mask)  # [B, h, HW, d]
         out = self.to_out(out.transpose(1, 2).flatten(2))  # [B, HW, C]

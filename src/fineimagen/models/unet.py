@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import UNetConfig
-from .layers import Attention, ResBlock, timestep_embedding
+from .layers import Attention, ResBlock, coordinate_grid, timestep_embedding
 
 SKIP_SCALE = 1 / math.sqrt(2)
+COORDS = ("none", "stem", "levels")
 
 
 class Level(nn.Module):
@@ -35,10 +36,12 @@ class Level(nn.Module):
         for i in range(n_blocks):
             self.blocks.append(ResBlock(cin if i == 0 else cout, cout, cond_dim, cfg.groups,
                                         cfg.dropout))
-            self.self_attn.append(Attention(cout, cfg.heads, cfg.head_dim, groups=cfg.groups)
+            self.self_attn.append(Attention(cout, cfg.heads, cfg.head_dim, groups=cfg.groups,
+                                            positions=cfg.attention_positions)
                                   if self_attn else nn.Identity())
             self.cross_attn.append(Attention(cout, cfg.heads, cfg.head_dim, cfg.text_dim,
-                                             cfg.groups) if cross else nn.Identity())
+                                             cfg.groups, positions=cfg.attention_positions)
+                                   if cross else nn.Identity())
 
     def forward(self, x, cond, context, context_mask):
         for block, sa, ca in zip(self.blocks, self.self_attn, self.cross_attn, strict=True):
@@ -87,9 +90,15 @@ class EfficientUNet(nn.Module):
                                               nn.Linear(cond_dim, cond_dim))
             nn.init.zeros_(self.guidance_mlp[2].weight)
             nn.init.zeros_(self.guidance_mlp[2].bias)
-        in_ch = cfg.in_channels * (2 if cfg.lowres_cond else 1)
+        if cfg.coords not in COORDS:
+            raise ValueError(f"coords must be one of {', '.join(COORDS)}, not {cfg.coords!r}")
+        in_ch = cfg.in_channels * (2 if cfg.lowres_cond else 1) + 2 * (cfg.coords != "none")
         self.stem = nn.Conv2d(in_ch, ch[0], 3, padding=1)
         n = len(ch)
+        # "levels": level i > 0 gets W_i [x, y] added to its input (a concatenation
+        # followed by a linear map is the same as adding a linear map of the new channels)
+        self.level_coords = nn.ModuleList(nn.Conv2d(2, ch[i - 1], 1) for i in range(1, n)) \
+            if cfg.coords == "levels" else None
         if cfg.resample not in ("conv", "light"):
             raise ValueError(f"resample must be 'conv' or 'light', not {cfg.resample!r}")
         self.downsamples = nn.ModuleList(
@@ -141,10 +150,16 @@ class EfficientUNet(nn.Module):
                                    align_corners=False, antialias=False)
             x = torch.cat([x, lowres], dim=1)
             cond = cond + self.aug_mlp(timestep_embedding(aug_level, cfg.channels))
+        if cfg.coords != "none":
+            x = torch.cat([x, coordinate_grid(*x.shape[-2:], x).expand(len(x), -1, -1, -1)],
+                          dim=1)
         h = self.stem(x)
         skips = []
-        for downsample, level in zip(self.downsamples, self.down, strict=True):
-            h = level(downsample(h), cond, text, text_mask)  # downsample before the blocks
+        for i, (downsample, level) in enumerate(zip(self.downsamples, self.down, strict=True)):
+            h = downsample(h)
+            if self.level_coords is not None and i > 0:
+                h = h + self.level_coords[i - 1](coordinate_grid(*h.shape[-2:], h))
+            h = level(h, cond, text, text_mask)  # downsample before the blocks
             skips.append(h)
         h = self.mid(h, cond, text, text_mask)
         for i in reversed(range(len(self.up))):

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import ViTConfig
 from ..errors import InputError
+from .layers import sincos_2d
 
 POOLS = ("cls", "mean")
 
@@ -76,20 +77,3 @@ class ConvStem(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, width, H / patch, W / patch]"""
         return self.layers(images)
-
-
-def sincos_2d(grid: int, width: int) -> torch.Tensor:
-    """[grid * grid, width] codes, row-major: half the channels encode the row, half the
-    column, each as sin and cos of the patch centre p in (0, 1) at angular frequencies
-    geometric from pi to pi * grid (as MAE's codes, He et al. 2022, with frequencies
-    spread over the few positions a small grid has)."""
-    if width % 4:
-        raise InputError(f"ViT: sincos_positions needs a width divisible by 4, got {width}")
-    n = width // 4
-    freqs = math.pi * grid ** (torch.arange(n, dtype=torch.float32) / max(n - 1, 1))
-    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
-    index = centres[:, None] * freqs  # [grid, width / 4]
-    codes = torch.cat([index.sin(), index.cos()], dim=1)  # [grid, width / 2]
-    rows = codes[:, None, :].expand(grid, grid, -1)
-    cols = codes[None, :, :].expand(grid, grid, -1)
-    return torch.cat([rows, cols], dim=-1).reshape(grid * grid, width)

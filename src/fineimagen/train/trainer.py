@@ -69,6 +69,9 @@ class TrainConfig(ConfigMixin):
     mixed_precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | no
     channels_last: bool = True
     checkpoint_every: int = 500
+    # also export the EMA weights as a model folder OUT/snapshots/step-NNNNNN every this many
+    # steps (0: never), to score a learning curve after the run
+    snapshot_every: int = 0
     log_every: int = 10
     seed: int = 0
     workers: int = 0  # DataLoader worker processes
@@ -559,6 +562,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             if saved or (ok and (step % cfg.checkpoint_every == 0 or step == cfg.steps)):
                 _save_state(accelerator, out, model, ema, optimizer, schedule, step,
                             generator, skipped)
+            if ok and cfg.snapshot_every and step % cfg.snapshot_every == 0 \
+                    and accelerator.is_main_process:
+                job.export(snapshot_folder(out, step), ema.cpu_state())
             if saved:
                 raise TrainingError(
                     f"{bad_in_row} steps in a row had a non-finite loss or gradient (after "
@@ -721,6 +727,11 @@ def _untrained_text(cascade: CascadeConfig) -> dict | None:
 def model_folder(cfg: TrainConfig) -> Path:
     """Where a run writes what it trained: OUT/model, or OUT/aligner for the aligner."""
     return Path(cfg.out) / ("aligner" if cfg.stage == "align" else "model")
+
+
+def snapshot_folder(out: Path, step: int) -> Path:
+    """Where `snapshot_every` puts the EMA weights after `step` steps."""
+    return Path(out) / "snapshots" / f"step-{step:06d}"
 
 
 def export_aligner(folder: Path, cfg, shadow: dict) -> Path:
