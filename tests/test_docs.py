@@ -36,3 +36,14 @@ def test_every_cited_result_exists_and_is_not_ignored():
 def test_docs_point_nowhere_outside_the_repository():
     for doc in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
         assert "../shared" not in doc.read_text(), doc.name
+
+
+def test_ci_stops_at_the_first_failing_step():
+    """Each of CI's steps is a command of its own under `set -e`: in `ruff check . && pytest`
+    a failing ruff skips pytest without stopping the script, whose status is then the last
+    command's (the slow tests') alone."""
+    lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
+    assert "set -euo pipefail" in lines
+    steps = [line for line in lines if line.startswith(("ruff", "pytest"))]
+    assert steps == ["ruff check .", "pytest", "pytest -m slow"]
+    assert all("&&" not in line and "||" not in line for line in steps)

@@ -21,8 +21,11 @@ TOLERANCE = 2  # of 255, per pixel: the runtimes' kernels sum in other orders
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_model):
-    return TextToImagePipeline.from_pretrained(tiny_model)
+def pipe(responsive_model):
+    """A model whose images follow the text, the negative prompt, the weights and the regions
+    by tens of levels (tests/test_responsive_control.py), so parity within TOLERANCE shows
+    that the export carries each of them."""
+    return TextToImagePipeline.from_pretrained(responsive_model)
 
 
 def largest_difference(a, b) -> int:
@@ -41,15 +44,19 @@ def test_exported_graphs_draw_the_pytorch_images(pipe, tmp_path, fmt):
     assert not any(f.endswith(".safetensors") for f in files)  # the graphs hold the weights
     exported = TextToImagePipeline.from_pretrained(out)  # the export format is recognised
     assert exported.exported == ("onnxruntime" if fmt == "onnx" else "openvino")
-    region = [Region("a blue star", box_mask((0.5, 0.5, 1.0, 1.0), 16))]
-    for prompt, options in [("a red circle", {}),
-                            ("a red circle", {"negative_prompt": "green"}),
-                            ("a (red:1.4) circle AND a blue square", {}),
-                            ("a picture", {"regions": region})]:
+    region = [Region("a blue square", box_mask((0.5, 0.0, 1.0, 1.0), 16))]
+    plain = pipe("a red square", n=2, seed=5, progress=False, bf16=False)
+    for prompt, options in [("a red square", {}),
+                            ("a blue square", {}),
+                            ("a red square", {"negative_prompt": "a blue square"}),
+                            ("a (red:1.4) square AND a blue square NOT a yellow square", {}),
+                            ("a red square", {"regions": region})]:
         want = pipe(prompt, n=2, seed=5, progress=False, bf16=False, **options)
         got = exported(prompt, n=2, seed=5, progress=False, bf16=False, **options)
         assert [im.size for im in got] == [want[0].size] * 2
         assert largest_difference(want, got) <= TOLERANCE, (prompt, options)
+        if (prompt, options) != ("a red square", {}):  # each option changes the picture
+            assert largest_difference(want, plain) > 60, (prompt, options)
     with pytest.raises(InputError, match="PyTorch pipeline"):
         exported.edit_prompt("a red circle", "a blue circle")
     with pytest.raises(InputError, match="PyTorch pipeline"):

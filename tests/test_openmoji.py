@@ -84,6 +84,8 @@ def test_the_evaluator_self_test_meets_its_targets_at_64_px():
 def test_a_similar_coloured_emoji_in_place_of_the_asked_one_fails():
     items = emoji_bench.make_emoji_evalset(36, OPENMOJI_100)
     table = emoji_bench.adversarial(items, OPENMOJI_100, 64)
+    assert table["unchanged"]["n"] == 36 and table["unchanged"]["passed"] >= 0.97
+    assert table["jpeg"]["n"] == round(36 * table["unchanged"]["passed"])
     assert table["replaced by a similar colour"]["passed"] <= 0.02
     assert table["one object removed"]["passed"] <= 0.02
     assert table["background tinted"]["passed"] <= 0.02
@@ -178,3 +180,25 @@ def test_in_domain_fid_of_emoji_scenes_has_a_floor_below_noise():
     far = emoji_bench.emoji_fid(aligner, items, noise)
     assert (floor["n_generated"], floor["n_truth"]) == (36, 36)
     assert 0 <= floor["fid"] < 0.25 * far["fid"]
+
+
+def test_identity_counts_every_copy():
+    from fineimagen.eval.emoji_scenes import EmojiObject, ParsedEmojiScene, identity_share
+
+    def drawn(*names):
+        return ParsedEmojiScene("light gray", [EmojiObject(n, 0.9, "medium", 0.5, 0.5, 0.2,
+                                                           (0, 0, 8, 8)) for n in names])
+
+    one_apple = EmojiScene((EmojiGroup("red apple", 1),))
+    assert identity_share(one_apple, drawn("red apple")) == 1.0
+    assert identity_share(one_apple, drawn("red apple", "red apple", "red apple")) == 1 / 3
+    assert identity_share(one_apple, drawn("cat")) == 0.0
+    two = EmojiScene((EmojiGroup("red apple", 2), EmojiGroup("cat", 1)))
+    assert identity_share(two, drawn("red apple", "cat")) == 2 / 3  # one apple short
+    assert identity_share(two, drawn("red apple", "red apple", "cat", "cat")) == 3 / 4
+    # two groups of one name ask for their sum; a group without a count, for what is drawn
+    pair = EmojiScene((EmojiGroup("cat", 1, "top left"), EmojiGroup("cat", 1, "top right")))
+    assert identity_share(pair, drawn("cat", "cat")) == 1.0
+    some = EmojiScene((EmojiGroup("cat"),))
+    assert identity_share(some, drawn("cat", "cat", "cat")) == 1.0
+    assert identity_share(some, drawn()) == 0.0

@@ -193,10 +193,17 @@ def is_correct_emoji(scene: EmojiScene, parsed: ParsedEmojiScene) -> bool:
 
 
 def identity_share(scene: EmojiScene, parsed: ParsedEmojiScene) -> float:
-    """The share of asked objects drawn as the right emoji (count-capped per group)."""
-    asked = found = 0
+    """The share of the asked objects drawn as the right emoji, every copy counted: per
+    asked name, min(asked, drawn) / max(asked, drawn) summed over the names, so a copy too
+    many lowers it as a copy too few does ("a red apple" drawn as three apples: 1/3). A
+    group with no count asks for as many as are drawn, at least one."""
+    asked: dict[str, int] = {}
     for g in scene.groups:
-        want = g.count or 1
-        asked += want
-        found += min(want, sum(o.name == g.object for o in parsed.objects))
-    return found / asked
+        drawn = sum(o.name == g.object for o in parsed.objects)
+        asked[g.object] = asked.get(g.object, 0) + (g.count or max(1, drawn))
+    right = total = 0
+    for name, want in asked.items():
+        drawn = sum(o.name == name for o in parsed.objects)
+        right += min(want, drawn)
+        total += max(want, drawn)
+    return right / total

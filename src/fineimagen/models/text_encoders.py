@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import TextEncoderConfig
 from ..errors import InputError
-from ..precision import native_bf16
+from ..precision import use_bf16
 
 
 class TextEncoder(nn.Module):
@@ -111,6 +111,10 @@ class HFEncoder(TextEncoder):
                              f"the {depth + 1} hidden states (0 = embeddings, -1 = last)")
         self.feature_layers = tuple(feature_layers)
         self.dim = width * len(self.feature_layers)
+        # on the CPU: run under bf16 autocast (True), in fp32 (False), or where bf16 is
+        # native (None). bf16 keeps ~3 significant digits: states of one prompt encoded in
+        # batches of different shapes then differ by ~1e-2, against ~1e-6 in fp32
+        self.bf16: bool | None = None
 
     def train(self, mode: bool = True):  # a frozen encoder stays in eval mode
         return super().train(False)
@@ -221,7 +225,7 @@ class HFEncoder(TextEncoder):
         offsets = batch.pop("offset_mapping")
         batch = {k: torch.tensor(v, device=self.device) for k, v in batch.items()
                  if k != "token_type_ids"}
-        bf16 = self.device.type == "cpu" and native_bf16(self.device)
+        bf16 = self.device.type == "cpu" and use_bf16(self.bf16, self.device)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
             states = self.model(**batch, output_hidden_states=True).hidden_states
         return list(states), batch["attention_mask"].bool(), offsets

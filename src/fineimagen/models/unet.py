@@ -151,7 +151,7 @@ class EfficientUNet(nn.Module):
             x = torch.cat([x, lowres], dim=1)
             cond = cond + self.aug_mlp(timestep_embedding(aug_level, cfg.channels))
         if cfg.coords != "none":
-            x = torch.cat([x, coordinate_grid(*x.shape[-2:], x).expand(len(x), -1, -1, -1)],
+            x = torch.cat([x, coordinate_grid(*x.shape[-2:], x).expand(x.shape[0], -1, -1, -1)],
                           dim=1)
         h = self.stem(x)
         skips = []
