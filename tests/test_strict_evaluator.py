@@ -59,6 +59,15 @@ def test_a_tinted_background_fails_a_prompt_that_states_none(tint):
     assert not compbench.is_correct(parse_spec(RED_CIRCLE), parsed, 128)
 
 
+@pytest.mark.parametrize("asked", vocab.BACKGROUNDS)
+def test_a_stated_background_must_be_the_one_drawn(asked):
+    spec = parse_spec({**RED_CIRCLE, "background": asked})
+    for drawn, rgb in vocab.BACKGROUND_RGB.items():
+        parsed = parse_image(disc(canvas(background=rgb), 64, 64, 16, vocab.COLOR_RGB["red"]))
+        assert parsed.background == drawn
+        assert compbench.is_correct(spec, parsed, 128) == (drawn == asked), drawn
+
+
 def test_a_graded_background_is_not_uniform():
     img = disc(canvas(), 64, 64, 16, vocab.COLOR_RGB["red"])
     img *= np.linspace(1.0, 0.6, 128)[:, None, None]  # white fading to gray
@@ -146,6 +155,13 @@ def test_relation_truth_renders_score_and_swapped_ones_fail():
              if it.category == "relation"]
     assert len(items) == 20 and any(it.unseen for it in items)
     assert compbench.render_truth(items, 128, samples=2)["overall"] >= 0.99
+    # the same renders mirrored across the relation's axis put the subject on the other
+    # side of the object: every one fails
+    for _, _, item, image in compbench.truth_renders(items, 128, samples=2):
+        horizontal = item.scene.relations[0].relation in ("left_of", "right_of")
+        swapped = np.ascontiguousarray(image[:, ::-1] if horizontal else image[::-1])
+        assert compbench.is_correct(item.scene, parse_image(image), 128)
+        assert not compbench.is_correct(item.scene, parse_image(swapped), 128), item.prompt
 
 
 @pytest.mark.parametrize("spec, words", [
