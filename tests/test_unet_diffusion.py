@@ -196,3 +196,47 @@ def test_light_resampling_spends_fewer_flops_and_keeps_positions_apart():
         assert (down(y) - down(x)).abs().sum() > 0
     with pytest.raises(ValueError, match="resample"):
         EfficientUNet(UNetConfig(**{**TINY.__dict__, "resample": "bilinear"}))
+
+
+def test_coordinate_channels_tell_the_stem_where_each_pixel_is():
+    from fineimagen.models.layers import coordinate_grid
+
+    grid = coordinate_grid(4, 8, torch.zeros(1))
+    assert grid.shape == (1, 2, 4, 8)
+    assert torch.allclose(grid[0, 0, 0], torch.linspace(-7 / 8, 7 / 8, 8))  # x, left to right
+    assert torch.allclose(grid[0, 1, :, 0], torch.linspace(-3 / 4, 3 / 4, 4))  # y, top down
+    c = cond(2)
+    flat = torch.zeros(2, 3, 16, 16)  # one colour everywhere: only position can vary
+    outputs = {}
+    for coords in ("none", "stem", "levels"):
+        torch.manual_seed(0)
+        unet = EfficientUNet(UNetConfig(**{**TINY.__dict__, "coords": coords})).eval()
+        seen = []
+        unet.stem.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o))
+        with torch.no_grad():
+            outputs[coords] = unet(flat, torch.tensor([10.0, 10.0]), c.embeds, c.mask)
+        inner = seen[0][:, :, 1:-1, 1:-1]  # away from the zero padding of the border
+        spread = (inner - inner.mean((2, 3), keepdim=True)).abs().max()
+        assert (spread > 1e-3) == (coords != "none"), (coords, spread)
+        assert unet.stem.in_channels == 3 + 2 * (coords != "none")
+    assert (unet.level_coords is not None) and len(unet.level_coords) == 1
+    with pytest.raises(ValueError, match="coords"):
+        EfficientUNet(UNetConfig(**{**TINY.__dict__, "coords": "polar"}))
+
+
+def test_attention_position_codes_let_a_flat_map_attend_by_place():
+    """Cross-attention of a map with one colour everywhere: without codes every position asks
+    the same query and gets the same answer; with them each place attends differently."""
+    torch.manual_seed(0)
+    text, mask = torch.randn(1, 4, 12), torch.ones(1, 4, dtype=torch.bool)
+    flat = torch.ones(1, 16, 8, 8)
+    for positions in (False, True):
+        torch.manual_seed(1)
+        layer = Attention(16, 2, 8, context_dim=12, groups=4, positions=positions).eval()
+        torch.nn.init.normal_(layer.to_out.weight, std=0.5)  # zero-initialised otherwise
+        with torch.no_grad():
+            out = layer(flat, text, mask)
+        spread = (out - out.mean((2, 3), keepdim=True)).abs().max()
+        assert (spread > 1e-3) == positions, (positions, spread)
+    with pytest.raises(InputError, match="divisible by 4"):
+        Attention(18, 2, 8, positions=True)
