@@ -1,10 +1,13 @@
 """Training ablations at an equal budget, one change at a time, each with a learning curve.
 
-Usage: python bench/ablate.py --arms coords-none,coords-stem [--runs runs/ablations]
-                              [--out bench/results/ablations] [--prompts 400]
+Usage: python bench/ablate.py --arms coords-none,coords-stem [--with ARM]
+                              [--runs runs/ablations] [--out bench/results/ablations]
+                              [--prompts 400]
 
 Every arm trains the 32 px base of `shapes-32-128` on plain shapes captions with the same
-seed, schedule and number of images (`TRAIN`), changing only what its line in `ARMS` says.
+seed, schedule and number of images (`TRAIN`), changing only what its line in `ARMS` says
+(`--with ARM`: each arm on top of ARM's changes, named ARM+arm, for the questions asked once
+a first one is settled).
 The EMA weights are kept every `snapshot_every` steps; each snapshot is scored by
 `position_probe.py` (one red circle asked for in each of the 9 cells), the last also by
 `model_quality.py` (the strict evaluator on held-out prompts x 2 at 32 px). Each part is
@@ -39,14 +42,32 @@ ARMS = {
     "coords-stem": {"unet": {"coords": "stem"}},
     "coords-levels": {"unet": {"coords": "levels"}},
     "attention-positions": {"unet": {"attention_positions": True}},
+    "coords-levels-attention": {"unet": {"coords": "levels", "attention_positions": True}},
+    # the three confounds of the failed retrain of 2026-12-06, one at a time
+    "light": {"unet": {"resample": "light", "channels": 32, "channel_mults": [1, 3, 6]}},
+    "whole-prompt": {"text": {"binding": "prompt", "special_tokens": True}},
+    "varied-captions": {"train": {"varied_captions": True}},
+    # cheap knobs
+    "snr-offset": {"diffusion": {"snr_offset": 1.0}},
+    "input-perturbation": {"diffusion": {"input_perturbation": 0.1}},
+    "ema-decays": {"train": {"ema_also": [0.99, 0.995, 0.999]}},
 }
 BENCH = Path(__file__).parent
+
+
+def arm_change(arm: str) -> dict:
+    """The arm's changes; "A+B" is A's with B's on top (each part a dict merged)."""
+    change: dict = {}
+    for part in arm.split("+"):
+        for key, fields in ARMS[part].items():
+            change[key] = {**change.get(key, {}), **fields}
+    return change
 
 
 def arm_preset(arm: str) -> dict:
     """PRESET's cascade with the arm's changes to its base stage and text encoder."""
     cascade = load_preset(PRESET).to_dict()
-    change = ARMS[arm]
+    change = arm_change(arm)
     cascade["text_encoder"].update(change.get("text", {}))
     base = next(s for s in cascade["stages"] if s["name"] == "base")
     base["unet"].update(change.get("unet", {}))
@@ -60,7 +81,7 @@ def train_arm(arm: str, runs: Path) -> tuple[Path, float]:
     run.mkdir(parents=True, exist_ok=True)
     preset = run / "preset.json"
     preset.write_text(json.dumps(arm_preset(arm), indent=1))
-    fields = {**copy.deepcopy(TRAIN), **ARMS[arm].get("train", {}), "preset": str(preset),
+    fields = {**copy.deepcopy(TRAIN), **arm_change(arm).get("train", {}), "preset": str(preset),
               "out": str(run)}
     minutes_file = run / "minutes.json"
     minutes = json.loads(minutes_file.read_text())["minutes"] if minutes_file.exists() else 0.0
@@ -96,23 +117,43 @@ def score_arm(arm: str, run: Path, out: Path, prompts: int) -> dict:
     curve = json.loads(probe.read_text())["results"]
     scores = json.loads(quality.read_text())["results"]["3"]
     per_image = TRAIN["batch_size"] * TRAIN["snapshot_every"]
-    return {"change": ARMS[arm], "images": TRAIN["batch_size"] * steps,
-            "position_curve": {str(per_image * (i + 1)): curve[str(s)]["in_cell"]
-                               for i, s in enumerate(snapshots)},
-            "overall": scores["overall"], "categories": scores["categories"]}
+    row = {"change": arm_change(arm), "images": TRAIN["batch_size"] * steps,
+           "position_curve": {str(per_image * (i + 1)): curve[str(s)]["in_cell"]
+                              for i, s in enumerate(snapshots)},
+           "overall": scores["overall"], "categories": scores["categories"]}
+    decays = arm_change(arm).get("train", {}).get("ema_also", [])
+    if decays:  # each other EMA decay's last snapshot, scored alike
+        row["by_decay"] = {}
+        for decay in decays:
+            model = snapshots[-1].with_name(f"{snapshots[-1].name}-ema-{decay:g}")
+            where = folder / f"ema-{decay:g}"
+            if not (where / "model_quality.json").exists():
+                bench("position_probe.py", "--models", str(model), "--out", str(where))
+                bench("model_quality.py", "--model", str(model), "--stages", "base",
+                      "--guidance", "3", "--n-prompts", str(prompts), "--images-per-prompt",
+                      "2", "--out", str(where))
+            probed = json.loads((where / "position_probe.json").read_text())["results"]
+            scored = json.loads((where / "model_quality.json").read_text())["results"]["3"]
+            row["by_decay"][f"{decay:g}"] = {"in_cell": probed[str(model)]["in_cell"],
+                                             "overall": scored["overall"],
+                                             "categories": scored["categories"]}
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", required=True, help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--with", dest="base", help="an arm whose changes every arm adds to")
     parser.add_argument("--runs", default="runs/ablations")
     parser.add_argument("--out", default="bench/results/ablations")
     parser.add_argument("--prompts", type=int, default=400)
     args = parser.parse_args()
     arms = args.arms.split(",")
-    unknown = [a for a in arms if a not in ARMS]
+    unknown = [a for a in [*arms, args.base or "coords-none"] if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm {unknown[0]!r} (choose from {', '.join(ARMS)})")
+    if args.base:
+        arms = [f"{args.base}+{a}" for a in arms]
     out = Path(args.out)
     summary = out / "ablations.json"
     rows = json.loads(summary.read_text())["results"] if summary.exists() else {}

@@ -51,6 +51,27 @@ def test_resume_continues_the_same_run(tmp_path):
     assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 3, 4, 5, 6]
 
 
+def test_more_ema_decays_are_kept_resumed_and_exported_with_snapshots(tmp_path):
+    kw = dict(ema_decay=0.9, ema_also=(0.2,), snapshot_every=3)
+    straight = train(tiny(tmp_path / "a", **kw), progress=False)
+    train(tiny(tmp_path / "b", steps=3, **kw), progress=False)
+    train(tiny(tmp_path / "b", resume=True, **kw), progress=False)
+    for run in ("a", "b"):
+        root = tmp_path / run
+        assert sorted(p.name for p in (root / "snapshots").iterdir()) == [
+            "step-000003", "step-000003-ema-0.2", "step-000006", "step-000006-ema-0.2"]
+        assert (root / "model-ema-0.2" / "model_index.json").is_file()
+    main_ema, fast_ema = weights(straight.folder), weights(tmp_path / "a" / "model-ema-0.2")
+    assert any(not torch.equal(main_ema[k], fast_ema[k]) for k in main_ema)  # other decays
+    resumed = weights(tmp_path / "b" / "model-ema-0.2")
+    assert all(torch.equal(fast_ema[k], resumed[k]) for k in fast_ema)  # exact resume
+    last = weights(tmp_path / "a" / "snapshots" / "step-000006")
+    assert all(torch.equal(main_ema[k], last[k]) for k in main_ema)
+    with pytest.raises(InputError, match="no EMA of decay 0.7"):
+        train(tiny(tmp_path / "b", resume=True, steps=7, ema_decay=0.9, ema_also=(0.7,)),
+              progress=False)
+
+
 def test_a_resumed_run_may_extend_its_steps_and_decay_from_there(tmp_path):
     """`fineimagen train ... --resume --steps N --lr-schedule cosine`: a constant run goes
     on with the cosine factor of the longer run from the step it stopped at."""

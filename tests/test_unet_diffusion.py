@@ -169,6 +169,41 @@ def test_min_snr_weight_is_gamma_clipped_x0_weight(prediction):
     assert torch.equal(plain.loss_weight(t), torch.ones(5))
 
 
+def test_an_snr_offset_keeps_the_noisiest_steps_weighted():
+    unet = tiny_denoiser().unet
+    t = torch.tensor([0, 500, 990, 999])
+    min_snr = Denoiser(unet, DiffusionConfig(min_snr_gamma=5.0))
+    kept = Denoiser(unet, DiffusionConfig(min_snr_gamma=5.0, snr_offset=1.0))
+    snr = min_snr.abar[t] / (1 - min_snr.abar[t])
+    assert torch.allclose(kept.loss_weight(t), (snr + 1).clamp(max=5.0) / (snr + 1))
+    assert min_snr.loss_weight(t)[-1] < 0.01 and kept.loss_weight(t)[-1] > 0.99
+    assert torch.allclose(kept.loss_weight(t)[0], min_snr.loss_weight(t)[0], rtol=1e-3)
+    with pytest.raises(InputError, match="snr_offset"):
+        Denoiser(unet, DiffusionConfig(prediction="eps", min_snr_gamma=5.0, snr_offset=1.0))
+
+
+def test_input_perturbation_noises_the_input_but_not_the_target():
+    """Ning et al. 2023: x_t = alpha x0 + sigma (eps + p xi), the target still eps's."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x_t, t, embeds, mask):
+            seen.append(x_t)
+            return torch.zeros_like(x_t)
+
+    x0, c = torch.zeros(64, 3, 8, 8), cond(64)
+    for p in (0.0, 0.5):
+        d = Denoiser(Spy(), DiffusionConfig(prediction="eps", input_perturbation=p))
+        loss = d.loss(x0, c, torch.Generator().manual_seed(0))
+        assert abs(loss.item() - 1.0) < 0.05  # |0 - eps|^2: the target is eps alone
+    t = torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(0))
+    sigma = (1 - d.abar[t]).sqrt().view(-1, 1, 1, 1)
+    ratio = ((seen[1] / sigma).std() / (seen[0] / sigma).std()).item()
+    assert abs(ratio - (1 + 0.5 ** 2) ** 0.5) < 0.05  # the input's noise grew by sqrt(1+p^2)
+    with pytest.raises(InputError, match="input_perturbation"):
+        Denoiser(Spy(), DiffusionConfig(input_perturbation=1.5))
+
+
 def test_light_resampling_spends_fewer_flops_and_keeps_positions_apart():
     from torch.utils.flop_counter import FlopCounterMode
 

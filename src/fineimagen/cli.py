@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _decays(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected decays like 0.99,0.995, got {text!r}") \
+            from None
+
+
 def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train one stage of a cascade")
     train.add_argument("--recipe", help="a named training recipe (e.g. shapes-base) or a "
@@ -134,6 +142,9 @@ def _add_train(commands) -> None:
                             "from the step it resumes at)")
     train.add_argument("--warmup", type=int, help="optimizer steps of linear warmup")
     train.add_argument("--ema-decay", type=float, dest="ema_decay")
+    train.add_argument("--ema-also", type=_decays, dest="ema_also", metavar="D,D,...",
+                       help="more EMA decays kept beside --ema-decay, each exported as "
+                            "OUT/model-ema-D")
     train.add_argument("--mixed-precision", choices=("auto", "bf16", "no"),
                        dest="mixed_precision", help="auto (default): bf16 where the hardware "
                        "computes it natively, else fp32")

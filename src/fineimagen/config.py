@@ -138,6 +138,13 @@ class DiffusionConfig(ConfigMixin):
     timesteps: int = 1000
     cond_drop: float = 0.1  # probability of dropping the text in training (for CFG)
     min_snr_gamma: float = 0.0  # Min-SNR-gamma loss weighting (Hang et al. 2023); 0 = plain MSE
+    # with min_snr_gamma and v prediction: the x0-space weight is min(SNR + offset, gamma),
+    # so 1 keeps the noisiest steps, where the layout is decided, at weight ~1 in v-space
+    # (Min-SNR alone gives them ~SNR, almost none)
+    snr_offset: float = 0.0
+    # input perturbation (Ning et al. 2023, eq. 8): x_t is made with eps + p * xi (xi a second
+    # Gaussian), the target keeps eps, so training sees the errors sampling will feed back
+    input_perturbation: float = 0.0
     noise_aug_max: float = 0.0  # SR training: augmentation level ~ U[0, max] (fraction of T)
 
 

@@ -75,7 +75,11 @@ class Denoiser(nn.Module):
         t = _draw(partial(torch.randint, 0, self.cfg.timesteps, (b,)), generator, x0.device)
         eps = _draw(partial(torch.randn, x0.shape), generator, x0.device)
         alpha, sigma = self.coefficients(t)
-        x_t = alpha * x0 + sigma * eps
+        noise = eps
+        if self.cfg.input_perturbation > 0:  # Ning et al. 2023, eq. 8 (the target keeps eps)
+            xi = _draw(partial(torch.randn, x0.shape), generator, x0.device)
+            noise = eps + self.cfg.input_perturbation * xi
+        x_t = alpha * x0 + sigma * noise
         drop = _draw(partial(torch.rand, b), generator, x0.device) < self.cfg.cond_drop
         cond = TextCondition(cond.embeds * ~drop[:, None, None], cond.mask & ~drop[:, None])
         target = eps if self.cfg.prediction == "eps" else alpha * eps - sigma * x0
@@ -85,12 +89,14 @@ class Denoiser(nn.Module):
         return (loss, t) if with_t else loss
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
-        """Per-timestep weight of the prediction-space MSE; ones when min_snr_gamma is 0."""
+        """Per-timestep weight of the prediction-space MSE; ones when min_snr_gamma is 0.
+        The x0-space weight min(SNR + snr_offset, gamma) divided by SNR + 1 (v) or SNR (eps)
+        (Hang et al. 2023, sec. 3.4, with snr_offset 0)."""
         if self.cfg.min_snr_gamma <= 0:
             return torch.ones(t.shape, device=t.device)
         abar = self.abar[t.long()]
         snr = abar / (1 - abar)
-        clipped = snr.clamp(max=self.cfg.min_snr_gamma)
+        clipped = (snr + self.cfg.snr_offset).clamp(max=self.cfg.min_snr_gamma)
         return clipped / (snr + 1) if self.cfg.prediction == "v" else clipped / snr
 
     def noise_augment(self, lowres: torch.Tensor, level: torch.Tensor,

@@ -21,6 +21,11 @@ def check_diffusion(cfg: DiffusionConfig) -> None:
         raise InputError(f"unknown schedule {cfg.schedule!r} (choose from cosine, linear)")
     if cfg.prediction not in PREDICTION_TYPES:
         raise InputError(f"unknown prediction {cfg.prediction!r} (choose from eps, v)")
+    if cfg.snr_offset and cfg.prediction != "v":
+        raise InputError("snr_offset weights v prediction (eps-space weight would diverge "
+                         "at high noise)")
+    if not 0 <= cfg.input_perturbation < 1:
+        raise InputError(f"input_perturbation must be in [0, 1), got {cfg.input_perturbation}")
 
 
 def make_scheduler(name: str, cfg: DiffusionConfig):

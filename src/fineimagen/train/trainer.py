@@ -66,6 +66,9 @@ class TrainConfig(ConfigMixin):
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    # more EMA decays kept beside it in the same run (e.g. [0.99, 0.995]), each exported as
+    # its own model folder (OUT/model-ema-D, and beside each snapshot), to compare decays
+    ema_also: tuple[float, ...] = ()
     mixed_precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | no
     channels_last: bool = True
     checkpoint_every: int = 500
@@ -282,8 +285,9 @@ def _check(cfg: TrainConfig) -> None:
                              f"(choose from {', '.join(EDITABLE)})")
         if not (isinstance(weight, (int, float)) and weight > 0):
             raise InputError(f"negative_weights: {name} needs a weight > 0, got {weight!r}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise InputError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    for decay in (cfg.ema_decay, *cfg.ema_also):
+        if not 0 <= decay < 1:
+            raise InputError(f"ema decays must be in [0, 1), got {decay}")
     if not (isinstance(cfg.texture_loss, (int, float)) and cfg.texture_loss >= 0):
         raise InputError(f"texture_loss must be a weight >= 0, got {cfg.texture_loss!r}")
     if not (isinstance(cfg.grounding, (int, float)) and cfg.grounding >= 0):
@@ -434,11 +438,13 @@ def _batches(loader):
 
 
 class EMA:
-    """Exponential moving average of parameters, with the usual warm-up of the decay."""
+    """Exponential moving average of parameters, with the usual warm-up of the decay; `also`:
+    more decays averaged beside it (`others`, each an EMA of its own)."""
 
-    def __init__(self, module: nn.Module, decay: float):
+    def __init__(self, module: nn.Module, decay: float, also: tuple[float, ...] = ()):
         self.decay = decay
         self.shadow = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
+        self.others = {d: EMA(module, d) for d in also if d != decay}
 
     @torch.no_grad()
     def update(self, module: nn.Module, step: int) -> None:
@@ -448,10 +454,14 @@ class EMA:
                 self.shadow[k].lerp_(v.float(), 1 - d)
             else:
                 self.shadow[k].copy_(v)
+        for other in self.others.values():
+            other.update(module, step)
 
     def to(self, device: torch.device) -> EMA:
         """Keep the averages where the model trains."""
         self.shadow = {k: v.to(device) for k, v in self.shadow.items()}
+        for other in self.others.values():
+            other.to(device)
         return self
 
     def cpu_state(self) -> dict:
@@ -514,7 +524,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad],
                                   lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, cfg))
-    ema = EMA(module, cfg.ema_decay)
+    ema = EMA(module, cfg.ema_decay, cfg.ema_also)
     out = Path(cfg.out)
     state = _resume(out, module, ema, optimizer, schedule) if cfg.resume else {"step": 0}
     step = state["step"]
@@ -564,7 +574,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                             generator, skipped)
             if ok and cfg.snapshot_every and step % cfg.snapshot_every == 0 \
                     and accelerator.is_main_process:
-                job.export(snapshot_folder(out, step), ema.cpu_state())
+                _export_emas(job, snapshot_folder(out, step), ema)
             if saved:
                 raise TrainingError(
                     f"{bad_in_row} steps in a row had a non-finite loss or gradient (after "
@@ -581,7 +591,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if accelerator.is_main_process:
         log.close()
         plot_loss(out / "metrics.csv", out / "loss.png")
-        folder = job.export(model_folder(cfg), ema.cpu_state())
+        folder = _export_emas(job, model_folder(cfg), ema)
     processes = accelerator.num_processes
     module = accelerator.unwrap_model(model)
     accelerator.end_training()
@@ -729,6 +739,13 @@ def model_folder(cfg: TrainConfig) -> Path:
     return Path(cfg.out) / ("aligner" if cfg.stage == "align" else "model")
 
 
+def _export_emas(job, folder: Path, ema: EMA) -> Path:
+    """The EMA weights at `folder`, each other decay's at `folder`-ema-D."""
+    for decay, other in ema.others.items():
+        job.export(folder.with_name(f"{folder.name}-ema-{decay:g}"), other.cpu_state())
+    return job.export(folder, ema.cpu_state())
+
+
 def snapshot_folder(out: Path, step: int) -> Path:
     """Where `snapshot_every` puts the EMA weights after `step` steps."""
     return Path(out) / "snapshots" / f"step-{step:06d}"
@@ -826,6 +843,7 @@ def _without_pool(aligner: dict) -> dict:
 def _checkpoint(out: Path, module, ema, optimizer, schedule, step, generator,
                 skipped: int = 0) -> None:
     state = {"step": step, "model": module.state_dict(), "ema": ema.cpu_state(),
+             "ema_also": {str(d): e.cpu_state() for d, e in ema.others.items()},
              "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "generator": generator.get_state(), "skipped": skipped}
     tmp = out / "checkpoint.pt.tmp"
@@ -840,6 +858,12 @@ def _resume(out: Path, module, ema, optimizer, schedule) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["model"])
     ema.shadow = {k: v.float() for k, v in state["ema"].items()}
+    for decay, other in ema.others.items():
+        saved = state.get("ema_also", {}).get(str(decay))
+        if saved is None:
+            raise InputError(f"--resume: the checkpoint in {out} keeps no EMA of decay "
+                             f"{decay:g}")
+        other.shadow = {k: v.float() for k, v in saved.items()}
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     return state
