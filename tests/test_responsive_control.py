@@ -75,10 +75,14 @@ def test_each_region_draws_its_own_prompt_inside_its_mask(pipe):
     assert right(images)[B] - right(images)[G] > 100  # the region's prompt inside it
 
 
-def test_attend_and_excite_changes_the_picture(pipe):
+def test_attend_and_excite_and_layout_guidance_change_the_picture(pipe):
     plain = draw(pipe, "a red square and a blue circle")
     excited = draw(pipe, "a red square and a blue circle", excite=True)
     assert np.abs(excited - plain).mean() > 15
+    region = Region("a blue square", box_mask((0.0, 0.0, 0.5, 0.5), 16))
+    boxed = draw(pipe, "a green square", regions=[region])
+    guided = draw(pipe, "a green square", regions=[region], layout_guidance=1.0)
+    assert np.abs(guided - boxed).mean() > 5  # measured 14.6
 
 
 def test_prompt_to_prompt_injects_the_source_maps_into_the_target(pipe):
