@@ -99,7 +99,9 @@ def test_regression_sr_starts_as_bilinear_and_learns():
     low = torch.rand(2, 3, 8, 8) * 2 - 1
     assert torch.allclose(model(low, (32, 32)), upsample(low, (32, 32)))
     target = torch.sign(upsample(low, (32, 32)))  # sharp edges bilinear cannot give
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    # lr 1e-3: at 2e-3 the L1 fit diverged on one thread of an AVX-512 CPU (0.99 of the
+    # first loss after 80 steps) while it converged on two; at 1e-3 both reach 0.52-0.53
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     first = model.loss(target, upsample(low, (32, 32))).item()
     for _ in range(40):
         loss = model.loss(target, upsample(low, (32, 32)))

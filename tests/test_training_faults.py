@@ -11,7 +11,7 @@ import torch
 
 from fineimagen.diffusion.denoiser import Denoiser
 from fineimagen.errors import TrainingError
-from fineimagen.train.trainer import TrainConfig, _checkpoint, train
+from fineimagen.train.trainer import EMA, TrainConfig, _checkpoint, train
 
 
 def tiny(out, **kw):
@@ -64,8 +64,9 @@ def test_a_disk_error_while_checkpointing_keeps_the_previous_checkpoint(tmp_path
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(OSError, match="No space left"):
-        _checkpoint(tmp_path / "run", torch.nn.Linear(2, 2), type("E", (), {
-            "cpu_state": lambda self: {}})(), torch.optim.SGD([torch.zeros(1)], 0.1),
+        layer = torch.nn.Linear(2, 2)
+        _checkpoint(tmp_path / "run", layer, EMA(layer, 0.9), torch.optim.SGD(
+            [torch.zeros(1)], 0.1),
             torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([torch.zeros(1)], 0.1),
                                               lambda s: 1.0), 3, torch.Generator())
     assert (tmp_path / "run/checkpoint.pt").read_bytes() == before
