@@ -1,6 +1,6 @@
 """Training ablations at an equal budget, one change at a time, each with a learning curve.
 
-Usage: python bench/ablate.py --arms coords-none,coords-stem [--with ARM]
+Usage: python bench/ablate.py --arms coords-none,coords-stem [--with ARM] [--steps 3200]
                               [--runs runs/ablations] [--out bench/results/ablations]
                               [--prompts 400]
 
@@ -12,8 +12,9 @@ The EMA weights are kept every `snapshot_every` steps; each snapshot is scored b
 `position_probe.py` (one red circle asked for in each of the 9 cells), the last also by
 `model_quality.py` (the strict evaluator on held-out prompts x 2 at 32 px). Each part is
 skipped where its result exists, so the same command resumes after any interruption (the
-training resumes from its checkpoint). Results: OUT/ARM/{position_probe,model_quality}.json
-and OUT/ablations.json (all arms: images, minutes, position, overall), with a plot.
+training resumes from its checkpoint). Results, per budget: OUT/steps-N/ARM/
+{position_probe,model_quality}.json and OUT/steps-N/ablations.json (all arms: images,
+minutes, position, overall), with a plot; runs in RUNS/steps-N/ARM.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from fineimagen.train.trainer import TrainConfig, snapshot_folder, train
 from machine import describe
 
 PRESET = "shapes-32-128"
-TRAIN = dict(stage="base", data="shapes", steps=1000, batch_size=64, lr=1e-3, warmup=100,
+# the third base of history.md (205k images: 3,200 steps of 64) learned places; 1,000 steps
+# (64k images) drew blobs in every arm tried (docs/experiments.md)
+TRAIN = dict(stage="base", data="shapes", steps=3200, batch_size=64, lr=1e-3, warmup=200,
              lr_schedule="cosine", ema_decay=0.998, seed=0, checkpoint_every=50,
-             snapshot_every=250, mixed_precision="auto", workers=1)
+             snapshot_every=800, mixed_precision="auto", workers=1)
 # arm -> {"unet": UNetConfig fields, "text": TextEncoderConfig fields, "train": TrainConfig
 # fields, "diffusion": DiffusionConfig fields}, each over PRESET's base and TRAIN
 ARMS = {
@@ -147,18 +150,23 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/ablations")
     parser.add_argument("--out", default="bench/results/ablations")
     parser.add_argument("--prompts", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=TRAIN["steps"],
+                        help="steps of 64 per arm; snapshots at each quarter")
     args = parser.parse_args()
+    TRAIN.update(steps=args.steps, snapshot_every=args.steps // 4,
+                 warmup=min(TRAIN["warmup"], args.steps // 10))
     arms = args.arms.split(",")
     unknown = [a for a in [*arms, args.base or "coords-none"] if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm {unknown[0]!r} (choose from {', '.join(ARMS)})")
     if args.base:
         arms = [f"{args.base}+{a}" for a in arms]
-    out = Path(args.out)
+    out = Path(args.out) / f"steps-{args.steps}"
+    runs = Path(args.runs) / f"steps-{args.steps}"
     summary = out / "ablations.json"
     rows = json.loads(summary.read_text())["results"] if summary.exists() else {}
     for arm in arms:
-        run, minutes = train_arm(arm, Path(args.runs))
+        run, minutes = train_arm(arm, runs)
         rows[arm] = {**score_arm(arm, run, out, args.prompts), "minutes": minutes}
         print(f"{arm}: position {rows[arm]['categories'].get('position')}, overall "
               f"{rows[arm]['overall']:.3f}, curve {rows[arm]['position_curve']}", flush=True)
