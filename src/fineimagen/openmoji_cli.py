@@ -94,6 +94,15 @@ def evaluate(args) -> dict:
     if args.render_truth:
         images = [[emoji_bench.truth_image(it, args.size, args.seed, k * args.samples + j)[0]
                    for j in range(args.samples)] for k, it in enumerate(items)]
+        if args.save_images:  # the shapes' layout: {index:05d}_{k}.png
+            from PIL import Image
+
+            from .files import atomic_folder
+
+            with atomic_folder(args.save_images) as folder:
+                for k, row in enumerate(images):
+                    for j, image in enumerate(row):
+                        Image.fromarray(image).save(folder / f"{k:05d}_{j}.png")
     elif args.images:
         images = emoji_bench.load_folder_images(args.images, len(items))
     else:
