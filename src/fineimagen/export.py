@@ -208,7 +208,11 @@ class Graph:
             self.inputs = [i.name for i in self.session.get_inputs()]
         else:
             ov = _require("openvino", "openvino")
-            self.compiled = ov.Core().compile_model(str(path), "CPU")
+            # f32 as exported: on a CPU with native bf16 (AVX-512 BF16, AMX) OpenVINO would
+            # otherwise infer in bf16 and drift 7/255 from PyTorch on a model that follows
+            # its prompt (measured on an AVX-512 BF16 AMD EPYC, 2026-12-07)
+            self.compiled = ov.Core().compile_model(str(path), "CPU",
+                                                    {"INFERENCE_PRECISION_HINT": "f32"})
             self.inputs = [port.get_names() for port in self.compiled.inputs]  # per port
 
     def __call__(self, **arrays) -> list[np.ndarray]:
