@@ -20,7 +20,6 @@ minutes, position, overall), with a plot; runs in RUNS/steps-N/ARM.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -84,7 +83,7 @@ def train_arm(arm: str, runs: Path) -> tuple[Path, float]:
     run.mkdir(parents=True, exist_ok=True)
     preset = run / "preset.json"
     preset.write_text(json.dumps(arm_preset(arm), indent=1))
-    fields = {**copy.deepcopy(TRAIN), **arm_change(arm).get("train", {}), "preset": str(preset),
+    fields = {**TRAIN, **arm_change(arm).get("train", {}), "preset": str(preset),
               "out": str(run)}
     minutes_file = run / "minutes.json"
     minutes = json.loads(minutes_file.read_text())["minutes"] if minutes_file.exists() else 0.0
@@ -102,26 +101,29 @@ def bench(script: str, *args: str) -> None:
     subprocess.run([sys.executable, str(BENCH / script), *args], check=True)
 
 
+def score(models: list[Path], folder: Path, prompts: int) -> tuple[dict, dict]:
+    """Position probe of every model, strict evaluator of the last (each skipped where its
+    result exists): ({model: probe row}, the guidance-3 score table)."""
+    probe, quality = folder / "position_probe.json", folder / "model_quality.json"
+    if not probe.exists():
+        bench("position_probe.py", "--models", ",".join(map(str, models)), "--out",
+              str(folder))
+    if not quality.exists():
+        bench("model_quality.py", "--model", str(models[-1]), "--stages", "base",
+              "--guidance", "3", "--n-prompts", str(prompts), "--images-per-prompt", "2",
+              "--out", str(folder))
+    return (json.loads(probe.read_text())["results"],
+            json.loads(quality.read_text())["results"]["3"])
+
+
 def score_arm(arm: str, run: Path, out: Path, prompts: int) -> dict:
     """Position probe per snapshot, strict evaluator on the last: the arm's row."""
     folder = out / arm
-    steps = TRAIN["steps"]
-    snapshots = [snapshot_folder(run, s) for s in
-                 range(TRAIN["snapshot_every"], steps + 1, TRAIN["snapshot_every"])]
-    probe = folder / "position_probe.json"
-    if not probe.exists():
-        bench("position_probe.py", "--models", ",".join(map(str, snapshots)), "--out",
-              str(folder))
-    quality = folder / "model_quality.json"
-    if not quality.exists():
-        bench("model_quality.py", "--model", str(snapshots[-1]), "--stages", "base",
-              "--guidance", "3", "--n-prompts", str(prompts), "--images-per-prompt", "2",
-              "--out", str(folder))
-    curve = json.loads(probe.read_text())["results"]
-    scores = json.loads(quality.read_text())["results"]["3"]
-    per_image = TRAIN["batch_size"] * TRAIN["snapshot_every"]
+    steps, every = TRAIN["steps"], TRAIN["snapshot_every"]
+    snapshots = [snapshot_folder(run, s) for s in range(every, steps + 1, every)]
+    curve, scores = score(snapshots, folder, prompts)
     row = {"change": arm_change(arm), "images": TRAIN["batch_size"] * steps,
-           "position_curve": {str(per_image * (i + 1)): curve[str(s)]["in_cell"]
+           "position_curve": {str(TRAIN["batch_size"] * every * (i + 1)): curve[str(s)]["in_cell"]
                               for i, s in enumerate(snapshots)},
            "overall": scores["overall"], "categories": scores["categories"]}
     decays = arm_change(arm).get("train", {}).get("ema_also", [])
@@ -129,14 +131,7 @@ def score_arm(arm: str, run: Path, out: Path, prompts: int) -> dict:
         row["by_decay"] = {}
         for decay in decays:
             model = snapshots[-1].with_name(f"{snapshots[-1].name}-ema-{decay:g}")
-            where = folder / f"ema-{decay:g}"
-            if not (where / "model_quality.json").exists():
-                bench("position_probe.py", "--models", str(model), "--out", str(where))
-                bench("model_quality.py", "--model", str(model), "--stages", "base",
-                      "--guidance", "3", "--n-prompts", str(prompts), "--images-per-prompt",
-                      "2", "--out", str(where))
-            probed = json.loads((where / "position_probe.json").read_text())["results"]
-            scored = json.loads((where / "model_quality.json").read_text())["results"]["3"]
+            probed, scored = score([model], folder / f"ema-{decay:g}", prompts)
             row["by_decay"][f"{decay:g}"] = {"in_cell": probed[str(model)]["in_cell"],
                                              "overall": scored["overall"],
                                              "categories": scored["categories"]}

@@ -8,6 +8,7 @@ attention maps without touching model code (DESIGN.md).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +25,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+@lru_cache(maxsize=32)  # every attention layer asks again at every sampling step
 def sincos_2d(grid: int, width: int) -> torch.Tensor:
     """[grid * grid, width] codes, row-major: half the channels encode the row, half the
     column, each as sin and cos of the cell centre p in (0, 1) at angular frequencies
     geometric from pi to pi * grid (as MAE's codes, He et al. 2022, with frequencies
-    spread over the few positions a small grid has)."""
+    spread over the few positions a small grid has). Cached: read it, never write it."""
     if width % 4:
         raise InputError(f"sin-cos position codes need a width divisible by 4, got {width}")
     n = width // 4

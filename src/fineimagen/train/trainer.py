@@ -448,14 +448,15 @@ class EMA:
 
     @torch.no_grad()
     def update(self, module: nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        for k, v in module.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.float(), 1 - d)
-            else:
-                self.shadow[k].copy_(v)
-        for other in self.others.values():
-            other.update(module, step)
+        state = {k: v.float() if v.dtype.is_floating_point else v
+                 for k, v in module.state_dict().items()}  # read once for every decay
+        for ema in (self, *self.others.values()):
+            d = min(ema.decay, (1 + step) / (10 + step))
+            for k, v in state.items():
+                if v.dtype.is_floating_point:
+                    ema.shadow[k].lerp_(v, 1 - d)
+                else:
+                    ema.shadow[k].copy_(v)
 
     def to(self, device: torch.device) -> EMA:
         """Keep the averages where the model trains."""
