@@ -30,12 +30,15 @@ def sincos_2d(grid: int, width: int) -> torch.Tensor:
     """[grid * grid, width] codes, row-major: half the channels encode the row, half the
     column, each as sin and cos of the cell centre p in (0, 1) at angular frequencies
     geometric from pi to pi * grid (as MAE's codes, He et al. 2022, with frequencies
-    spread over the few positions a small grid has). Cached: read it, never write it."""
+    spread over the few positions a small grid has). Cached, and made on the CPU whatever
+    the default device (a model built on the meta device must not leave meta codes in the
+    cache): read it, never write it."""
     if width % 4:
         raise InputError(f"sin-cos position codes need a width divisible by 4, got {width}")
     n = width // 4
-    freqs = math.pi * grid ** (torch.arange(n, dtype=torch.float32) / max(n - 1, 1))
-    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
+    freqs = math.pi * grid ** (torch.arange(n, dtype=torch.float32, device="cpu")
+                               / max(n - 1, 1))
+    centres = (torch.arange(grid, dtype=torch.float32, device="cpu") + 0.5) / grid
     index = centres[:, None] * freqs  # [grid, width / 4]
     codes = torch.cat([index.sin(), index.cos()], dim=1)  # [grid, width / 2]
     rows = codes[:, None, :].expand(grid, grid, -1)
