@@ -19,6 +19,7 @@ from fineimagen.control.regions import (
     fill_share,
     image_mask,
     named_box,
+    parse_region,
     sketch,
 )
 from fineimagen.data import vocab
@@ -573,3 +574,9 @@ def test_openmoji_scene_control_keeps_its_background_outside_the_boxes(tiny_mode
     assert main(["generate", "--model", str(tiny_model), "a cat", "--scene", str(bad),
                  "--out", str(tmp_path / "none")]) == 2
     assert not (tmp_path / "none").exists()
+
+
+def test_a_region_given_as_text_is_refused_with_the_way_to_make_one():
+    with pytest.raises(InputError, match="parse_region"):
+        check_regions(["top left: a star"])
+    check_regions([parse_region("top left: a star", 32)])

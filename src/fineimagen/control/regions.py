@@ -99,6 +99,9 @@ def check_regions(regions: list[Region]) -> None:
     if len(regions) > MAX_REGIONS:
         raise InputError(f"{len(regions)} regions; at most {MAX_REGIONS}")
     for r in regions:
+        if not isinstance(r, Region):
+            raise InputError(f"a region must be a Region (parse_region('top left: a star', "
+                             f"size) makes one), got {type(r).__name__}")
         if not r.prompt.strip():
             raise InputError("a region's prompt is empty")
 
