@@ -24,12 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fineimagen.data import vocab
-from fineimagen.data.captions import object_phrase
-from fineimagen.data.contrast import make_contrast_sample
-from fineimagen.data.render import render
-from fineimagen.data.scene import Group, PlacedObject
-from fineimagen.data.shapes import to_tensor
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.captions import object_phrase
+from fineimagen.domains.shapes.contrast import make_contrast_sample
+from fineimagen.domains.shapes.render import render
+from fineimagen.domains.shapes.samples import to_tensor
+from fineimagen.domains.shapes.scene import Group, PlacedObject
 from fineimagen.models.alignment import Aligner
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

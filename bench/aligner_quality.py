@@ -28,9 +28,9 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
-from fineimagen.data.contrast import make_contrast_sample
+from fineimagen.domains.shapes.contrast import make_contrast_sample
+from fineimagen.domains.shapes.parser import parse_image
 from fineimagen.eval import compbench
-from fineimagen.eval.scenes import parse_image
 from fineimagen.pipeline import TextToImagePipeline, from_pil
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from charts import grouped_bars, write_results  # bench/ is on sys.path when a bench script runs
 from fineimagen.control.regions import Region, box_mask, named_box
-from fineimagen.eval.scenes import parse_image
+from fineimagen.domains.shapes.parser import parse_image
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

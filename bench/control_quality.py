@@ -5,7 +5,7 @@ Usage: python bench/control_quality.py [--model DIR] [--n-prompts 140] [--images
 Methods: `plain` (the caption), `compose` (one AND clause per object group), `excite` (the
 caption with attend-and-excite on its shape nouns), `scene` (the prompt's scene spec compiled
 to one region per object on a known background), `planned` (the scene read off the prompt's
-words by control.plan, then as `scene`), `scene_layout` (scene plus layout guidance at
+words by domains.shapes.plan, then as `scene`), `scene_layout` (scene plus layout guidance at
 --layout-step). Scores per
 category with the scene evaluator, and seconds per image (the cost of each method).
 `--counted-only` draws only the prompts whose scene has a count (to tune count settings).
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from fineimagen.control.attention_guidance import LAYOUT_STEP
-from fineimagen.data.captions import object_phrase
-from fineimagen.data.scene import Group
+from fineimagen.domains.shapes.captions import object_phrase
+from fineimagen.domains.shapes.scene import Group
 from fineimagen.eval import compbench
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe  # bench/ is on sys.path when a bench script runs

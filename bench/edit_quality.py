@@ -37,13 +37,13 @@ import numpy as np
 from scipy import ndimage
 
 from fineimagen.control.attention import check_edit
-from fineimagen.data import vocab
-from fineimagen.data.captions import caption
-from fineimagen.data.scene import Group, Scene, complete
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.captions import caption
+from fineimagen.domains.shapes.parser import MIN_TEXTURE_SIDE, parse_image
+from fineimagen.domains.shapes.scene import Group, Scene, complete
+from fineimagen.domains.shapes.selftest import match_groups, truth_groups
 from fineimagen.errors import InputError
 from fineimagen.eval.compbench import is_correct
-from fineimagen.eval.scenes import MIN_TEXTURE_SIDE, parse_image
-from fineimagen.eval.selftest import match_groups, truth_groups
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

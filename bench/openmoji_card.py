@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from fineimagen.data.emoji_scene import make_emoji_sample
-from fineimagen.data.emoji_vocab import OPENMOJI_100
+from fineimagen.domains.openmoji.scene import make_emoji_sample
+from fineimagen.domains.openmoji.vocab import OPENMOJI_100
 
 SIDE, TEXT_H, COLUMNS = 128, 56, 4
 

@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 
 from charts import grouped_bars, write_results  # bench/ is on sys.path when a bench script runs
-from fineimagen.data.emoji_scene import emoji_caption
-from fineimagen.data.emoji_vocab import vocabulary
+from fineimagen.domains.openmoji.scene import emoji_caption
+from fineimagen.domains.openmoji.vocab import vocabulary
 from fineimagen.eval import emoji_bench
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe
@@ -66,7 +66,7 @@ def name_retrieval(aligner, names: tuple[str, ...], renders: int = 4) -> dict:
     `renders` times (eval seed), scored against "a NAME" for every name."""
     import torch
 
-    from fineimagen.data.emoji_scene import EmojiGroup, EmojiScene, object_words
+    from fineimagen.domains.openmoji.scene import EmojiGroup, EmojiScene, object_words
     from fineimagen.pipeline import from_pil
 
     size = aligner.cfg.vit.image_size

@@ -20,7 +20,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from charts import write_results  # bench/ is on sys.path when a bench script runs
-from fineimagen.data.emoji_vocab import vocabulary
+from fineimagen.domains.openmoji.vocab import vocabulary
 from fineimagen.eval import emoji_bench
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe

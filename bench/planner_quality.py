@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from fineimagen.control.plan import PlanError, plan_with_report
-from fineimagen.data.scene import Scene
+from fineimagen.domains.shapes.plan import PlanError, plan_with_report
+from fineimagen.domains.shapes.scene import Scene
 from fineimagen.eval.compbench import make_evalset
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

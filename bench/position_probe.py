@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from charts import write_results  # bench/ is on sys.path when a bench script runs
-from fineimagen.data import captions, vocab
-from fineimagen.eval.scenes import parse_image
+from fineimagen.domains.shapes import captions, vocab
+from fineimagen.domains.shapes.parser import parse_image
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

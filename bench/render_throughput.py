@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from fineimagen.data import render as render_module  # noqa: E402
-from fineimagen.data import vocab  # noqa: E402
-from fineimagen.data.render import POLYGONS, render  # noqa: E402
-from fineimagen.data.scene import sample_scene  # noqa: E402
+from fineimagen.domains.shapes import vocab  # noqa: E402
+from fineimagen.domains.shapes.render import POLYGONS, render  # noqa: E402
+from fineimagen.domains.shapes.scene import sample_scene  # noqa: E402
 from machine import describe  # noqa: E402  (bench/ is on sys.path)
 
 TARGETS = {32: 2000, 128: 300}

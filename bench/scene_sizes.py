@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from fineimagen.control.regions import compile_scene
-from fineimagen.data import vocab
-from fineimagen.data.captions import caption
-from fineimagen.data.scene import Group, Scene
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.captions import caption
+from fineimagen.domains.shapes.parser import parse_image
+from fineimagen.domains.shapes.scene import Group, Scene
 from fineimagen.errors import InputError
 from fineimagen.eval.compbench import is_unseen
-from fineimagen.eval.scenes import parse_image
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

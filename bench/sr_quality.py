@@ -29,10 +29,10 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from fineimagen.data import vocab
-from fineimagen.data.shapes import make_sample
-from fineimagen.eval.scenes import parse_image
-from fineimagen.eval.selftest import match_groups, truth_groups
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.parser import parse_image
+from fineimagen.domains.shapes.samples import make_sample
+from fineimagen.domains.shapes.selftest import match_groups, truth_groups
 from fineimagen.pipeline import TextToImagePipeline
 from latency import latency  # bench/ is on sys.path when a bench script runs
 from machine import describe
@@ -84,9 +84,9 @@ def region_prompt_texture(pipe, stage, n: int, side: int, low_side: int) -> dict
     from dataclasses import replace
 
     from fineimagen.control.regions import Region, box_mask
-    from fineimagen.data.captions import caption, object_phrase
-    from fineimagen.data.render import render
-    from fineimagen.data.scene import Group, sample_scene
+    from fineimagen.domains.shapes.captions import caption, object_phrase
+    from fineimagen.domains.shapes.render import render
+    from fineimagen.domains.shapes.scene import Group, sample_scene
 
     outputs = {f"{given} input, {text}": [] for given in ("restyled", "true")
                for text in ("prompts", "caption", "no prompts")}

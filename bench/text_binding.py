@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fineimagen.data import vocab
+from fineimagen.domains.shapes import vocab
 from fineimagen.pipeline import TextToImagePipeline
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

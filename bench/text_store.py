@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fineimagen.data.shapes import make_sample
 from fineimagen.data.writers import write_samples
+from fineimagen.domains.shapes.samples import make_sample
 from fineimagen.train.trainer import TrainConfig, train
 from machine import describe  # bench/ is on sys.path when a bench script runs
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from aligner_attributes import texture_renders, to_images  # bench/ is on sys.path
 from fineimagen.config import AlignerConfig
-from fineimagen.data import vocab
+from fineimagen.domains.shapes import vocab
 from fineimagen.models.vit import ConvStem, ViT
 from fineimagen.precision import native_bf16
 from machine import describe

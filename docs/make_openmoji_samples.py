@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from fineimagen.data.emoji_scene import make_emoji_sample
-from fineimagen.data.emoji_vocab import OPENMOJI_100
+from fineimagen.domains.openmoji.scene import make_emoji_sample
+from fineimagen.domains.openmoji.vocab import OPENMOJI_100
 from fineimagen.pipeline import TextToImagePipeline
 
 PROMPTS = ["a red apple", "a cat", "a rocket at the top right", "two bananas",

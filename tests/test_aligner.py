@@ -5,15 +5,15 @@ import torch.nn.functional as F
 
 from fineimagen.cli import main
 from fineimagen.config import ViTConfig, load_preset
-from fineimagen.data.captions import mention
-from fineimagen.data.contrast import (
+from fineimagen.domains.shapes.captions import mention
+from fineimagen.domains.shapes.contrast import (
     ContrastDataset,
     edit_one,
     make_contrast_sample,
     swap_two,
 )
-from fineimagen.data.scene import Group, Scene, sample_scene
-from fineimagen.data.vocab import TEXTURES
+from fineimagen.domains.shapes.scene import Group, Scene, sample_scene
+from fineimagen.domains.shapes.vocab import TEXTURES
 from fineimagen.errors import InputError
 from fineimagen.eval.fid import frechet_distance
 from fineimagen.models.alignment import Aligner

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from fineimagen.eval.scenes import parse_image  # noqa: E402
+from fineimagen.domains.shapes.parser import parse_image  # noqa: E402
 from fineimagen.pipeline import TextToImagePipeline  # noqa: E402
 from fineimagen.serve.app import ServeConfig, create_app  # noqa: E402
 

@@ -1,9 +1,9 @@
 import numpy as np
 
-from fineimagen.control.plan import plan_scene
-from fineimagen.data.captions import caption, mention, say_relation
-from fineimagen.data.scene import parse_spec, relation_holds, sample_scene
-from fineimagen.data.shapes import make_sample
+from fineimagen.domains.shapes.captions import caption, mention, say_relation
+from fineimagen.domains.shapes.plan import plan_scene
+from fineimagen.domains.shapes.samples import make_sample
+from fineimagen.domains.shapes.scene import parse_spec, relation_holds, sample_scene
 
 
 def test_caption_states_exactly_the_given_attributes():
@@ -81,8 +81,8 @@ def test_article_agrees_with_the_next_word():
 
 
 def test_varied_training_captions_frame_fill_and_keep_their_phrase_spans():
-    from fineimagen.data.captions import FILLERS, FRAMES
-    from fineimagen.data.shapes import make_sample
+    from fineimagen.domains.shapes.captions import FILLERS, FRAMES
+    from fineimagen.domains.shapes.samples import make_sample
 
     framed = filled = 0
     lengths = []

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fineimagen.data.render import render
-from fineimagen.data.scene import complete, parse_spec
+from fineimagen.domains.shapes.parser import parse_image
+from fineimagen.domains.shapes.render import render
+from fineimagen.domains.shapes.scene import complete, parse_spec
 from fineimagen.errors import InputError
 from fineimagen.eval import compbench
-from fineimagen.eval.scenes import parse_image
 
 
 def write_prompts(path, items):

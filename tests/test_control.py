@@ -22,9 +22,9 @@ from fineimagen.control.regions import (
     parse_region,
     sketch,
 )
-from fineimagen.data import vocab
-from fineimagen.data.captions import POSITION_PHRASES
 from fineimagen.diffusion.denoiser import Denoiser, TextCondition
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.captions import POSITION_PHRASES
 from fineimagen.errors import InputError
 from fineimagen.models.text_encoders import HashTokenizer
 from fineimagen.pipeline import TextToImagePipeline
@@ -238,7 +238,7 @@ def test_scene_compiles_to_one_box_per_object():
 
 
 def test_sketch_discs_have_the_shapes_area_where_the_size_is_stated():
-    from fineimagen.data.scene import PlacedObject
+    from fineimagen.domains.shapes.scene import PlacedObject
 
     assert fill_share("square") == 1.0 and abs(fill_share("circle") - np.pi / 4) < 0.005
     assert 0.2 < fill_share("star") < fill_share("triangle") < fill_share("circle")
@@ -258,8 +258,8 @@ def test_sketch_discs_have_the_shapes_area_where_the_size_is_stated():
 
 
 def test_sketch_discs_carry_a_stated_texture():
-    from fineimagen.data.scene import PlacedObject
-    from fineimagen.eval.scenes import parse_image
+    from fineimagen.domains.shapes.parser import parse_image
+    from fineimagen.domains.shapes.scene import PlacedObject
 
     for texture in vocab.TEXTURES:
         obj = PlacedObject(0, "square", "blue", texture, 0.5, 0.5, 0.3)

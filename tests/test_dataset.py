@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from fineimagen.data.shapes import ShapesDataset, make_sample, write_folder
+from fineimagen.domains.shapes.samples import ShapesDataset, make_sample, write_folder
 from fineimagen.errors import InputError
 
 
@@ -54,7 +54,7 @@ def test_write_folder_rejects_bad_arguments(tmp_path, n, size, words):
 
 
 def test_write_folder_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
-    import fineimagen.data.shapes as shapes
+    import fineimagen.domains.shapes.samples as shapes
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
@@ -73,7 +73,7 @@ def test_dataset_image_matches_sample():
 
 
 def test_a_share_of_training_captions_state_every_attribute(monkeypatch):
-    from fineimagen.data import shapes
+    from fineimagen.domains.shapes import samples as shapes
 
     keeps, real = [], shapes.mention
     monkeypatch.setattr(shapes, "mention",

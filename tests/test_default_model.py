@@ -34,7 +34,7 @@ def test_shipped_model_draws_distinct_images(pipe):
 def test_shipped_aligner_prefers_the_true_caption(pipe):
     from PIL import Image
 
-    from fineimagen.data.shapes import make_sample
+    from fineimagen.domains.shapes.samples import make_sample
 
     wins = 0
     for i in range(8):
@@ -50,10 +50,10 @@ def test_shipped_aligner_reads_texture(pipe):
     # before the heavier texture loss picked the right one 27 times of 36, this one 35
     from PIL import Image
 
-    from fineimagen.data import vocab
-    from fineimagen.data.captions import object_phrase
-    from fineimagen.data.render import render
-    from fineimagen.data.scene import Group, PlacedObject
+    from fineimagen.domains.shapes import vocab
+    from fineimagen.domains.shapes.captions import object_phrase
+    from fineimagen.domains.shapes.render import render
+    from fineimagen.domains.shapes.scene import Group, PlacedObject
 
     right = 0
     for shape in ("circle", "square", "heart"):
@@ -79,8 +79,8 @@ def test_shipped_base_draws_the_shape_colour_count_and_place_asked_for(pipe):
     """The base stage at 32 px, 10 steps, 4 seeds per prompt, judged by the strict parser:
     a model that ignored its text (or an evaluator that ignored colour, count or place)
     would miss most of these."""
-    from fineimagen.data import vocab
-    from fineimagen.eval.scenes import parse_image
+    from fineimagen.domains.shapes import vocab
+    from fineimagen.domains.shapes.parser import parse_image
 
     hits = 0
     for prompt, want in [("a large red circle at the top left", ("red", "circle", 1, "top left")),
@@ -97,7 +97,7 @@ def test_shipped_base_draws_the_shape_colour_count_and_place_asked_for(pipe):
 
 @pytest.mark.slow
 def test_shipped_model_draws_the_colour_asked_for(pipe):
-    from fineimagen.eval.scenes import parse_image
+    from fineimagen.domains.shapes.parser import parse_image
 
     hits = 0
     for color in ("red", "blue", "green", "yellow"):

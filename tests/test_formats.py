@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from fineimagen.data import formats
-from fineimagen.data.shapes import make_sample
 from fineimagen.data.writers import write_samples
+from fineimagen.domains.shapes.samples import make_sample
 from fineimagen.errors import InputError
 from fineimagen.train.trainer import TrainConfig, train
 

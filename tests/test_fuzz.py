@@ -9,12 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fineimagen.cli import build_parser
-from fineimagen.control.plan import plan_scene
 from fineimagen.control.prompts import parse_prompt
 from fineimagen.control.regions import parse_region
-from fineimagen.data import vocab
 from fineimagen.data.prompt_file import read_prompt_file
-from fineimagen.data.scene import parse_spec
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.plan import plan_scene
+from fineimagen.domains.shapes.scene import parse_spec
 from fineimagen.errors import InputError
 from fineimagen.generate import parse_stage_options
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from fineimagen.control.plan import plan_scene
-from fineimagen.data import vocab
-from fineimagen.data.captions import caption, caption_spans, mention
-from fineimagen.data.scene import sample_scene
-from fineimagen.data.shapes import MAX_GROUPS, ShapesDataset, make_sample, phrase_targets
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.captions import caption, caption_spans, mention
+from fineimagen.domains.shapes.plan import plan_scene
+from fineimagen.domains.shapes.samples import MAX_GROUPS, ShapesDataset, make_sample, phrase_targets
+from fineimagen.domains.shapes.scene import sample_scene
 from fineimagen.errors import InputError
 from fineimagen.models.text_encoders import HashTokenizer
 from fineimagen.train.grounding import grounding_loss, sample_weights, token_phrases

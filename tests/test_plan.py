@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fineimagen.cli import main
-from fineimagen.control.plan import PlanError, plan_scene
-from fineimagen.data.captions import caption, mention
-from fineimagen.data.scene import Group, sample_scene
+from fineimagen.domains.shapes.captions import caption, mention
+from fineimagen.domains.shapes.plan import PlanError, plan_scene
+from fineimagen.domains.shapes.scene import Group, sample_scene
 from fineimagen.errors import InputError
 from fineimagen.eval import compbench
 from fineimagen.pipeline import TextToImagePipeline
@@ -215,7 +215,7 @@ def canonical(scene):
 
 
 def test_the_planner_reads_relations_back():
-    from fineimagen.data.captions import say_relation
+    from fineimagen.domains.shapes.captions import say_relation
 
     said_relations = 0
     for i in range(600):
@@ -228,7 +228,7 @@ def test_the_planner_reads_relations_back():
 
 
 def test_show_plan_prints_what_the_prompt_was_read_as(tiny_model, tmp_path, capsys):
-    from fineimagen.control.plan import revised_prompt
+    from fineimagen.domains.shapes.plan import revised_prompt
 
     prompt = "a pair of violet stars to the left of a big disk"
     assert revised_prompt(plan_scene(prompt)) == \
@@ -246,7 +246,7 @@ def test_revise_prompt_draws_the_prompt_as_it_was_read(tiny_model, tmp_path, cap
     pipe = TextToImagePipeline.from_pretrained(tiny_model)
     free = "Please draw a couple of scarlet round shapes near the lower left."
     canonical = "a pair of red circles in the lower left corner"
-    from fineimagen.control.plan import plan_with_report, revised_prompt
+    from fineimagen.domains.shapes.plan import plan_with_report, revised_prompt
 
     assert revised_prompt(plan_with_report(free)[0]) == canonical
     revised = pipe(free, n=2, seed=5, steps=2, revise_prompt=True, progress=False)

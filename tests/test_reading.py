@@ -1,10 +1,10 @@
-"""Reading ordinary language into scene specs (control/reading.py), with what it cannot
+"""Reading ordinary language into scene specs (domains/shapes/reading.py), with what it cannot
 read reported; phrasings written here, apart from the eval sets' phrase banks."""
 
 import pytest
 
-from fineimagen.control.plan import PlanError, plan_with_report
-from fineimagen.control.reading import color_name, read_free
+from fineimagen.domains.shapes.plan import PlanError, plan_with_report
+from fineimagen.domains.shapes.reading import color_name, read_free
 
 
 @pytest.mark.parametrize("prompt, spec", [
@@ -58,8 +58,8 @@ def test_everyday_size_and_texture_words_are_read():
 
 
 def test_prose_around_the_scene_is_left_out_and_reported():
-    from fineimagen.control.plan import plan_with_report
-    from fineimagen.control.reading import read_free
+    from fineimagen.domains.shapes.plan import plan_with_report
+    from fineimagen.domains.shapes.reading import read_free
 
     story = ("The afternoon was quiet and the light was soft. Somebody had left the window "
              "open, so the curtains moved a little. Nothing else happened for a long while. ")

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from fineimagen.data import vocab
-from fineimagen.data.render import render, shape_sdf
-from fineimagen.data.scene import PlacedObject
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.render import render, shape_sdf
+from fineimagen.domains.shapes.scene import PlacedObject
 
 
 def one(shape, texture="solid", color="red", size=0.5, x=0.5, y=0.5):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fineimagen.data import vocab
-from fineimagen.data.scene import GAP, MARGIN, complete, parse_spec, sample_scene
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.scene import GAP, MARGIN, complete, parse_spec, sample_scene
 from fineimagen.errors import InputError
 
 

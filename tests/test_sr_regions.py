@@ -10,8 +10,8 @@ from PIL import Image
 
 from fineimagen.config import RegressionConfig, load_preset
 from fineimagen.control.regions import box_mask, box_masks, compile_scene
-from fineimagen.data import vocab
-from fineimagen.data.shapes import (
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.samples import (
     MAX_OBJECTS,
     NO_REGIONS,
     WHOLE_BOX,
@@ -58,14 +58,14 @@ def test_region_samples_word_each_object_as_a_scene_does():
 
 
 def _states_a_texture(caption: str) -> bool:
-    from fineimagen.data.captions import TEXTURE_ADJECTIVES, TEXTURE_PHRASES
+    from fineimagen.domains.shapes.captions import TEXTURE_ADJECTIVES, TEXTURE_PHRASES
 
     words = [w for ws in TEXTURE_ADJECTIVES.values() for w in ws] + list(TEXTURE_PHRASES.values())
     return any(w in caption for w in words)
 
 
 def _cell_phrases(cell):
-    from fineimagen.data.captions import POSITION_PHRASES
+    from fineimagen.domains.shapes.captions import POSITION_PHRASES
 
     return POSITION_PHRASES[cell][:1]
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from fineimagen.cli import main
-from fineimagen.control.plan import plan_scene
-from fineimagen.data import vocab
-from fineimagen.data.captions import caption
-from fineimagen.data.render import render
-from fineimagen.data.scene import PlacedObject, complete, parse_spec, relations_hold
+from fineimagen.domains.shapes import vocab
+from fineimagen.domains.shapes.captions import caption
+from fineimagen.domains.shapes.parser import UNKNOWN_SHAPE, min_object_mass, parse_image
+from fineimagen.domains.shapes.plan import plan_scene
+from fineimagen.domains.shapes.render import render
+from fineimagen.domains.shapes.scene import PlacedObject, complete, parse_spec, relations_hold
 from fineimagen.errors import InputError
 from fineimagen.eval import adversarial, compbench
-from fineimagen.eval.scenes import UNKNOWN_SHAPE, min_object_mass, parse_image
 
 RED_CIRCLE = {"objects": [{"shape": "circle", "color": "red", "count": 1}]}
 

@@ -15,9 +15,9 @@ _EXPORTS = {
     "UNetConfig": "fineimagen.config",
     "load_preset": "fineimagen.config",
     "InputError": "fineimagen.errors",
-    "ShapesDataset": "fineimagen.data.shapes",
-    "parse_spec": "fineimagen.data.scene",
-    "parse_image": "fineimagen.eval.scenes",
+    "ShapesDataset": "fineimagen.domains.shapes.samples",
+    "parse_spec": "fineimagen.domains.shapes.scene",
+    "parse_image": "fineimagen.domains.shapes.parser",
     "TrainConfig": "fineimagen.train.trainer",
     "train": "fineimagen.train.trainer",
 }

@@ -445,7 +445,7 @@ def _dataset(args) -> None:
         print(f"wrote {len(records)} prompts to {args.out}")
         return
     if args.kind == "shapes":
-        from .data.shapes import write_folder
+        from .domains.shapes.samples import write_folder
 
         out = write_folder(args.out, args.n, args.size, args.split, args.seed)
         print(f"wrote {args.n} scenes of {args.size} px to {out}")
@@ -506,7 +506,7 @@ def _fid(items, args) -> dict:
 
 
 def _score_truth(items, args) -> dict:
-    from .data.shapes import check_side
+    from .domains.shapes.samples import check_side
     from .eval.compbench import render_truth
 
     check_side(args.size)
@@ -519,7 +519,7 @@ def _score_truth(items, args) -> dict:
 
 
 def _sizes(text: str) -> list[int]:
-    from .data.shapes import check_side
+    from .domains.shapes.samples import check_side
 
     try:
         sizes = [int(s) for s in text.split(",")]
@@ -541,7 +541,7 @@ def _adversarial(args) -> None:
 
 
 def _selftest(args) -> None:
-    from .eval.selftest import agreement, format_agreement
+    from .domains.shapes.selftest import agreement, format_agreement
 
     sizes = _sizes(args.sizes or "32,64,128")
     rows = {}

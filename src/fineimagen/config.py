@@ -172,7 +172,7 @@ class RegressionConfig(ConfigMixin):
     # its region's mask into the context U-Net's input features (0: the stage reads none)
     region_dim: int = 0
     # with region_dim: given no regions, read the prompt as one region over the whole image
-    # (a stage trained with whole-caption samples, data.shapes.WHOLE_CAPTION)
+    # (a stage trained with whole-caption samples, domains.shapes.samples.WHOLE_CAPTION)
     reads_prompt: bool = False
     # training only: the low-res input degraded as a base stage's samples are (blurred,
     # noisy), so that the stage does not sharpen a half-formed object into a wrong one:

@@ -86,7 +86,7 @@ def generate_to_folder(args) -> int:
                    stage_options=parse_stage_options(args.stage_option))
     pipe.check_options(**options)
     if args.revise_prompt:  # drawn as read, in the grammar's words
-        from .control.plan import revised_prompt
+        from .domains.shapes.plan import revised_prompt
 
         prompts = [revised_prompt(scene) for scene in
                    read_scenes(prompts, args.show_plan)]
@@ -180,7 +180,7 @@ def read_scenes(prompts: list[str], show: bool) -> list:
     """Each prompt's scene as the planner reads it (a prompt it cannot read raises
     PlanError); words it could not read are reported on stderr, and with `show` the reading
     is printed in canonical words and as a spec."""
-    from .control.plan import plan_with_report, revised_prompt
+    from .domains.shapes.plan import plan_with_report, revised_prompt
 
     scenes = []
     for prompt in prompts:

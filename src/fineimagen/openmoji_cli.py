@@ -23,7 +23,7 @@ def add_dataset_parser(kinds, positive) -> None:
 
 
 def dataset(args) -> None:
-    from .data.emoji_vocab import vocabulary
+    from .domains.openmoji.vocab import vocabulary
 
     if args.list_vocab:
         print("\n".join(vocabulary(args.list_vocab)))
@@ -34,9 +34,9 @@ def dataset(args) -> None:
         raise InputError(f"--size must be 32-512 px for openmoji scenes, got {args.size}")
     from tqdm import tqdm
 
-    from .data.emoji_render import attribution
-    from .data.emoji_scene import make_emoji_sample
     from .data.writers import write_samples
+    from .domains.openmoji.render import attribution
+    from .domains.openmoji.scene import make_emoji_sample
 
     names = vocabulary(args.vocab)
 
@@ -53,7 +53,7 @@ def dataset(args) -> None:
 
 
 def evalset(args) -> list[dict]:
-    from .data.emoji_vocab import vocabulary
+    from .domains.openmoji.vocab import vocabulary
     from .eval.emoji_bench import make_emoji_evalset
 
     style = {"grammar": "canonical", "free": "paraphrase"}[args.style]
@@ -63,7 +63,7 @@ def evalset(args) -> list[dict]:
 
 
 def evaluate(args) -> dict:
-    from .data.emoji_vocab import vocabulary
+    from .domains.openmoji.vocab import vocabulary
     from .eval import emoji_bench
 
     names = vocabulary(args.vocab)

@@ -341,15 +341,15 @@ class TextToImagePipeline:
         per object on a known background. `excite` (True, or the words) runs attend-and-excite
         on the prompt's subjects; `layout_guidance` > 0 pulls each region's subject into its
         region by a gradient step of that size (control.attention_guidance). `plan_layout`
-        reads each prompt's scene off its words (control.plan: the shapes grammar, else
-        ordinary language through control.reading) and draws it with scene control, the
+        reads each prompt's scene off its words (domains.shapes.plan: the shapes grammar, else
+        ordinary language through domains.shapes.reading) and draws it with scene control, the
         prompt as the global prompt. `revise_prompt` draws each prompt as the planner read
-        it, in the training grammar's words (`control.plan.revised_prompt`); a prompt it
+        it, in the training grammar's words (`domains.shapes.plan.revised_prompt`); a prompt it
         cannot read raises PlanError.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if revise_prompt:
-            from .control.plan import plan_with_report, revised_prompt
+            from .domains.shapes.plan import plan_with_report, revised_prompt
 
             prompts = [revised_prompt(plan_with_report(p)[0]) for p in prompts]
         if n <= 0:
@@ -366,7 +366,7 @@ class TextToImagePipeline:
         stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
         settings = self.check_options(sampler, steps, guidance, threshold, stage_options)
         from .control.build import is_plain
-        from .control.plan import plan_with_report
+        from .domains.shapes.plan import plan_with_report
 
         if plan_layout and scene is not None:
             raise InputError("plan_layout plans the scene from the prompt: give no scene too")

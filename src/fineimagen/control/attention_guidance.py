@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..data.captions import SHAPE_WORDS
 from ..diffusion.denoiser import Denoiser, TextCondition
+from ..domains.shapes.captions import SHAPE_WORDS
 from ..errors import InputError
 from ..models.layers import MapRecorder, set_processor
 from .guidance import stack_conditions

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data import vocab
-from ..data.captions import object_phrase
-from ..data.emoji_scene import EmojiScene, is_emoji_spec
-from ..data.scene import Group, PlacedObject, Scene, complete, parse_spec
+from ..domains.openmoji.scene import EmojiScene, is_emoji_spec
+from ..domains.shapes import vocab
+from ..domains.shapes.captions import object_phrase
+from ..domains.shapes.scene import Group, PlacedObject, Scene, complete, parse_spec
 from ..errors import InputError
 
 MAX_REGIONS = 16
@@ -127,13 +127,13 @@ def compile_scene(spec: dict | str | Scene, size: int, seed: int = 0,
     its own centre (a group of several spreads over neighbouring cells). With `like` (an
     edit's source, compiled), what the spec leaves open is taken from it, every group that
     comes out the same keeps its objects, and the others are placed around them. An OpenMoji
-    spec (`"domain": "openmoji"`) compiles by control.emoji_regions (no `like`)."""
-    from ..data.captions import caption
+    spec (`"domain": "openmoji"`) compiles by domains.openmoji.regions (no `like`)."""
+    from ..domains.shapes.captions import caption
 
     if isinstance(spec, EmojiScene) or is_emoji_spec(spec):
         if like is not None:
             raise InputError("edits by planning read shapes scenes only, not OpenMoji ones")
-        from .emoji_regions import compile_emoji_scene
+        from ..domains.openmoji.regions import compile_emoji_scene
 
         return compile_emoji_scene(spec, size, seed, prompt)
 
@@ -212,7 +212,7 @@ def fill_from(scene: Scene, like: Scene) -> Scene:
 @functools.cache
 def fill_share(shape: str) -> float:
     """The share of its extent's square that a rendered shape covers (circle pi/4)."""
-    from ..data.render import shape_sdf
+    from ..domains.shapes.render import shape_sdf
 
     grid = (np.arange(200) + 0.5) / 200 - 0.5  # unit-box coordinates
     u, v = np.meshgrid(grid, grid)
@@ -228,7 +228,7 @@ def sketch(background: str, placed, sized: list[bool], size: int,
     a group apart); where its texture was stated, the disc carries that pattern as the data
     draws it (a solid disc made the model draw solid objects). Position, size, count, colour
     and stated textures are drawn; the shape is left to the model."""
-    from ..data.render import shade, texture_coverage
+    from ..domains.shapes.render import shade, texture_coverage
 
     image = background_image(background, size)[0]
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # pixel centres
@@ -252,7 +252,7 @@ def sketch(background: str, placed, sized: list[bool], size: int,
 def background_image(name: str, size: int) -> torch.Tensor:
     """[1, 3, size, size] in [-1, 1]: a flat canvas of a background colour of the shapes or
     of the OpenMoji scenes."""
-    from ..data.emoji_render import BACKGROUND_RGB as EMOJI_BACKGROUND_RGB
+    from ..domains.openmoji.render import BACKGROUND_RGB as EMOJI_BACKGROUND_RGB
 
     rgb = vocab.BACKGROUND_RGB.get(name) or EMOJI_BACKGROUND_RGB[name]
     rgb = torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1

@@ -1,4 +1,4 @@
-"""Edits by planning: the source and the edited prompt are read as scenes (control.plan);
+"""Edits by planning: the source and the edited prompt are read as scenes (domains.shapes.plan);
 the source is laid out as `generate --plan-layout` lays it out, the edit takes what it
 leaves open from the source, every object that did not change keeps its box, and the
 changed ones are placed around them; both are drawn with scene control from the same
@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..domains.shapes.plan import plan_scene
 from ..errors import InputError
-from .plan import plan_scene
 from .regions import CompiledScene, background_image, compile_scene
 
 

@@ -1,6 +1,6 @@
 """Training data in the formats users already have, detected from what `--data PATH` holds:
 
-- `shapes`: the built-in scenes, rendered on the fly (data/shapes.py);
+- `shapes`: the built-in scenes, rendered on the fly (domains/shapes/samples.py);
 - a folder of `NAME.png|jpg` + `NAME.txt` (data/folders.py);
 - a Hugging Face ImageFolder: images plus `metadata.jsonl` with `file_name` and `text`
   (other keys, e.g. `scene`, are kept in the metadata and ignored by training);

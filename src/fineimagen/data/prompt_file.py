@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..domains.openmoji.scene import EmojiScene, is_emoji_spec, parse_emoji_spec
+from ..domains.openmoji.vocab import OPENMOJI_100
+from ..domains.shapes.scene import Scene, parse_spec
 from ..errors import InputError
 from ..files import read_jsonl
-from .emoji_scene import EmojiScene, is_emoji_spec, parse_emoji_spec
-from .emoji_vocab import OPENMOJI_100
-from .scene import Scene, parse_spec
 
 
 def parse_scene_spec(spec: dict | str) -> Scene | EmojiScene:

@@ -18,11 +18,11 @@ from PIL import Image
 from scipy import ndimage
 from skimage.color import hsv2rgb, rgb2hsv
 
-from ..data import vocab
-from ..data.render import POLYGONS, group_coverage, render
-from ..data.scene import GAP, MARGIN, PlacedObject, Scene, complete, layout
+from ..domains.shapes import vocab
+from ..domains.shapes.parser import MIN_TEXTURE_SIDE, parse_image
+from ..domains.shapes.render import POLYGONS, group_coverage, render
+from ..domains.shapes.scene import GAP, MARGIN, PlacedObject, Scene, complete, layout
 from .compbench import EvalItem, is_correct, judged
-from .scenes import MIN_TEXTURE_SIDE, parse_image
 
 MUST_FAIL_TARGET, MUST_PASS_TARGET = 0.02, 0.97
 TINT = 0.25  # the background is blended this far toward a palette colour

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data import vocab
-from ..data.captions import caption
-from ..data.paraphrase import free_caption
 from ..data.prompt_file import read_prompt_file
-from ..data.render import render
-from ..data.scene import (
+from ..domains.shapes import vocab
+from ..domains.shapes.captions import caption
+from ..domains.shapes.paraphrase import free_caption
+from ..domains.shapes.parser import MIN_TEXTURE_SIDE, ParsedScene, parse_image, position_of_objects
+from ..domains.shapes.render import render
+from ..domains.shapes.scene import (
     Group,
     Relation,
     Scene,
@@ -35,7 +36,6 @@ from ..data.scene import (
 )
 from ..errors import InputError
 from ..images import open_image
-from .scenes import MIN_TEXTURE_SIDE, ParsedScene, parse_image, position_of_objects
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colors", "position", "size",
               "texture", "color_attribution", "relation")
@@ -246,7 +246,7 @@ STYLES = ("grammar", "free")
 def make_evalset(n: int, split: str, seed: int = 0, style: str = "grammar") -> list[EvalItem]:
     """A balanced prompt set: categories in turn; with split `heldout` every other prompt of
     a category that can hold one uses a held-out combination. Style `grammar` words each
-    scene as training captions do; `free` in the second phrase bank (data/paraphrase.py),
+    scene as training captions do; `free` in the second phrase bank (domains/shapes/paraphrase.py),
     for the same scenes as `grammar` with the same seed."""
     if split not in ("train", "heldout"):
         raise InputError(f"unknown split {split!r} (choose from train, heldout)")

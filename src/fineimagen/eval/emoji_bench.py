@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data import vocab
-from ..data.emoji_render import render_emoji, stamp
-from ..data.emoji_scene import (
+from ..domains.openmoji.parser import identity_share, is_correct_emoji, parse_emoji_image
+from ..domains.openmoji.render import render_emoji, stamp
+from ..domains.openmoji.scene import (
     BACKGROUNDS,
     EmojiGroup,
     EmojiScene,
@@ -30,11 +30,11 @@ from ..data.emoji_scene import (
     is_heldout,
     other_names,
 )
-from ..data.emoji_vocab import character
-from ..data.scene import Relation
+from ..domains.openmoji.vocab import character
+from ..domains.shapes import vocab
+from ..domains.shapes.scene import Relation
 from ..errors import InputError
 from .compbench import summarize
-from .emoji_scenes import identity_share, is_correct_emoji, parse_emoji_image
 
 # must-pass JPEG: 4:2:0 chroma subsampling at 64 px washes a 13-px glyph's colours out, so
 # the check keeps full chroma
@@ -161,7 +161,7 @@ def load_folder_images(folder: str | Path, n_items: int) -> list[list[np.ndarray
 def selftest(names: tuple[str, ...], size: int, scenes: int = 200, seed: int = 0) -> dict:
     """Identity of every object of `names` alone at each size class (truth renders), and
     whole-scene correctness of random training scenes, at `size` px."""
-    from ..data.emoji_scene import make_emoji_sample
+    from ..domains.openmoji.scene import make_emoji_sample
 
     identity = {}
     rng = np.random.default_rng(seed)
@@ -264,7 +264,7 @@ def read_emoji_prompts(path: str | Path, names: tuple[str, ...]) -> list[EmojiEv
     """A prompts JSONL of this domain ({"prompt", "scene"} a line); errors name the line."""
     import json
 
-    from ..data.emoji_scene import parse_emoji_spec
+    from ..domains.openmoji.scene import parse_emoji_spec
 
     items = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):

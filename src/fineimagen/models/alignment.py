@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AlignerConfig
-from ..data import vocab
+from ..domains.shapes import vocab
 from ..errors import InputError
 from .text_encoders import build_text_encoder
 from .vit import ViT

@@ -285,7 +285,7 @@ def _generation_job(pipe, req: GenerationRequest, sizes: dict) -> tuple[Job, str
             raise ApiError(400, str(err)) from None
     revised = None
     if req.plan_layout or req.revise_prompt:
-        from ..control.plan import plan_with_report, revised_prompt
+        from ..domains.shapes.plan import plan_with_report, revised_prompt
 
         try:
             revised = revised_prompt(plan_with_report(req.prompt)[0])

@@ -371,8 +371,8 @@ def _regions_or_scene(text: str, base: int, say_cell: bool = False):
 
 
 def _with_cell(region):
-    from ..data.captions import POSITION_PHRASES
-    from ..data.vocab import position_at
+    from ..domains.shapes.captions import POSITION_PHRASES
+    from ..domains.shapes.vocab import position_at
 
     if region.box is None or any(p in region.prompt.lower()
                                  for phrases in POSITION_PHRASES.values() for p in phrases):

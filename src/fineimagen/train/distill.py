@@ -205,7 +205,7 @@ def _student(cfg, root: Path, stage, teacher: Denoiser):
 
 
 def _shapes_data(stage_cfg, cfg):
-    from ..data.shapes import ShapesDataset
+    from ..domains.shapes.samples import ShapesDataset
 
     def data(rank, world, start):
         return ShapesDataset(stage_cfg.resolution, "train", cfg.seed, rank=rank,

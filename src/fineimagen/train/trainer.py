@@ -35,8 +35,8 @@ from ..config import (
     TextEncoderConfig,
     load_preset,
 )
-from ..data.contrast import EDITABLE
 from ..diffusion.denoiser import Denoiser, TextCondition
+from ..domains.shapes.contrast import EDITABLE
 from ..errors import InputError, TrainingError
 from ..models.sr import RegionText, RegressionSR, pool_text
 from ..models.text_encoders import EmbeddingCache, TextEncoder, build_text_encoder
@@ -103,7 +103,7 @@ class TrainConfig(ConfigMixin):
     # abar(t), the signal's share of x_t's variance (the layout is unknowable at high noise)
     grounding_weighting: str = "uniform"
     # shapes data: captions also in training-only wordings, sentence frames and filler
-    # sentences (long prompts), not just the grammar's (data/captions.py, `dress`)
+    # sentences (long prompts), not just the grammar's (domains/shapes/captions.py, `dress`)
     varied_captions: bool = False
     # --data a Hugging Face dataset (saved to disk or parquet): its image and text columns
     image_column: str = "image"
@@ -317,7 +317,7 @@ class _Job:
 def _diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: int,
                    grounding: float = 0.0, grounding_weighting: str = "uniform",
                    varied: bool = False) -> _Job:
-    from ..data.shapes import ShapesDataset
+    from ..domains.shapes.samples import ShapesDataset
 
     if grounding and (stage.kind == "regression" or stage.input_resolution):
         raise InputError("grounding applies to a base (diffusion, not super-resolution) stage")
@@ -366,7 +366,7 @@ def _region_prompts(cascade: CascadeConfig, region_dim: int) -> RegionPrompts:
 
 
 def _align_job(cascade: CascadeConfig, train_cfg: TrainConfig) -> _Job:
-    from ..data.contrast import ContrastDataset
+    from ..domains.shapes.contrast import ContrastDataset
     from ..models.alignment import Aligner
 
     if cascade.aligner is None:

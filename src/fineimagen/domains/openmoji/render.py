@@ -9,8 +9,8 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import InputError
-from .scene import PlacedObject
+from ...errors import InputError
+from ..shapes.scene import PlacedObject
 
 # light backgrounds that OpenMoji's black outlines, white parts and light grays (#D0CFCE)
 # stay distinct from

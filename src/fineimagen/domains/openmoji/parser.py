@@ -30,10 +30,10 @@ from PIL import Image
 from scipy import ndimage
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from ..data.emoji_render import BACKGROUND_RGB, stamp
-from ..data.emoji_scene import SIZE_FRACTION, EmojiScene
-from ..data.emoji_vocab import character
-from .compbench import _deal  # the shapes' search: groups, counts, cells and relations
+from ...eval.compbench import _deal  # the shapes' search: groups, counts, cells and relations
+from .render import BACKGROUND_RGB, stamp
+from .scene import SIZE_FRACTION, EmojiScene
+from .vocab import character
 
 BACKGROUND_RADIUS = 5.0  # the two backgrounds are ~10 apart
 BACKGROUND_SPREAD = 10.0

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from . import vocab
-from .captions import (
+from ...errors import InputError
+from ..shapes import vocab
+from ..shapes.captions import (
     COUNT_WORDS,
     INVERSE,
     PLURAL_RELATION_PHRASES,
@@ -33,8 +33,16 @@ from .captions import (
     RELATION_PHRASES,
     SIZE_WORDS,
 )
-from .emoji_vocab import character, other_names
-from .scene import Group, PlacedObject, Relation, Scene, layout, relation_holds, relations_hold
+from ..shapes.scene import (
+    Group,
+    PlacedObject,
+    Relation,
+    Scene,
+    layout,
+    relation_holds,
+    relations_hold,
+)
+from .vocab import character, other_names
 
 DOMAIN = "openmoji"
 BACKGROUNDS = ("light gray", "pale blue")
@@ -294,8 +302,8 @@ def make_emoji_sample(index: int, size: int, names: tuple[str, ...], split: str 
                       seed: int = 0) -> EmojiSample:
     """Sample `index` of the stream (seed, split): a random scene, its render and a training
     caption (a random share of its attributes, names and aliases of the training half)."""
-    from .emoji_render import render_emoji
-    from .shapes import check_side
+    from ..shapes.samples import check_side
+    from .render import render_emoji
 
     check_side(size)
     rng = np.random.default_rng([seed, index, 10 if split == "train" else 11])

@@ -1,5 +1,5 @@
 """Reading ordinary language into the planner's grammar: `read_free(prompt)` rewrites a
-prompt's free wording into the caption grammar's (data/captions.py) and reports each phrase
+prompt's free wording into the caption grammar's (captions.py) and reports each phrase
 it could not place, so that `plan.plan_scene` can read it.
 
 General English knowledge, not any one phrase bank: sentence frames ("There is ...",
@@ -8,7 +8,7 @@ clauses ("that is red", "covered in stripes", "patterned like a chessboard") tur
 grammar's attribute phrases; places read compositionally from direction words ("up in the
 left corner" -> top left, "halfway down the left edge" -> left, "dead centre" -> center);
 relations from direction words followed by "of"/"than" or from over/under words; colour
-names (the XKCD colour survey's one-word names, CC0, `data/color_names.json` made by
+names (the XKCD colour survey's one-word names, CC0, `domains/shapes/color_names.json` made by
 `tools/make_color_names.py`) mapped to the nearest palette colour by hue;
 other unknown words and short phrases (sizes, textures, shapes, counts) matched to the
 grammar's words by the frozen MiniLM's sentence embeddings, above MATCH_THRESHOLD.
@@ -21,7 +21,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..data import vocab
+from . import vocab
 
 MATCH_THRESHOLD = 0.62  # cosine of MiniLM sentence embeddings, unknown phrase vs grammar word
 MIN_CHROMA = 25.0  # a colour name paler than this (CIELAB chroma) names no palette colour
@@ -225,7 +225,7 @@ def _place(span: str) -> str:
         position = f"{vertical} {horizontal}"
     else:
         position = vertical or horizontal or "center"
-    from ..data.captions import POSITION_PHRASES
+    from .captions import POSITION_PHRASES
 
     assert position in vocab.POSITIONS
     return POSITION_PHRASES[position][0]
@@ -266,7 +266,7 @@ def _color_names() -> dict[str, tuple[int, int, int]]:
     import json
     from importlib import resources
 
-    text = resources.files("fineimagen").joinpath("data/color_names.json").read_text()
+    text = resources.files("fineimagen").joinpath("domains/shapes/color_names.json").read_text()
     return {k: tuple(v) for k, v in json.loads(text).items()}
 
 
@@ -326,7 +326,7 @@ def _embed(phrases: tuple[str, ...]):
 def _minilm():
     from transformers import AutoModel, AutoTokenizer
 
-    from ..models.text_encoders import minilm_path
+    from ...models.text_encoders import minilm_path
 
     path = minilm_path()
     return AutoModel.from_pretrained(path).float().eval(), AutoTokenizer.from_pretrained(path)

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..errors import InputError
-from ..files import atomic_folder
+from ...errors import InputError
+from ...files import atomic_folder
 from . import vocab
 from .captions import caption_spans, dress, mention, object_phrase, say_relation
 from .render import group_coverage, render

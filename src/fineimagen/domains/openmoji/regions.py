@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import vocab
-from ..data.emoji_scene import (
+from ..shapes import vocab
+from .scene import (
     EmojiGroup,
     EmojiScene,
     complete_emoji,
@@ -21,13 +21,13 @@ from ..data.emoji_scene import (
     group_words,
     parse_emoji_spec,
 )
-from ..data.emoji_vocab import OPENMOJI_100
+from .vocab import OPENMOJI_100
 
 
 def compile_emoji_scene(spec: dict | EmojiScene, size: int, seed: int = 0,
                         prompt: str | None = None, names: tuple[str, ...] = OPENMOJI_100):
     """A `regions.CompiledScene` of an OpenMoji spec (`names`: the objects it may name)."""
-    from .regions import CompiledScene, Region, box_mask, check_regions
+    from ...control.regions import CompiledScene, Region, box_mask, check_regions
 
     scene = spec if isinstance(spec, EmojiScene) else parse_emoji_spec(spec, names)
     filled, placed = complete_emoji(scene, np.random.default_rng([seed, 17]))

@@ -13,7 +13,7 @@ from itertools import permutations
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 from . import vocab
 
 MAX_GROUPS = 3

@@ -25,8 +25,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.color import deltaE_ciede2000, rgb2hsv, rgb2lab
 
-from ..data import vocab
-from ..data.render import object_stamp
+from . import vocab
+from .render import object_stamp
 
 FOREGROUND_DISTANCE = 40.0  # RGB distance from the background that marks a foreground pixel
 # A component of at least this share of the smallest object's area (the smallest shape at

@@ -17,8 +17,8 @@ from torch.utils.data import IterableDataset
 from . import vocab
 from .captions import caption, mention
 from .render import render
+from .samples import check_side, shard_indices, to_tensor
 from .scene import Scene, sample_scene
-from .shapes import check_side, shard_indices, to_tensor
 
 EDITABLE = ("shape", "color", "size", "position", "texture", "count")
 

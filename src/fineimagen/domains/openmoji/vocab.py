@@ -17,7 +17,7 @@ import functools
 import re
 import unicodedata
 
-from ..errors import InputError
+from ...errors import InputError
 
 VOCAB_VERSION = 1
 OPENMOJI_100 = (
@@ -75,7 +75,7 @@ def vocabulary(name: str) -> tuple[str, ...]:
 def _all_objects() -> tuple[str, ...]:
     import emoji
 
-    from .emoji_render import has_glyph
+    from .render import has_glyph
 
     names = []
     for text in emoji.EMOJI_DATA:

@@ -14,10 +14,10 @@ from itertools import permutations
 import numpy as np
 from scipy import ndimage
 
-from ..data import vocab
-from ..data.render import render
-from ..data.scene import sample_scene
-from .scenes import MIN_TEXTURE_SIDE, DetectedGroup, parse_image
+from . import vocab
+from .parser import MIN_TEXTURE_SIDE, DetectedGroup, parse_image
+from .render import render
+from .scene import sample_scene
 
 
 def perturb(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -6,7 +6,7 @@ before the relation words its subject.
 
 This is the two-stage scheme of LLM-grounded diffusion (Lian et al. 2023, LMD): a planner
 turns the prompt into a layout, a layout-grounded sampler draws it. Here the planner is a
-deterministic reader of the captions' grammar (data/captions.py), which it inverts exactly:
+deterministic reader of the captions' grammar (captions.py), which it inverts exactly:
 `plan_scene(caption(scene, rng)) == scene` up to the order of the groups.
 """
 
@@ -18,8 +18,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..data import vocab
-from ..data.captions import (
+from ...errors import InputError
+from . import vocab
+from .captions import (
     BACKGROUND_WORDS,
     COLOR_PHRASES,
     COLOR_WORDS,
@@ -39,8 +40,7 @@ from ..data.captions import (
     caption,
     more_words,
 )
-from ..data.scene import Group, Relation, Scene, parse_spec
-from ..errors import InputError
+from .scene import Group, Relation, Scene, parse_spec
 
 SEPARATORS = ("and", ",")
 
@@ -166,7 +166,7 @@ def previous_open(groups: list[Group], relations: list[Relation]) -> bool:
 
 def plan_with_report(prompt: str) -> tuple[Scene, list[str]]:
     """The scene a prompt states, read in the grammar or, failing that, in ordinary language
-    (control.reading), and the words that could not be read (none in the grammar)."""
+    (domains.shapes.reading), and the words that could not be read (none in the grammar)."""
     try:
         return plan_scene(prompt), []
     except PlanError as strict:
