@@ -73,10 +73,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for runtime, fmt in (("onnxruntime", "onnx"), ("openvino", "openvino")):
             if runtime in runtimes:
-                from fineimagen.export import export_pipeline, load_exported
+                from fineimagen.export import export_pipeline
 
                 folder = export_pipeline(pipe, Path(tmp) / fmt, fmt)
-                rows[runtime] = latency(load_exported(folder, runtime), args.repeats, False)
+                exported = TextToImagePipeline.from_exported(folder, runtime)
+                rows[runtime] = latency(exported, args.repeats, False)
     auto = "bf16" if use_bf16(None) else "fp32"
     first = next(iter(rows.values()))["seconds_total"]
     results = {"rows": rows, "default_picks": auto,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fineimagen.control.regions import compile_scene
+from fineimagen.domains import compile_scene
 from fineimagen.domains.shapes import vocab
 from fineimagen.domains.shapes.captions import caption
 from fineimagen.domains.shapes.parser import parse_image

@@ -118,7 +118,7 @@ def test_texture_loss_adds_masked_binary_cross_entropy(aligner):
     textures = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]])
     shown = torch.tensor([1.0, 1.0, 0.0])  # the third is an enlarged small render
     plain = aligner(images, captions).item()
-    aligner.add_texture_head(0.5)
+    aligner.add_texture_head(0.5, len(TEXTURES))
     assert aligner(images, captions).item() == pytest.approx(plain, rel=1e-6)  # no labels
     logits = aligner.texture_head(aligner.image_features(images))[:2]
     bce = F.binary_cross_entropy_with_logits(logits, textures[:2])

@@ -14,6 +14,7 @@ from fineimagen.control.attention_guidance import (
 )
 from fineimagen.control.regions import Region, box_mask
 from fineimagen.diffusion.denoiser import Denoiser, TextCondition
+from fineimagen.domains import get_domain
 from fineimagen.errors import InputError
 from fineimagen.models.text_encoders import HashTokenizer
 from fineimagen.models.unet import EfficientUNet
@@ -40,7 +41,8 @@ def test_subject_positions_find_shape_nouns_and_named_words():
     prompt = "two red circles and a big star"
     spans = tok.spans(prompt)
     words = word_positions(spans)
-    nouns = subject_positions(prompt, spans)
+    nouns = subject_positions(prompt, spans, nouns=get_domain("shapes").subject_nouns)
+    assert subject_positions(prompt, spans) == []  # no nouns given: no subjects
     assert len(nouns) == 2 and all(set(g) <= set(words) for g in nouns)
     circles = [prompt[a:b] for j, (a, b) in enumerate(spans) if j + 1 in nouns[0]]
     assert "".join(circles) == "circles"
@@ -99,7 +101,7 @@ def test_pipeline_excite_and_layout_guidance(tiny_model):
         pipe("a star", regions=[region], layout_guidance=math.nan, **kw)
     with pytest.raises(InputError, match="'green' is not a word of the prompt"):
         pipe("a star", excite=["green"], **kw)
-    with pytest.raises(InputError, match="names no shape"):
+    with pytest.raises(InputError, match="names no object"):
         pipe("something red", excite=True, **kw)
 
 

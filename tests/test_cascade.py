@@ -14,7 +14,8 @@ from fineimagen.errors import InputError
 from fineimagen.models.sr import RegressionSR, degrade, upsample
 from fineimagen.models.unet import EfficientUNet
 from fineimagen.pipeline import TextToImagePipeline
-from fineimagen.train.trainer import SRInput, TrainConfig, train
+from fineimagen.train.jobs import SRInput
+from fineimagen.train.trainer import TrainConfig, train
 
 
 def test_stage_chain_is_validated():

@@ -15,16 +15,15 @@ from fineimagen.control.regions import (
     Region,
     box_mask,
     check_regions,
-    compile_scene,
-    fill_share,
     image_mask,
     named_box,
     parse_region,
-    sketch,
 )
 from fineimagen.diffusion.denoiser import Denoiser, TextCondition
+from fineimagen.domains import compile_scene
 from fineimagen.domains.shapes import vocab
 from fineimagen.domains.shapes.captions import POSITION_PHRASES
+from fineimagen.domains.shapes.regions import fill_share, sketch
 from fineimagen.errors import InputError
 from fineimagen.models.text_encoders import HashTokenizer
 from fineimagen.pipeline import TextToImagePipeline
@@ -286,7 +285,8 @@ def test_scene_control_keeps_the_background_outside_the_boxes(tiny_model):
 
 def test_a_scene_with_a_count_gets_layout_guidance_unless_asked_otherwise(tiny_model,
                                                                         monkeypatch):
-    from fineimagen.control import attention_guidance, build
+    from fineimagen import stage_controls as build
+    from fineimagen.control import attention_guidance
 
     pipe = TextToImagePipeline.from_pretrained(tiny_model)
     steps = []
@@ -306,7 +306,7 @@ def test_a_scene_with_a_count_gets_layout_guidance_unless_asked_otherwise(tiny_m
 
 
 def test_a_scene_with_a_count_starts_later_from_its_sketch(tiny_model, monkeypatch):
-    from fineimagen.control import build
+    from fineimagen import stage_controls as build
 
     pipe = TextToImagePipeline.from_pretrained(tiny_model)
     starts = []
@@ -327,15 +327,15 @@ def test_a_scene_with_a_count_starts_later_from_its_sketch(tiny_model, monkeypat
 
 
 def test_each_scene_region_hides_the_other_regions(tiny_model):
-    from fineimagen.control.build import composition
     from fineimagen.control.regions import background_image
+    from fineimagen.stage_controls import composition
 
     pipe = TextToImagePipeline.from_pretrained(tiny_model)
     spec = {"background": "gray", "objects": [{"shape": "circle", "count": 1},
                                               {"shape": "star", "count": 2}]}
     regions = compile_scene(spec, 16, 1).regions
     comp = composition(pipe, "a circle and two stars", regions, None, 3.0, 0.0,
-                       background_image("gray", 16))
+                       background_image((128, 128, 128), 16))
     assert comp.terms[0].hide is None  # the global prompt sees everything
     masks = [r.mask for r in regions]
     for i, term in enumerate(comp.terms[1:]):

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from fineimagen.cli import main  # noqa: E402
 from fineimagen.control.regions import Region, box_mask  # noqa: E402
 from fineimagen.errors import InputError  # noqa: E402
-from fineimagen.export import export_pipeline, load_exported  # noqa: E402
+from fineimagen.export import export_pipeline  # noqa: E402
 from fineimagen.pipeline import TextToImagePipeline  # noqa: E402
 
 TOLERANCE = 2  # of 255, per pixel: the runtimes' kernels sum in other orders
@@ -75,11 +75,11 @@ def test_an_export_leaves_the_pipeline_as_it_was_and_a_bad_one_is_refused(pipe, 
     index = json.loads((out / "model_index.json").read_text())
     (out / "model_index.json").write_text(json.dumps({**index, "format_version": 99}))
     with pytest.raises(InputError, match="newer"):
-        load_exported(out)
+        TextToImagePipeline.from_exported(out)
     (out / "model_index.json").write_text(json.dumps(index))
     (out / "base" / "model.onnx").unlink()
     with pytest.raises(InputError, match="base/model.onnx is missing"):
-        load_exported(out)
+        TextToImagePipeline.from_exported(out)
 
 
 def test_the_export_command(tiny_model, tmp_path, capsys):
@@ -104,7 +104,7 @@ def test_a_guidance_distilled_student_exports_with_its_guidance_input(tiny_model
     torch.manual_seed(0)  # one step leaves the output and w layers near zero: make w matter
     for layer in (unet.out, unet.guidance_mlp[2]):
         layer.weight.data.normal_(0, 0.3)
-    exported = load_exported(export_pipeline(student, tmp_path / "e"))
+    exported = TextToImagePipeline.from_exported(export_pipeline(student, tmp_path / "e"))
     drawn = {}
     for guidance in (1.0, 4.0):
         drawn[guidance] = student("a red circle", n=2, seed=2, guidance=guidance,

@@ -141,11 +141,11 @@ def test_the_grounding_loss_teaches_the_cross_attention():
     from torch.utils.data import DataLoader
 
     from fineimagen.config import load_preset
-    from fineimagen.train.trainer import _diffusion_job
+    from fineimagen.train.jobs import diffusion_job
 
     torch.manual_seed(0)
     cascade = load_preset("tiny")
-    module = _diffusion_job(cascade, cascade.stage("base"), 0, 0, grounding=100.0).module
+    module = diffusion_job(cascade, cascade.stage("base"), 0, 0, grounding=100.0).module
     batch = next(iter(DataLoader(ShapesDataset(16, grounding=True), batch_size=16)))
     optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
     terms = []

@@ -90,8 +90,8 @@ def test_cli_plan_layout(tmp_path, tiny_model, capsys):
 
 
 def test_a_planned_edit_redraws_only_the_changed_object(tiny_model):
-    from fineimagen.control.regions import compile_scene
-    from fineimagen.control.scene_edit import changed_boxes
+    from fineimagen.domains import compile_scene
+    from fineimagen.planned_edit import changed_boxes
 
     pipe = TextToImagePipeline.from_pretrained(tiny_model)
     source = "a red circle at the top left and a blue star at the bottom right"
@@ -129,8 +129,8 @@ def test_cli_planned_edit(tmp_path, tiny_model, capsys):
 
 
 def test_a_planned_edit_keeps_what_the_prompts_leave_open():
-    from fineimagen.control.regions import compile_scene
-    from fineimagen.control.scene_edit import changed_boxes
+    from fineimagen.domains import compile_scene
+    from fineimagen.planned_edit import changed_boxes
 
     def star_kept(source, target, seed):
         a = compile_scene(plan_scene(source), 32, seed, source)
@@ -161,8 +161,8 @@ def test_a_planned_edit_keeps_what_the_prompts_leave_open():
 
 
 def test_moved_and_added_objects_are_copies_of_the_source_object(tiny_model):
-    from fineimagen.control.regions import compile_scene
-    from fineimagen.control.scene_edit import copied_objects
+    from fineimagen.domains import compile_scene
+    from fineimagen.planned_edit import copied_objects
 
     def copies(source, target, image, seed=2):
         a = compile_scene(plan_scene(source), 32, seed, source)

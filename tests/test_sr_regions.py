@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from fineimagen.config import RegressionConfig, load_preset
-from fineimagen.control.regions import box_mask, box_masks, compile_scene
+from fineimagen.control.regions import box_mask, box_masks
+from fineimagen.domains import compile_scene
 from fineimagen.domains.shapes import vocab
 from fineimagen.domains.shapes.samples import (
     MAX_OBJECTS,
@@ -199,7 +200,7 @@ def test_scene_control_hands_its_region_prompts_to_the_sr_stage():
     """The shipped cascade, its SR stage swapped for one that reads region prompts: a scene's
     object prompts reach it as masks at the base side and pooled embeddings, and steer it."""
     from fineimagen.cascade import StageControl
-    from fineimagen.control.build import region_prompts_into_sr
+    from fineimagen.stage_controls import region_prompts_into_sr
 
     pipe = TextToImagePipeline.from_pretrained()
     shipped = pipe.stages[1].model

@@ -241,6 +241,7 @@ class CascadeConfig(ConfigMixin):
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     aligner: AlignerConfig | None = None  # trained with `--stage align`
+    domain: str = "shapes"  # the scenes its models draw (domains/): specs, scene control, eval
 
     def __post_init__(self):
         for i, stage in enumerate(self.stages):

@@ -3,7 +3,7 @@
 `export_pipeline(pipe, out, "onnx" | "openvino")` writes one graph per network: the text
 encoder's (a frozen encoder's hidden states, or a trainable one's states from token ids) and
 each stage's (a diffusion stage's U-Net, a regression SR stage's network), beside their
-configs. `load_exported(folder)` builds a TextToImagePipeline whose networks run in
+configs. `TextToImagePipeline.from_exported(folder)` samples with networks that run in
 onnxruntime or OpenVINO; tokenizing, the samplers, classifier-free guidance, thresholding and
 the composition of predictions stay in Python, so plain and negative prompts, word weights,
 AND / NOT, regions and scene specs work as they do in PyTorch. What reads or changes the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -103,7 +104,8 @@ def export_pipeline(pipe, out: str | Path, fmt: str = "onnx") -> Path:
             atomic_write_text(folder / "config.json", json.dumps(stage.cfg.to_dict(), indent=2))
             _export_stage(stage, pipe.text_encoder.dim, folder, fmt)
         index = {"format": FORMAT, "format_version": FORMAT_VERSION, "graphs": fmt,
-                 "text_encoder": "text_encoder", "stages": [s.name for s in pipe.stages]}
+                 "text_encoder": "text_encoder", "stages": [s.name for s in pipe.stages],
+                 "domain": pipe.domain}
         atomic_write_text(tmp / "model_index.json", json.dumps(index, indent=2))
     return Path(out)
 
@@ -281,13 +283,24 @@ class RuntimeHiddenStates(_Runtime):
                                                       attention_mask=attention_mask.long()))
 
 
-def load_exported(folder: str | Path, runtime: str | None = None):
-    """A TextToImagePipeline over an exported folder's graphs. `runtime`: onnxruntime or
-    openvino (OpenVINO also reads ONNX graphs); default: the one of the graphs' format."""
+@dataclass
+class ExportedModel:
+    """An exported folder's components, its networks run by `runtime`."""
+
+    text_encoder: nn.Module
+    text_config: TextEncoderConfig
+    stages: list
+    domain: str
+    runtime: str
+
+
+def load_exported(folder: str | Path, runtime: str | None = None) -> ExportedModel:
+    """The components over an exported folder's graphs (`TextToImagePipeline.from_pretrained`
+    and `from_exported` build the pipeline). `runtime`: onnxruntime or openvino (OpenVINO
+    also reads ONNX graphs); default: the one of the graphs' format."""
     from .cascade import Stage
     from .diffusion.denoiser import Denoiser
     from .models.text_encoders import build_text_encoder
-    from .pipeline import TextToImagePipeline
 
     root = Path(folder)
     if not root.is_dir():
@@ -330,7 +343,5 @@ def load_exported(folder: str | Path, runtime: str | None = None):
         else:
             model = Denoiser(RuntimeUNet(graph(name), cfg.unet), cfg.diffusion)
         stages.append(Stage(cfg, model.eval()))
-    pipe = TextToImagePipeline(encoder.eval(), text_cfg, stages)
-    pipe.scene_count_layout = 0.0  # layout guidance takes gradients through the U-Net
-    pipe.exported = runtime  # what reads or steers attention refuses (pipeline.py)
-    return pipe
+    return ExportedModel(encoder.eval(), text_cfg, stages, index.get("domain", "shapes"),
+                         runtime)

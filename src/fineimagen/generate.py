@@ -15,9 +15,9 @@ from .data.prompt_file import parse_scene_spec, read_prompt_file
 from .errors import InputError
 
 
-def read_prompt_lines(path: str | Path) -> list[str]:
+def read_prompt_lines(path: str | Path, domain: str | None = None) -> list[str]:
     """The `prompt` of every line of a prompt file (data/prompt_file.py)."""
-    return [prompt for prompt, _ in read_prompt_file(path)]
+    return [prompt for prompt, _ in read_prompt_file(path, domain=domain)]
 
 
 def parse_stage_options(items: list[str]) -> dict:
@@ -77,7 +77,10 @@ def bf16_choice(args) -> bool | None:
 
 
 def generate_to_folder(args) -> int:
-    prompts = read_prompt_lines(args.prompts) if args.prompts else [args.prompt]
+    from .pipeline import model_domain
+
+    domain = model_domain(args.model)  # a spec naming no domain is read as the model's
+    prompts = read_prompt_lines(args.prompts, domain) if args.prompts else [args.prompt]
     if not prompts[0].strip():
         raise InputError("prompt is empty")
     pipe = load_pipeline(args)
@@ -132,7 +135,8 @@ def region_args(args, pipe) -> list:
 
 def _control_options(args, pipe, prompts: list[str]) -> dict:
     """Every control flag parsed and checked (before anything is written)."""
-    from .control.build import check_attention_options, is_plain
+    from .domains import get_domain
+    from .stage_controls import check_attention_options, is_plain
 
     if args.plan_layout and (args.scene or args.control):
         raise InputError("--plan-layout plans the scene from each prompt: not with --scene "
@@ -150,12 +154,12 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
             text = Path(args.scene).read_text(encoding="utf-8")
         except OSError as err:
             raise InputError(f"cannot read scene {args.scene}: {err.strerror}") from None
-        control["scene"] = parse_scene_spec(text).to_spec()
+        control["scene"] = parse_scene_spec(text, pipe.domain)
     if args.control == "scene":
         if not args.prompts:
             raise InputError("--control scene needs --prompts (a JSONL with scenes)")
-        control["scenes"] = [scene.to_spec()
-                             for _, scene in read_prompt_file(args.prompts, need_scene=True)]
+        control["scenes"] = [scene for _, scene in
+                             read_prompt_file(args.prompts, need_scene=True, domain=pipe.domain)]
     if args.show_plan and not (args.plan_layout or args.revise_prompt):
         raise InputError("--show-plan shows what --plan-layout or --revise-prompt read: give "
                          "one of them too")
@@ -170,7 +174,7 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
     has_regions = bool(regions) or "scene" in control or "scenes" in control
     for prompt in prompts:  # before anything is written
         check_attention_options(prompt, control.get("excite", False), args.layout_guidance,
-                                has_regions)
+                                has_regions, get_domain(pipe.domain).subject_nouns)
     if args.rerank > 1 and control:
         raise InputError("--rerank does not combine with control options")
     return control

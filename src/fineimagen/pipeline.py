@@ -25,6 +25,7 @@ from .cascade import Stage, run_stages
 from .config import CascadeConfig, SamplerConfig, StageConfig, TextEncoderConfig
 from .control.attention_guidance import COUNT_LAYOUT_STEP
 from .diffusion.denoiser import Denoiser, TextCondition
+from .domains import DEFAULT_DOMAIN, domain_names, get_domain
 from .errors import InputError
 from .files import (
     atomic_folder,
@@ -68,6 +69,14 @@ def model_path(name_or_path: str | Path | None) -> Path:
     return folder
 
 
+def model_domain(name_or_path: str | Path | None) -> str:
+    """The domain a model folder draws, read from its index alone (no weights loaded):
+    what a scene spec that names no domain is read as."""
+    root = model_path(name_or_path)
+    index = read_json(root / "model_index.json", "model_index.json") if root.is_dir() else {}
+    return _index_domain(index, root)
+
+
 def builtin_names() -> list[str]:
     return [name for name, folder in BUILTIN_MODELS.items() if (Path(str(
         resources.files(__package__).joinpath(folder))) / "model_index.json").is_file()]
@@ -76,11 +85,13 @@ def builtin_names() -> list[str]:
 def save_stage_folder(out: Path, cascade: CascadeConfig, stage: StageConfig,
                       unet_weights: dict, text_weights: dict | None) -> Path:
     """Write a one-stage pipeline folder from raw weights (used by the trainer)."""
-    return _write_folder(out, cascade.text_encoder, text_weights, [(stage, unet_weights)])
+    return _write_folder(out, cascade.text_encoder, text_weights, [(stage, unet_weights)],
+                         domain=cascade.domain)
 
 
 def _write_folder(out: Path, text_cfg: TextEncoderConfig, text_weights: dict | None,
-                  stages: list[tuple[StageConfig, dict]], aligner: Aligner | None = None) -> Path:
+                  stages: list[tuple[StageConfig, dict]], aligner: Aligner | None = None,
+                  domain: str = DEFAULT_DOMAIN) -> Path:
     from safetensors.torch import save_file
 
     from .models.alignment import save_aligner_folder
@@ -88,7 +99,8 @@ def _write_folder(out: Path, text_cfg: TextEncoderConfig, text_weights: dict | N
     out = Path(out)
     with atomic_folder(out, replace=True) as tmp:
         index = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                 "text_encoder": "text_encoder", "stages": [s.name for s, _ in stages]}
+                 "text_encoder": "text_encoder", "stages": [s.name for s, _ in stages],
+                 "domain": domain}
         if aligner is not None:
             index["aligner"] = "aligner"
             save_aligner_folder(tmp / "aligner", aligner.cfg, aligner.trained_state())
@@ -102,6 +114,15 @@ def _write_folder(out: Path, text_cfg: TextEncoderConfig, text_weights: dict | N
             (tmp / stage.name / "config.json").write_text(json.dumps(stage.to_dict(), indent=2))
             save_file(_contiguous(weights, torch.float16), str(tmp / stage.name / WEIGHTS))
     return out
+
+
+def _index_domain(index: dict, root: Path) -> str:
+    """The domain a model_index.json names (shapes where it names none: older folders)."""
+    name = index.get("domain", DEFAULT_DOMAIN)
+    if not isinstance(name, str) or name not in domain_names():
+        raise InputError(f"{root}: model_index.json names domain {name!r}; known: "
+                         f"{', '.join(domain_names())}")
+    return name
 
 
 def _contiguous(weights: dict, dtype: torch.dtype | None = None) -> dict:
@@ -126,8 +147,10 @@ class TextToImagePipeline:
     """
 
     def __init__(self, text_encoder: TextEncoder, text_config: TextEncoderConfig,
-                 stages: list[Stage], aligner: Aligner | None = None):
+                 stages: list[Stage], aligner: Aligner | None = None,
+                 domain: str = DEFAULT_DOMAIN):
         CascadeConfig(text_config, [s.cfg for s in stages])  # validates the stage chain
+        self.domain = get_domain(domain).name  # what its scene specs are (domains/)
         for s in stages:
             if s.cfg.reads_regions and s.cfg.regression.region_dim != text_encoder.dim:
                 raise InputError(f"stage {s.name!r} reads region prompts of width "
@@ -164,9 +187,7 @@ class TextToImagePipeline:
         from .export import FORMAT as EXPORT_FORMAT
 
         if index.get("format") == EXPORT_FORMAT:  # graphs for onnxruntime or OpenVINO
-            from .export import load_exported
-
-            return load_exported(root)
+            return cls.from_exported(root)
         if index.get("format") != FORMAT or not isinstance(index.get("stages"), list):
             raise InputError(f"{root}: model_index.json is not a fineimagen pipeline index")
         if index.get("format_version", 0) > FORMAT_VERSION:
@@ -190,7 +211,22 @@ class TextToImagePipeline:
         if not stages:
             raise InputError(f"{root}: the pipeline has no stages")
         aligner = Aligner.from_folder(root / index["aligner"]) if index.get("aligner") else None
-        return cls(text_encoder.eval(), text_cfg, stages, aligner)
+        return cls(text_encoder.eval(), text_cfg, stages, aligner,
+                   _index_domain(index, root))
+
+    @classmethod
+    def from_exported(cls, path: str | Path, runtime: str | None = None
+                      ) -> TextToImagePipeline:
+        """A pipeline over an exported folder's graphs (`export.py`; `from_pretrained` reads
+        one too). `runtime`: onnxruntime or openvino; default: the graphs' own."""
+        from .export import load_exported
+
+        parts = load_exported(path, runtime)
+        pipe = cls(parts.text_encoder, parts.text_config, parts.stages,
+                   domain=_index_domain({"domain": parts.domain}, Path(path)))
+        pipe.scene_count_layout = 0.0  # layout guidance takes gradients through the U-Net
+        pipe.exported = parts.runtime  # what reads or steers attention refuses
+        return pipe
 
     @classmethod
     def from_preset(cls, preset: str | CascadeConfig, text_encoder: str | Path | None = None,
@@ -218,7 +254,7 @@ class TextToImagePipeline:
                 cfg = replace(cfg, unet=replace(cfg.unet, text_dim=encoder.dim))
                 model = Denoiser(EfficientUNet(cfg.unet), cfg.diffusion)
             stages.append(Stage(cfg, model.eval()))
-        return cls(encoder.eval(), text_cfg, stages)
+        return cls(encoder.eval(), text_cfg, stages, domain=cascade.domain)
 
     @classmethod
     def assemble(cls, paths: list[str | Path]) -> TextToImagePipeline:
@@ -242,14 +278,15 @@ class TextToImagePipeline:
         stages = [s for part in parts for s in part.stages]
         aligner = next((a for _, a in aligners), None) or \
             next((p.aligner for p in parts if p.aligner is not None), None)
-        return cls(parts[0].text_encoder, parts[0].text_config, stages, aligner)
+        return cls(parts[0].text_encoder, parts[0].text_config, stages, aligner, parts[0].domain)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the pipeline as a folder (`model_index.json`, a sub-folder per component
         with `config.json` and `model.safetensors`), whole or not at all; returns it."""
         text_weights = None if self.text_encoder.frozen else self.text_encoder.state_dict()
         return _write_folder(Path(path), self.text_config, text_weights,
-                             [(s.cfg, s.weights()) for s in self.stages], self.aligner)
+                             [(s.cfg, s.weights()) for s in self.stages], self.aligner,
+                             self.domain)
 
     def to(self, device: str | torch.device,
            dtype: torch.dtype | None = None) -> TextToImagePipeline:
@@ -365,12 +402,11 @@ class TextToImagePipeline:
             raise InputError("this pipeline starts with a super-resolution stage: use upscale")
         stop = len(self.stages) if stages is None else self.stage_index(stages) + 1
         settings = self.check_options(sampler, steps, guidance, threshold, stage_options)
-        from .control.build import is_plain
-        from .domains.shapes.plan import plan_with_report
+        from .stage_controls import is_plain
 
         if plan_layout and scene is not None:
             raise InputError("plan_layout plans the scene from the prompt: give no scene too")
-        scenes = [plan_with_report(p)[0] for p in prompts] if plan_layout else \
+        scenes = [get_domain(self.domain).read(p) for p in prompts] if plan_layout else \
             [scene] * len(prompts)
         if seeds is not None and len(seeds) != len(prompts) * n:
             raise InputError(f"seeds: expected {len(prompts) * n}, got {len(seeds)}")
@@ -417,7 +453,9 @@ class TextToImagePipeline:
         """Every stage's output under control; `scene` is a spec or a CompiledScene; `kept`
         (x0 [n, 3, R, R], keep [1, 1, R, R]) replaces what the base stage keeps known (by
         default a scene's background outside its regions)."""
-        from .control.build import (
+        from .control.regions import CompiledScene, background_image
+        from .domains import compile_scene
+        from .stage_controls import (
             attention_guidance,
             composition,
             img2img_start,
@@ -425,18 +463,17 @@ class TextToImagePipeline:
             region_prompts_into_sr,
             stage_controls,
         )
-        from .control.regions import CompiledScene, background_image, compile_scene
 
         base = self.stages[0].cfg
         regions, known, compiled = list(regions), None, None
         if scene is not None:
             compiled = scene if isinstance(scene, CompiledScene) else \
-                compile_scene(scene, base.resolution, seed, prompt or None)
+                compile_scene(scene, base.resolution, seed, prompt or None, domain=self.domain)
             if not layout and compiled.counted:
                 layout = self.scene_count_layout
             regions += compiled.regions
             prompt = compiled.prompt
-            known = background_image(compiled.background, base.resolution)
+            known = background_image(compiled.background_rgb, base.resolution)
         comp = composition(self, prompt, regions, negative, settings[0].guidance,
                            settings[0].threshold, known if self.scene_isolation else None)
         controls = stage_controls(self, comp, settings, stop)
@@ -467,7 +504,7 @@ class TextToImagePipeline:
         """Image-guided generation through the cascade: img2img (SDEdit) with `strength`
         (default 0.6), or inpainting with `mask` (white: repaint; the rest is kept at every
         stage; default strength 1)."""
-        from .control.build import composition, img2img_start, keep_known, stage_controls
+        from .stage_controls import composition, img2img_start, keep_known, stage_controls
 
         if n <= 0:
             raise InputError(f"n must be positive, got {n}")
@@ -518,7 +555,7 @@ class TextToImagePipeline:
         the target free from the same noise and blends where the two predictions differ, so
         an object can also move, grow or multiply; the default injects only for a re-weighting
         of the same prompt (the bench in README compares both). `plan_layout` reads both
-        prompts as scenes and redraws only the objects that changed (control.scene_edit)."""
+        prompts as scenes and redraws only the objects that changed (planned_edit)."""
         from .cascade import StageControl
         from .control.attention import (
             EditState,
@@ -528,7 +565,7 @@ class TextToImagePipeline:
             map_tokens,
             reweight_positions,
         )
-        from .control.build import is_plain
+        from .stage_controls import is_plain
 
         if n <= 0:
             raise InputError(f"n must be positive, got {n}")
@@ -544,7 +581,7 @@ class TextToImagePipeline:
         if plan_layout:
             if reweight or inject:
                 raise InputError("a planned edit redraws changed objects: no reweight or inject")
-            from .control.scene_edit import planned_edit
+            from .planned_edit import planned_edit
 
             settings = self.check_options(stage_options=stage_options, **base_options)
             drawn, edited = planned_edit(self, source, target, n, seed, settings, progress, bf16)
@@ -620,8 +657,8 @@ class TextToImagePipeline:
         seeds = [seed + j for j in range(len(images))]
         controls = {}
         if regions:
-            from .control.build import region_prompts_into_sr
             from .control.regions import check_regions
+            from .stage_controls import region_prompts_into_sr
 
             check_regions(regions)
             if not any(s.cfg.reads_regions for s in self.stages[start:stop]):

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion.denoiser import Denoiser, TextCondition
-from ..domains.shapes.captions import SHAPE_WORDS
 from ..errors import InputError
 from ..models.layers import MapRecorder, set_processor
 from .guidance import stack_conditions
@@ -35,7 +34,6 @@ LAYOUT_STEP = 0.03  # the suggested eta of layout guidance (best of 0.03, 0.1, 0
 # 0.015 / 0.03 gave counting 0.86 / 0.96 / 1.00 and position 0.96 / 0.96 / 0.93 (README)
 COUNT_LAYOUT_STEP = 0.015
 GUIDED_SHARE = 0.3  # the first share of the steps that get a gradient step
-SUBJECT_NOUNS = sorted({w for words in SHAPE_WORDS.values() for w in words})
 
 
 @dataclass
@@ -62,11 +60,13 @@ def find_words(text: str, words: list[str], plural: bool = False) -> list[tuple[
 
 
 def subject_positions(prompt: str, spans: list[tuple[int, int]],
-                      words: list[str] | None = None) -> list[list[int]]:
-    """Per subject word of `prompt` (default: its shape nouns, singular or plural), the
-    positions of its tokens. Explicit `words` must all occur in the prompt."""
+                      words: list[str] | None = None, nouns: tuple[str, ...] = ()
+                      ) -> list[list[int]]:
+    """Per subject word of `prompt` (default: those of `nouns` it holds, singular or plural:
+    the domain's object nouns), the positions of its tokens. Explicit `words` must all occur
+    in the prompt."""
     if words is None:
-        hits = find_words(prompt, SUBJECT_NOUNS, plural=True)
+        hits = find_words(prompt, list(nouns), plural=True) if nouns else []
     else:
         hits = []
         for word in words:

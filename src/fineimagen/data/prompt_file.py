@@ -1,36 +1,27 @@
 """Prompt files: JSONL, one `{"prompt": str, "scene"?: <scene spec>}` a line (other keys are
 kept by their writers and ignored here). Generation reads the prompts, scene control and the
-evaluator the scenes (of the shapes, or OpenMoji ones saying `"domain": "openmoji"`);
-errors name the line."""
+evaluator the scenes, each in the domain its spec names (`"domain": "openmoji"`), else in
+the domain given (the model's); errors name the line."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..domains.openmoji.scene import EmojiScene, is_emoji_spec, parse_emoji_spec
-from ..domains.openmoji.vocab import OPENMOJI_100
-from ..domains.shapes.scene import Scene, parse_spec
+from ..domains import Domain, parse_scene
 from ..errors import InputError
 from ..files import read_jsonl
 
 
-def parse_scene_spec(spec: dict | str) -> Scene | EmojiScene:
-    """A scene spec (a dict or JSON text) of either domain: an OpenMoji one (it says
-    `"domain": "openmoji"`, its objects named from openmoji-100) or a shapes one."""
-    if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as err:
-            raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
-    if is_emoji_spec(spec):
-        return parse_emoji_spec(spec, OPENMOJI_100)
-    return parse_spec(spec)
+def parse_scene_spec(spec: dict | str, domain: str | Domain | None = None):
+    """A scene spec (a dict or JSON text) in the domain it names, else in `domain` (None:
+    shapes)."""
+    return parse_scene(spec, domain)
 
 
-def read_prompt_file(path: str | Path, need_scene: bool = False
-                     ) -> list[tuple[str, Scene | EmojiScene | None]]:
-    """(prompt, scene or None) per line; with `need_scene` every line must have a scene."""
+def read_prompt_file(path: str | Path, need_scene: bool = False,
+                     domain: str | Domain | None = None) -> list[tuple[str, object]]:
+    """(prompt, scene or None) per line, scenes read as in `parse_scene_spec`; with
+    `need_scene` every line must have a scene."""
     records = []
     for number, record in read_jsonl(path):
         where = f"{path}, line {number}"
@@ -42,7 +33,7 @@ def read_prompt_file(path: str | Path, need_scene: bool = False
         scene = None
         if "scene" in record:
             try:
-                scene = parse_scene_spec(record["scene"])
+                scene = parse_scene_spec(record["scene"], domain)
             except InputError as err:
                 raise InputError(f"{where}: {err}") from None
         records.append((prompt, scene))

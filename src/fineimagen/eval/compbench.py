@@ -23,8 +23,15 @@ from PIL import Image
 from ..data.prompt_file import read_prompt_file
 from ..domains.shapes import vocab
 from ..domains.shapes.captions import caption
+from ..domains.shapes.judge import (
+    ATTRIBUTION_FAULTS,
+    attribution_fault,
+    category_of,
+    is_correct,
+    is_unseen,
+)
 from ..domains.shapes.paraphrase import free_caption
-from ..domains.shapes.parser import MIN_TEXTURE_SIDE, ParsedScene, parse_image, position_of_objects
+from ..domains.shapes.parser import MIN_TEXTURE_SIDE, parse_image
 from ..domains.shapes.render import render
 from ..domains.shapes.scene import (
     Group,
@@ -32,7 +39,6 @@ from ..domains.shapes.scene import (
     Scene,
     complete,
     heldout_group,
-    relation_holds,
 )
 from ..errors import InputError
 from ..images import open_image
@@ -50,104 +56,10 @@ class EvalItem:
     unseen: bool
 
 
-def category_of(scene: Scene) -> str:
-    """The GenEval category a spec belongs to, by the attributes it constrains."""
-    groups = scene.groups
-    if scene.relations:
-        return "relation"
-    if len(groups) >= 2:
-        colored = all(g.color for g in groups) and len({g.color for g in groups}) == len(groups)
-        return "color_attribution" if colored else "two_objects"
-    g = groups[0]
-    for key, name in (("texture", "texture"), ("position", "position"), ("size", "size"),
-                      ("color", "colors")):
-        if getattr(g, key) is not None:
-            return name
-    return "counting" if g.count not in (None, 1) else "single_object"
-
-
-def is_unseen(scene: Scene) -> bool:
-    return any(vocab.heldout_combinations(g.fields()) for g in scene.groups)
-
-
 def read_prompts(path: str | Path) -> list[EvalItem]:
     """Read and validate a prompts JSONL with a scene a line; errors name the line."""
     return [EvalItem(prompt, scene, category_of(scene), is_unseen(scene))
             for prompt, scene in read_prompt_file(path, need_scene=True)]
-
-
-def is_correct(scene: Scene, parsed: ParsedScene, side: int) -> bool:
-    """Whether a parsed image obeys a spec (the matching rule of the module docstring)."""
-    if parsed.background is None or scene.background not in (None, parsed.background):
-        return False
-    objects = parsed.objects
-    counts = [g.count for g in scene.groups]
-    if None not in counts and sum(counts) != len(objects):
-        return False
-    if len(objects) > MAX_OBJECTS or len(objects) < len(counts):
-        return False
-    ignored = ("position", "count") + (("texture",) if side < MIN_TEXTURE_SIDE else ())
-    wanted = [{k: v for k, v in g.fields().items() if k not in ignored} for g in scene.groups]
-    fits = [[j for j, w in enumerate(wanted) if all(getattr(o, k) == v for k, v in w.items())]
-            for o in objects]
-    return _deal(scene, objects, fits, [[] for _ in scene.groups], 0)
-
-
-MAX_OBJECTS = 12  # no spec asks for more (3 groups of 4); more is wrong without a search
-
-ATTRIBUTION_FAULTS = ("right", "bound, extra objects", "swapped", "one colour", "other")
-
-
-def attribution_fault(scene: Scene, parsed: ParsedScene, side: int) -> str:
-    """How a colour-attribution image (two or more groups of distinct colours) went, one of
-    ATTRIBUTION_FAULTS: right; every group's shape shows in its colour, but with more objects
-    than asked for; swapped (every group's shape shows only in another group's colour); all
-    objects (two or more) one colour; other."""
-    if is_correct(scene, parsed, side):
-        return "right"
-    objects = parsed.objects
-
-    def shows(shape, color):
-        return any(o.color == color and shape in (None, o.shape) for o in objects)
-
-    groups = scene.groups
-    asked = sum(g.count or 1 for g in groups)
-    if all(shows(g.shape, g.color) for g in groups) and len(objects) > asked:
-        return "bound, extra objects"
-    if all(not shows(g.shape, g.color)
-           and any(shows(g.shape, h.color) for h in groups if h is not g) for g in groups):
-        return "swapped"
-    if len(objects) > 1 and len({o.color for o in objects}) == 1:
-        return "one colour"
-    return "other"
-
-
-def _deal(scene: Scene, objects, fits, dealt: list[list], i: int) -> bool:
-    """Depth-first search over the ways to give objects i.. to the groups they fit."""
-    groups = scene.groups
-    if i == len(objects):
-        return all(_group_ok(g, members) for g, members in zip(groups, dealt, strict=True)) \
-            and all(relation_holds(r.relation, _points(dealt[r.subject]), _points(dealt[r.object]))
-                    for r in scene.relations)
-    for j in fits[i]:
-        if groups[j].count is not None and len(dealt[j]) == groups[j].count:
-            continue
-        dealt[j].append(objects[i])
-        found = _deal(scene, objects, fits, dealt, i + 1)
-        dealt[j].pop()
-        if found:
-            return True
-    return False
-
-
-def _points(objects) -> list[tuple[float, float]]:
-    return [(o.x, o.y) for o in objects]
-
-
-def _group_ok(group, members: list) -> bool:
-    if not members or (group.count is not None and len(members) != group.count):
-        return False
-    return group.position is None or position_of_objects(members) == group.position
 
 
 def image_paths(folder: Path, index: int) -> list[Path]:

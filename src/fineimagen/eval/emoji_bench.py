@@ -27,6 +27,7 @@ from ..domains.openmoji.scene import (
     characters,
     complete_emoji,
     emoji_caption,
+    emoji_category,
     is_heldout,
     other_names,
 )
@@ -244,20 +245,6 @@ def adversarial(items: list[EmojiEvalItem], names: tuple[str, ...], size: int,
     return {k: {"passed": float(np.mean(v)) if v else None, "n": len(v),
                 "must": "pass" if k in ("unchanged", "jpeg", "shifted 1 px") else "fail"}
             for k, v in changes.items()}
-
-
-def emoji_category(scene: EmojiScene) -> str:
-    """The category a spec belongs to, by what it constrains."""
-    if scene.relations:
-        return "relation"
-    if len(scene.groups) >= 2:
-        return "two_objects"
-    g = scene.groups[0]
-    if g.position is not None:
-        return "position"
-    if g.size is not None:
-        return "size"
-    return "counting" if (g.count or 1) > 1 else "single_object"
 
 
 def read_emoji_prompts(path: str | Path, names: tuple[str, ...]) -> list[EmojiEvalItem]:

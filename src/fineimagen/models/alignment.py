@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AlignerConfig
-from ..domains.shapes import vocab
 from ..errors import InputError
 from .text_encoders import build_text_encoder
 from .vit import ViT
@@ -41,10 +40,11 @@ class Aligner(nn.Module):
         self.texture_head: nn.Linear | None = None
         self.texture_weight = 0.0
 
-    def add_texture_head(self, weight: float) -> None:
+    def add_texture_head(self, weight: float, textures: int) -> None:
         """Train with the auxiliary texture loss (`forward(textures=...)`) at `weight`: a
-        linear head on the pooled ViT features says which textures the image shows."""
-        self.texture_head = nn.Linear(self.cfg.vit.width, len(vocab.TEXTURES))
+        linear head on the pooled ViT features says which of `textures` textures (the
+        domain's) the image shows."""
+        self.texture_head = nn.Linear(self.cfg.vit.width, textures)
         self.texture_weight = weight
 
     @property
@@ -73,7 +73,7 @@ class Aligner(nn.Module):
                 negatives: list[str] | None = None, textures: torch.Tensor | None = None,
                 texture_shown: torch.Tensor | None = None) -> torch.Tensor:
         """Symmetric InfoNCE over the batch; `negatives` are extra texts for every image.
-        With a texture head, `textures` ([B, T] multi-hot, vocab.TEXTURES) and
+        With a texture head, `textures` ([B, T] multi-hot over the head's textures) and
         `texture_shown` ([B], 0 for renders drawn small and enlarged) add its loss."""
         features = self.image_features(images)
         u = self.project_images(features)  # [B, E]

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import Request  # at module level: FastAPI resolves the handlers' annotations here
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError
 from .batcher import Batcher, Job, QueueFull
+from .regions import MAX_PROMPT, RegionSpec, regions_of
 
-MAX_PROMPT = 4000
 MAX_UPLOAD = 4 * 1024 * 1024  # bytes per uploaded image
 MAX_JSON = 256 * 1024  # bytes of a JSON request body
 MAX_BODY = 2 * MAX_UPLOAD + MAX_JSON  # bytes of any request body (an edit: image and mask)
@@ -42,19 +42,6 @@ class ServeConfig:
     cors: str | None = None
     model_name: str = "shapes"
     ui: bool = False  # mount the web UI (Gradio) at /ui
-
-
-class RegionSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
-    box: list[float] | None = Field(None, min_length=4, max_length=4)
-    cell: str | None = None
-
-    @model_validator(mode="after")
-    def one_place(self):
-        if (self.box is None) == (self.cell is None):
-            raise ValueError("a region needs exactly one of 'box' and 'cell'")
-        return self
 
 
 class GenerationRequest(BaseModel):
@@ -271,7 +258,7 @@ def _mount_ui(app, pipe, cfg: ServeConfig, batcher: Batcher) -> None:
 
 
 def _generation_job(pipe, req: GenerationRequest, sizes: dict) -> tuple[Job, str | None]:
-    from ..control.build import is_plain
+    from ..stage_controls import is_plain
 
     if req.size is not None and req.size not in sizes:
         raise ApiError(400, f"size {req.size!r} is not one of this model's: "
@@ -305,14 +292,6 @@ def _generation_job(pipe, req: GenerationRequest, sizes: dict) -> tuple[Job, str
 
     key = None if control else (stage, req.steps, req.guidance, req.sampler, req.rerank)
     return Job(run, req.n, key, [prompt] * req.n, seeds), revised
-
-
-def regions_of(specs: list[RegionSpec], base: int) -> list:
-    """control.regions.Region of each spec, masks at the base resolution `base`."""
-    from ..control.regions import Region, box_mask, named_box
-
-    return [Region(r.prompt, box_mask(r.box if r.box else named_box(r.cell), base))
-            for r in specs]
 
 
 def _plain(is_plain, prompt: str) -> bool:

@@ -348,7 +348,7 @@ def _regions_or_scene(text: str, base: int, say_cell: bool = False):
     import gradio as gr
     from pydantic import ValidationError
 
-    from .app import RegionSpec, regions_of
+    from .regions import RegionSpec, regions_of
 
     try:
         data = json.loads(text or "[]")

@@ -29,6 +29,7 @@ from torch import nn
 from ..config import CascadeConfig
 from ..diffusion.denoiser import Denoiser, TextCondition, _draw
 from ..errors import InputError
+from .jobs import Job, write_stage_model
 
 
 class GuidanceDistill(nn.Module):
@@ -147,7 +148,6 @@ def _on(module: nn.Module, device) -> nn.Module:
 def distill_job(cfg):
     """(the trainer's job, the cascade it writes) for a distillation run of `cfg`."""
     from ..pipeline import TextToImagePipeline
-    from .trainer import _Job, export_pipeline
 
     if cfg.init:
         raise InputError("--distill-from starts the student from the teacher: give no --init")
@@ -170,8 +170,8 @@ def distill_job(cfg):
     cascade = CascadeConfig(teacher_pipe.text_config, [student_cfg])
     encoder = teacher_pipe.text_encoder.requires_grad_(False)  # the teacher's, kept as it is
     kept = None if encoder.frozen else encoder.state_dict()
-    job = _Job(module, encoder, student_cfg.resolution,
-               lambda folder, shadow: export_pipeline(folder, cascade, student_cfg, shadow,
+    job = Job(module, encoder, student_cfg.resolution,
+               lambda folder, shadow: write_stage_model(folder, cascade, student_cfg, shadow,
                                                       True, kept),
                _shapes_data(student_cfg, cfg))
     return job, cascade

@@ -30,7 +30,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from ...eval.compbench import _deal  # the shapes' search: groups, counts, cells and relations
+from ..shapes.judge import _deal  # the shapes' search: groups, counts, cells and relations
 from .render import BACKGROUND_RGB, stamp
 from .scene import SIZE_FRACTION, EmojiScene
 from .vocab import character

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...control.regions import CompiledScene, Region, box_mask, check_regions
 from ..shapes import vocab
+from .render import BACKGROUND_RGB
 from .scene import (
     EmojiGroup,
     EmojiScene,
@@ -27,8 +29,6 @@ from .vocab import OPENMOJI_100
 def compile_emoji_scene(spec: dict | EmojiScene, size: int, seed: int = 0,
                         prompt: str | None = None, names: tuple[str, ...] = OPENMOJI_100):
     """A `regions.CompiledScene` of an OpenMoji spec (`names`: the objects it may name)."""
-    from ...control.regions import CompiledScene, Region, box_mask, check_regions
-
     scene = spec if isinstance(spec, EmojiScene) else parse_emoji_spec(spec, names)
     filled, placed = complete_emoji(scene, np.random.default_rng([seed, 17]))
     regions = []
@@ -40,4 +40,5 @@ def compile_emoji_scene(spec: dict | EmojiScene, size: int, seed: int = 0,
     check_regions(regions)
     text = prompt or emoji_caption(scene, np.random.default_rng(0))
     counted = any((g.count or 1) > 1 for g in scene.groups)
-    return CompiledScene(text, regions, filled.background, None, counted, filled, placed)
+    return CompiledScene(text, regions, filled.background, BACKGROUND_RGB[filled.background],
+                         None, counted, filled, placed)

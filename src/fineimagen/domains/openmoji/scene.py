@@ -121,6 +121,20 @@ def parse_emoji_spec(spec: dict, names: tuple[str, ...]) -> EmojiScene:
     return EmojiScene(tuple(groups), background, relations)
 
 
+def emoji_category(scene: EmojiScene) -> str:
+    """The category a spec belongs to, by what it constrains."""
+    if scene.relations:
+        return "relation"
+    if len(scene.groups) >= 2:
+        return "two_objects"
+    g = scene.groups[0]
+    if g.position is not None:
+        return "position"
+    if g.size is not None:
+        return "size"
+    return "counting" if (g.count or 1) > 1 else "single_object"
+
+
 def is_heldout(name: str, position: str, count: int) -> bool:
     """One tenth of the object x cell x count combinations, by a stable hash."""
     return zlib.crc32(f"{name}|{position}|{count}".encode()) % 10 == 0

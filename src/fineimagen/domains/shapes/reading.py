@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from . import vocab
+from .lexicon import lexicon, phrase_words
 
 MATCH_THRESHOLD = 0.62  # cosine of MiniLM sentence embeddings, unknown phrase vs grammar word
 MIN_CHROMA = 25.0  # a colour name paler than this (CIELAB chroma) names no palette colour
@@ -130,17 +131,13 @@ def read_free(prompt: str) -> Reading:
 
 
 def _names_a_shape(text: str) -> bool:
-    from .plan import _lexicon, _words
-
-    table = _lexicon()
-    return any(table.get((w,), ("",))[0] == "shape" for w in _words(text))
+    table = lexicon()
+    return any(table.get((w,), ("",))[0] == "shape" for w in phrase_words(text))
 
 
 def _read_sentence(sentence: str) -> tuple[str, list[str], str]:
     """One sentence in the grammar's words, the words it could not place, and the
     background it names (' on a white background' or '')."""
-    from .plan import _lexicon, _words
-
     text = " ".join(sentence.lower().replace("grey", "gray").split()).rstrip(".!?; ")
     text = FRAMES.sub("", text, count=1)
     background = ""
@@ -154,13 +151,13 @@ def _read_sentence(sentence: str) -> tuple[str, list[str], str]:
         text = pattern.sub(phrase, text)
     text = CLAUSE.sub("", text)
     for pattern, relation in RELATIONS:
-        text = pattern.sub(lambda m, r=relation: f" {_relation_words(m, r)} ", text)
+        text = pattern.sub(lambda m, r=relation: f" {_relationwords(m, r)} ", text)
     text = PLACE.sub(lambda m: " " + _place(m.group(0)) + " ", text)
     text = COLOR_AFTER.sub(lambda m: m.group(2) if _is_color(m.group(2)) else m.group(0), text)
-    table = _lexicon()
+    table = lexicon()
     longest = max(len(k) for k in table)
     words = [w if (w,) in table else EVERYDAY.get(w) or color_name(w) or w
-             for w in _words(text)]
+             for w in phrase_words(text)]
     out, unread, i = [], [], 0  # out: (grammar phrase, its kind)
     while i < len(words):
         for n in range(min(longest, len(words) - i), 0, -1):
@@ -174,7 +171,7 @@ def _read_sentence(sentence: str) -> tuple[str, list[str], str]:
                 match = _match_span(words, i, table)
                 if match:
                     said, n = match
-                    out.append((said, table.get(tuple(_words(said)), ("",))[0]))
+                    out.append((said, table.get(tuple(phrase_words(said)), ("",))[0]))
                     i += n
                     continue
                 unread.append(word)
@@ -206,7 +203,7 @@ def _is_color(word: str) -> bool:
     return word in vocab.COLORS or color_name(word) is not None
 
 
-def _relation_words(m: re.Match, relation: str | None) -> str:
+def _relationwords(m: re.Match, relation: str | None) -> str:
     if relation is None:
         return f"to the {m.group(1)} of"
     return relation
@@ -287,9 +284,7 @@ def _match_span(words: list[str], i: int, table) -> tuple[str, int] | None:
 
 @functools.cache
 def _phrase_starts() -> frozenset[str]:
-    from .plan import _lexicon
-
-    return frozenset(k[0] for k in _lexicon())
+    return frozenset(k[0] for k in lexicon())
 
 
 @functools.cache
@@ -302,10 +297,8 @@ def _nearest(phrase: str) -> tuple[str, float]:
 
 @functools.cache
 def _grammar_embeddings():
-    from .plan import _lexicon
-
     kinds = ("size", "texture", "texture_after", "shape", "count")
-    keys = sorted(" ".join(k) for k, (kind, _) in _lexicon().items() if kind in kinds)
+    keys = sorted(" ".join(k) for k, (kind, _) in lexicon().items() if kind in kinds)
     return keys, _embed(tuple(keys))
 
 

@@ -121,10 +121,12 @@ def parse_spec(spec: dict | str) -> Scene:
             raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
     if not isinstance(spec, dict):
         raise InputError("a scene spec must be a JSON object with an 'objects' list")
-    unknown = set(spec) - {"objects", "background", "relations"}
+    unknown = set(spec) - {"domain", "objects", "background", "relations"}
     if unknown:
         raise InputError(f"unknown scene key {sorted(unknown)[0]!r} "
-                         "(allowed: objects, background, relations)")
+                         "(allowed: domain, objects, background, relations)")
+    if spec.get("domain", "shapes") != "shapes":
+        raise InputError(f"a shapes spec says domain 'shapes', not {spec['domain']!r}")
     background = spec.get("background")
     if background is not None and background not in vocab.BACKGROUNDS:
         raise InputError(_unknown("background", background, vocab.BACKGROUNDS))

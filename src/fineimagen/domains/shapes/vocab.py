@@ -4,14 +4,12 @@ Everything that names an attribute value lives here, so the renderer, the captio
 evaluator and the held-out split can never disagree.
 """
 
+# the positions are the control grid's cells, shared by every domain
+from ...control.grid import POSITIONS, cell_of, position_at, position_of  # noqa: F401
+
 SHAPES = ("circle", "square", "triangle", "star", "heart")
 COLORS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
 SIZES = ("small", "medium", "large")
-POSITIONS = (
-    "top left", "top", "top right",
-    "left", "center", "right",
-    "bottom left", "bottom", "bottom right",
-)  # row-major over the 3x3 grid of cells
 TEXTURES = ("solid", "striped", "dotted", "checkered")
 COUNTS = (1, 2, 3, 4)
 BACKGROUNDS = ("white", "black", "gray")
@@ -67,18 +65,3 @@ def heldout_combinations(group: dict) -> list[str]:
     if (group.get("texture"), group.get("shape")) in HELDOUT_TEXTURE_SHAPE:
         found.append(f"texture x shape: {group['texture']} {group['shape']}")
     return found
-
-
-def cell_of(position: str) -> tuple[int, int]:
-    """(row, column) of a named position in the 3x3 grid."""
-    index = POSITIONS.index(position)
-    return divmod(index, 3)
-
-
-def position_of(row: int, col: int) -> str:
-    return POSITIONS[3 * row + col]
-
-
-def position_at(x: float, y: float) -> str:
-    """The position name of the grid cell holding the point (x, y), fractions of the side."""
-    return position_of(min(int(y * 3), 2), min(int(x * 3), 2))

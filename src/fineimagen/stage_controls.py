@@ -7,23 +7,23 @@ import math
 
 import torch
 
-from ..cascade import StageControl, stage_seeds
-from ..diffusion.denoiser import TextCondition
-from ..diffusion.sampling import initial_noise, sampling_timesteps
-from ..errors import InputError
-from .attention_guidance import (
+from .cascade import StageControl, stage_seeds
+from .control.attention_guidance import (
     EXCITE_STEP,
     GUIDED_SHARE,
-    SUBJECT_NOUNS,
     AttentionGuidance,
     AttentionTarget,
     find_words,
     subject_positions,
     word_positions,
 )
-from .guidance import Composition, KnownRegion, Term
-from .prompts import Clause, parse_prompt, weight_tokens
-from .regions import Region, check_regions
+from .control.guidance import Composition, KnownRegion, Term
+from .control.prompts import Clause, parse_prompt, weight_tokens
+from .control.regions import Region, check_regions
+from .diffusion.denoiser import TextCondition
+from .diffusion.sampling import initial_noise, sampling_timesteps
+from .domains import get_domain
+from .errors import InputError
 
 MAX_GUIDANCE_STEP = 10.0  # the largest layout-guidance step size accepted
 
@@ -88,7 +88,7 @@ def region_prompts_into_sr(pipe, controls: dict, regions: list[Region], n: int,
     """Each regression SR stage that reads region prompts gets them: each region's words
     (markup dropped, negative clauses left out), pooled, over its mask at the stage's input
     side (models.sr.RegionText)."""
-    from ..models.sr import RegionText, pool_text
+    from .models.sr import RegionText, pool_text
 
     readers = [i for i in range(1, stop) if pipe.stages[i].cfg.reads_regions]
     if not regions or not readers:
@@ -136,9 +136,10 @@ def img2img_start(pipe, control: StageControl, x0: torch.Tensor, strength: float
 
 
 def check_attention_options(prompt: str, excite: bool | list[str], layout: float,
-                            has_regions: bool) -> list[Clause]:
+                            has_regions: bool, nouns: tuple[str, ...]) -> list[Clause]:
     """Raise InputError for options attention guidance cannot apply; the clauses that
-    attend-and-excite acts on (positive ones that name a subject)."""
+    attend-and-excite acts on (positive ones that name a subject: one of `nouns`, the
+    domain's object nouns, or with a list `excite` one of its words)."""
     if not (math.isfinite(layout) and 0 <= layout <= MAX_GUIDANCE_STEP):
         raise InputError(f"layout guidance must be a number in [0, {MAX_GUIDANCE_STEP:g}], "
                          f"got {layout}")
@@ -148,9 +149,9 @@ def check_attention_options(prompt: str, excite: bool | list[str], layout: float
         return []
     clauses = [c for c in parse_prompt(prompt) if c.weight > 0]
     if excite is True:
-        chosen = [c for c in clauses if find_words(c.text, SUBJECT_NOUNS, plural=True)]
+        chosen = [c for c in clauses if nouns and find_words(c.text, list(nouns), plural=True)]
         if not chosen:
-            raise InputError(f"excite: {prompt!r} names no shape to excite (name the words)")
+            raise InputError(f"excite: {prompt!r} names no object to excite (name the words)")
         return chosen
     for word in excite:
         if not any(find_words(c.text, [word]) for c in clauses):
@@ -164,12 +165,13 @@ def attention_guidance(pipe, prompt: str, regions: list[Region], excite: bool | 
     subject words of each positive clause of `prompt` (True: its shape nouns; a list: those
     words); with `layout` > 0, each region's subjects (its shape nouns, else all its words)
     kept inside the region at that step size (control.attention_guidance)."""
-    clauses = check_attention_options(prompt, excite, layout, bool(regions))
+    nouns = get_domain(pipe.domain).subject_nouns
+    clauses = check_attention_options(prompt, excite, layout, bool(regions), nouns)
     targets = []
 
     def target(clause: Clause, mask, words):
         spans = pipe.text_encoder.token_spans([clause.text])[0]
-        subjects = subject_positions(clause.text, spans, words)
+        subjects = subject_positions(clause.text, spans, words, nouns)
         if not subjects and mask is not None:  # a region without a shape noun: all its words
             subjects = [[p] for p in word_positions(spans)]
         if subjects:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..domains.shapes.plan import plan_scene
-from ..errors import InputError
-from .regions import CompiledScene, background_image, compile_scene
+from .control.regions import CompiledScene, background_image
+from .domains import get_domain
+from .errors import InputError
 
 
 def changed_boxes(a: CompiledScene, b: CompiledScene) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,8 +81,9 @@ def planned_edit(pipe, source: str, target: str, n: int, seed: int, settings: li
     """Every stage's output (by name) of the source and of the edit, n images each drawn
     with seeds seed..seed+n-1."""
     side = pipe.stages[0].cfg.resolution
-    a = compile_scene(plan_scene(source), side, seed, source)  # as generate --plan-layout
-    b = compile_scene(plan_scene(target), side, seed, target, like=a)
+    domain = get_domain(pipe.domain)
+    a = domain.compile_scene(domain.read(source), side, seed, source)  # as --plan-layout
+    b = domain.compile_scene(domain.read(target), side, seed, target, like=a)
     gone, new = changed_boxes(a, b)
     if a.background != b.background:  # a new background: everything is redrawn
         gone = new = torch.ones_like(gone)
@@ -91,7 +92,7 @@ def planned_edit(pipe, source: str, target: str, n: int, seed: int, settings: li
     stop = len(pipe.stages)
     drawn = pipe._controlled(source, n, seed, settings, stop, None, [], a, progress, bf16)
     base = drawn[pipe.stages[0].name]
-    known = base * (1 - gone) + background_image(b.background, side).to(base) * gone
+    known = base * (1 - gone) + background_image(b.background_rgb, side).to(base) * gone
     # moved or added objects of an unchanged look, copied from the source at every stage
     copied = {name: copied_objects(a, b, x) for name, x in drawn.items()}
     copies, alpha = copied[pipe.stages[0].name]
