@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fineimagen.cli import build_parser
+from fineimagen.commands.generate import parse_stage_options
 from fineimagen.control.prompts import parse_prompt
 from fineimagen.control.regions import parse_region
 from fineimagen.data.prompt_file import read_prompt_file
@@ -16,7 +17,6 @@ from fineimagen.domains.shapes import vocab
 from fineimagen.domains.shapes.plan import plan_scene
 from fineimagen.domains.shapes.scene import parse_spec
 from fineimagen.errors import InputError
-from fineimagen.generate import parse_stage_options
 
 FUZZ = settings(max_examples=1500, deadline=500,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,10 +6,8 @@ Every user error prints one line `fineimagen: error: ...` to stderr and exits wi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 
 from .errors import InputError, TrainingError
 
@@ -41,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--size", type=int, default=128, help="image side in px (16-4096)")
     shapes.add_argument("--split", choices=("train", "heldout"), default="train")
     shapes.add_argument("--seed", type=int, default=0)
-    from .openmoji_cli import add_dataset_parser
-
-    add_dataset_parser(kinds, _positive)
+    _add_openmoji_dataset(kinds)
     evalset = kinds.add_parser("evalset", help="a balanced GenEval-style prompt set (JSONL)")
     evalset.add_argument("--out", required=True, help="output .jsonl file")
     evalset.add_argument("--n", type=_positive, required=True, help="number of prompts")
@@ -113,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_upscale(commands)
     _add_edit(commands)
     return parser
+
+
+def _add_openmoji_dataset(kinds) -> None:
+    moji = kinds.add_parser("openmoji", help="scenes of OpenMoji emoji (needs the openmoji "
+                            "extra), as an ImageFolder or WebDataset shards")
+    moji.add_argument("--out", help="output folder (new or empty)")
+    moji.add_argument("--n", type=_positive, help="number of scenes")
+    moji.add_argument("--size", type=int, default=64, help="image side in px (32-512)")
+    moji.add_argument("--vocab", default="openmoji-100", help="openmoji-100 or openmoji-all")
+    moji.add_argument("--format", choices=("imagefolder", "webdataset"), default="imagefolder")
+    moji.add_argument("--split", choices=("train", "heldout"), default="train")
+    moji.add_argument("--seed", type=int, default=0)
+    moji.add_argument("--list-vocab", metavar="VOCAB",
+                      help="print the vocabulary's canonical names, one a line, and stop")
 
 
 def _decays(text: str) -> tuple[float, ...]:
@@ -317,54 +327,8 @@ def _attribute_weight(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected ATTRIBUTE=WEIGHT, got {text!r}") from None
 
 
-def _train(args) -> None:
-    from .train.recipes import assembly, finished, prepare_commands, train_phases
-
-    overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("command", "recipe") and v not in (None, False)}
-    if "negative_weights" in overrides:
-        overrides["negative_weights"] = dict(overrides["negative_weights"])
-    from .train.trainer import train
-
-    phases = train_phases(args.recipe, overrides)
-    is_main = os.environ.get("RANK", "0") == "0"  # under torchrun: the main process reports
-    for command in prepare_commands(args.recipe):  # the recipe's data, made once
-        out = command[command.index("--out") + 1]
-        if is_main:
-            print("preparing: fineimagen " + " ".join(command))
-            main(command)
-        while not os.path.exists(out):  # other ranks wait for it (written atomically)
-            time.sleep(1)
-    result = None
-    for k, cfg in enumerate(phases):
-        if len(phases) > 1 and args.resume and finished(cfg):
-            if is_main:
-                print(f"phase {k + 1}/{len(phases)} ({cfg.out}) finished before: skipped")
-            continue
-        if len(phases) > 1 and is_main:
-            print(f"phase {k + 1}/{len(phases)}: {cfg.out}")
-        result = train(cfg)
-    joined = assembly(args.recipe, overrides)
-    if result is None:
-        if is_main and (joined is None or joined[1].is_dir()):
-            print("every phase had finished: the model is "
-                  f"{joined[1] if joined else phases[-1].out + '/model'}")
-            return
-    elif is_main:
-        if result.skipped:
-            print(f"{result.skipped} steps skipped for a non-finite loss or gradient")
-        print(f"model written to {result.folder} ({result.processes} "
-              f"process{'es' if result.processes > 1 else ''})")
-    if joined is not None and is_main:
-        from .pipeline import TextToImagePipeline
-
-        parts, out = joined
-        TextToImagePipeline.assemble(parts).save_pretrained(out)
-        print(f"cascade assembled from {', '.join(str(p) for p in parts)}: {out}")
-
-
 def _generate(args) -> None:
-    from .generate import generate_to_folder
+    from .commands.generate import generate_to_folder
 
     if (args.prompt is None) == (args.prompts is None):
         raise InputError("give one prompt or --prompts FILE")
@@ -373,14 +337,14 @@ def _generate(args) -> None:
 
 
 def _edit(args) -> None:
-    from .generate import edit_files
+    from .commands.generate import edit_files
 
     written = edit_files(args)
     print(f"wrote {written} images to {args.out}")
 
 
 def _upscale(args) -> None:
-    from .generate import upscale_files
+    from .commands.generate import upscale_files
 
     written = upscale_files(args)
     print(f"wrote {written} images to {args.out}")
@@ -415,150 +379,28 @@ def _serve(args) -> None:
                 limit_concurrency=128, timeout_keep_alive=5)
 
 
-def _embed(args) -> None:
-    from .config import load_preset
-    from .data.formats import dataset_captions
-    from .models.text_encoders import build_text_encoder
-    from .models.text_store import build_store
+def _train(args) -> None:
+    from .commands.train import train_recipe
 
-    cascade = load_preset(args.preset)
-    encoder = build_text_encoder(cascade.text_encoder)
-    if not encoder.frozen:
-        raise InputError(f"preset {args.preset} trains its text encoder: nothing to store")
-    captions = dataset_captions(args.data, args.text_column)
-    index = build_store(captions, encoder, cascade.text_encoder.to_dict(), args.out)
-    print(f"embedded {index['captions']} distinct captions (of {len(captions)}) into {args.out}")
+    train_recipe(args, main)
+
+
+def _embed(args) -> None:
+    from .commands.train import embed
+
+    embed(args)
 
 
 def _dataset(args) -> None:
-    if args.kind == "openmoji":
-        from .openmoji_cli import dataset
+    from .commands.dataset import dataset
 
-        dataset(args)
-        return
-    if args.kind == "evalset" and args.domain == "openmoji":
-        from .files import atomic_write_text
-        from .openmoji_cli import dumps, evalset
-
-        records = evalset(args)
-        atomic_write_text(args.out, dumps(records))
-        print(f"wrote {len(records)} prompts to {args.out}")
-        return
-    if args.kind == "shapes":
-        from .domains.shapes.samples import write_folder
-
-        out = write_folder(args.out, args.n, args.size, args.split, args.seed)
-        print(f"wrote {args.n} scenes of {args.size} px to {out}")
-        return
-    from .eval.compbench import make_evalset
-    from .files import atomic_write_text
-
-    items = make_evalset(args.n, args.split, args.seed, args.style)
-    lines = [json.dumps({"prompt": it.prompt, "scene": it.scene.to_spec(),
-                         "category": it.category, "unseen": it.unseen}) for it in items]
-    atomic_write_text(args.out, "\n".join(lines) + "\n")
-    print(f"wrote {len(items)} prompts to {args.out}")
+    dataset(args)
 
 
 def _eval(args) -> None:
-    if args.domain == "openmoji":
-        from .openmoji_cli import evaluate
+    from .commands.evaluate import evaluate
 
-        _write_json(args.json, evaluate(args))
-        return
-    if args.selftest:
-        _selftest(args)
-        return
-    if args.adversarial:
-        _adversarial(args)
-        return
-    if not args.prompts:
-        raise InputError("eval needs --selftest, or --prompts with --images or --render-truth")
-    from .eval import compbench
-
-    items = compbench.read_prompts(args.prompts)
-    if args.render_truth:
-        scores = _score_truth(items, args)
-    elif args.images:
-        scores = compbench.score_folder(items, args.images)
-    else:
-        raise InputError("--prompts needs --images DIR or --render-truth")
-    print(compbench.format_table(scores))
-    if args.fid:
-        scores["fid"] = _fid(items, args)
-    _write_json(args.json, scores)
-
-
-def _fid(items, args) -> dict:
-    from .eval.fid import in_domain_fid
-    from .pipeline import TextToImagePipeline
-
-    if not args.images:
-        raise InputError("--fid needs --images DIR")
-    pipe = TextToImagePipeline.from_pretrained(args.model)
-    if pipe.aligner is None:
-        raise InputError("--fid needs a model with an aligner (none in this folder)")
-    result = in_domain_fid(pipe.aligner, items, args.images, args.seed)
-    print(f"in-domain FID {result['fid']:.2f} ({result['n_generated']} generated vs "
-          f"{result['n_truth']} truth renders); mean score generated "
-          f"{result['score_generated']:.3f}, truth {result['score_truth']:.3f}")
-    return result
-
-
-def _score_truth(items, args) -> dict:
-    from .domains.shapes.samples import check_side
-    from .eval.compbench import render_truth
-
-    check_side(args.size)
-    if args.save_images:
-        from .files import atomic_folder
-
-        with atomic_folder(args.save_images) as folder:
-            return render_truth(items, args.size, args.samples, args.seed, folder)
-    return render_truth(items, args.size, args.samples, args.seed)
-
-
-def _sizes(text: str) -> list[int]:
-    from .domains.shapes.samples import check_side
-
-    try:
-        sizes = [int(s) for s in text.split(",")]
-    except ValueError:
-        raise InputError(f"--sizes must be integers joined by commas: {text!r}") from None
-    for size in sizes:
-        check_side(size)
-    return sizes
-
-
-def _adversarial(args) -> None:
-    from .eval import adversarial, compbench
-
-    items = compbench.read_prompts(args.prompts) if args.prompts else \
-        compbench.make_evalset(400, "heldout", seed=args.seed + 1000)
-    table = adversarial.run(items, _sizes(args.sizes or "32,128"), args.seed)
-    print(adversarial.format_table(table))
-    _write_json(args.json, table)
-
-
-def _selftest(args) -> None:
-    from .domains.shapes.selftest import agreement, format_agreement
-
-    sizes = _sizes(args.sizes or "32,64,128")
-    rows = {}
-    for size in sizes:
-        for condition in ("clean", "perturbed", "rimmed"):
-            rows[f"{size}px {condition}"] = agreement(
-                size, args.n, args.seed, perturbed=condition != "clean",
-                rimmed=condition == "rimmed")
-    print(format_agreement(rows))
-    _write_json(args.json, {name: vars(row) for name, row in rows.items()})
-
-
-def _write_json(path: str | None, payload: dict) -> None:
-    if path:
-        from .files import atomic_write_text
-
-        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+    evaluate(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .data.prompt_file import parse_scene_spec, read_prompt_file
-from .errors import InputError
+from ..data.prompt_file import parse_scene_spec, read_prompt_file
+from ..errors import InputError
 
 
 def read_prompt_lines(path: str | Path, domain: str | None = None) -> list[str]:
@@ -49,7 +49,7 @@ def load_pipeline(args):
     """The pipeline of `--model` on `--device` (cpu, cuda, cuda:N)."""
     import torch
 
-    from .pipeline import TextToImagePipeline
+    from ..pipeline import TextToImagePipeline
 
     device = args.device
     if not (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device)):
@@ -62,7 +62,7 @@ def load_pipeline(args):
                          "use bf16 or fp32")
     dtype = None
     if device != "cpu":  # weights kept in the precision they run in
-        from .precision import native_bf16
+        from ..precision import native_bf16
 
         auto = torch.bfloat16 if native_bf16(device) else torch.float16
         dtype = {"auto": auto, "bf16": torch.bfloat16, "fp16": torch.float16,
@@ -77,7 +77,7 @@ def bf16_choice(args) -> bool | None:
 
 
 def generate_to_folder(args) -> int:
-    from .pipeline import model_domain
+    from ..pipeline import model_domain
 
     domain = model_domain(args.model)  # a spec naming no domain is read as the model's
     prompts = read_prompt_lines(args.prompts, domain) if args.prompts else [args.prompt]
@@ -89,7 +89,7 @@ def generate_to_folder(args) -> int:
                    stage_options=parse_stage_options(args.stage_option))
     pipe.check_options(**options)
     if args.revise_prompt:  # drawn as read, in the grammar's words
-        from .domains.shapes.plan import revised_prompt
+        from ..domains.shapes.plan import revised_prompt
 
         prompts = [revised_prompt(scene) for scene in
                    read_scenes(prompts, args.show_plan)]
@@ -120,7 +120,7 @@ def generate_to_folder(args) -> int:
 
 def region_args(args, pipe) -> list:
     """--region, --box and --mask-region as checked Regions (masks at the base side)."""
-    from .control.regions import Region, box_mask, check_regions, image_mask, parse_region
+    from ..control.regions import Region, box_mask, check_regions, image_mask, parse_region
 
     size = pipe.stages[0].cfg.resolution
     regions = [parse_region(r, size) for r in args.region]
@@ -135,8 +135,8 @@ def region_args(args, pipe) -> list:
 
 def _control_options(args, pipe, prompts: list[str]) -> dict:
     """Every control flag parsed and checked (before anything is written)."""
-    from .domains import get_domain
-    from .stage_controls import check_attention_options, is_plain
+    from ..domains import get_domain
+    from ..stage_controls import check_attention_options, is_plain
 
     if args.plan_layout and (args.scene or args.control):
         raise InputError("--plan-layout plans the scene from each prompt: not with --scene "
@@ -184,7 +184,7 @@ def read_scenes(prompts: list[str], show: bool) -> list:
     """Each prompt's scene as the planner reads it (a prompt it cannot read raises
     PlanError); words it could not read are reported on stderr, and with `show` the reading
     is printed in canonical words and as a spec."""
-    from .domains.shapes.plan import plan_with_report, revised_prompt
+    from ..domains.shapes.plan import plan_with_report, revised_prompt
 
     scenes = []
     for prompt in prompts:
@@ -213,7 +213,7 @@ def _generate_controlled(args, pipe, prompts, control, options, last, out: Path)
 
 
 def _open_image(path: str, mode: str):
-    from .images import open_image
+    from ..images import open_image
 
     return open_image(path, mode)
 

@@ -1,0 +1,1 @@
+"""What each CLI verb does; cli.py only parses and dispatches."""
