@@ -31,7 +31,8 @@ from scipy.stats import spearmanr
 from fineimagen.domains.shapes.contrast import make_contrast_sample
 from fineimagen.domains.shapes.parser import parse_image
 from fineimagen.eval import compbench
-from fineimagen.pipeline import TextToImagePipeline, from_pil
+from fineimagen.images import from_pil
+from fineimagen.pipeline import TextToImagePipeline
 from machine import describe  # bench/ is on sys.path when a bench script runs
 
 

@@ -67,7 +67,7 @@ def name_retrieval(aligner, names: tuple[str, ...], renders: int = 4) -> dict:
     import torch
 
     from fineimagen.domains.openmoji.scene import EmojiGroup, EmojiScene, object_words
-    from fineimagen.pipeline import from_pil
+    from fineimagen.images import from_pil
 
     size = aligner.cfg.vit.image_size
     items = [emoji_bench.EmojiEvalItem("", EmojiScene((EmojiGroup(m, 1),)), "single_object",

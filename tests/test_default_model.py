@@ -5,8 +5,10 @@ shapes-default-* recipes, assembled) loads with no path and draws images."""
 import numpy as np
 import pytest
 
+from fineimagen import model_folder
 from fineimagen.cli import main
-from fineimagen.pipeline import TextToImagePipeline, default_model_path
+from fineimagen.model_folder import default_model_path
+from fineimagen.pipeline import TextToImagePipeline
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +136,11 @@ def test_recipes_load_and_the_preset_matches_the_shipped_aligner(pipe):
 
 
 def test_models_are_chosen_by_builtin_name_or_folder(tmp_path, monkeypatch):
-    import fineimagen.pipeline as pipeline
+    from pathlib import Path
+
     from fineimagen.errors import InputError
+
+    pipeline = model_folder
 
     assert pipeline.model_path("shapes") == pipeline.model_path(None) == default_model_path()
     assert "shapes" in pipeline.builtin_names()
@@ -147,6 +152,6 @@ def test_models_are_chosen_by_builtin_name_or_folder(tmp_path, monkeypatch):
     # a folder that exists wins over a built-in name of the same spelling
     monkeypatch.chdir(tmp_path)
     (tmp_path / "shapes").mkdir()
-    assert pipeline.model_path("shapes") == pipeline.Path("shapes")
+    assert pipeline.model_path("shapes") == Path("shapes")
     assert main(["generate", "a red circle", "--model", "nothing-here", "--out",
                  str(tmp_path / "o")]) == 2

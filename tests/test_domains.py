@@ -19,7 +19,8 @@ from fineimagen.domains import (
 from fineimagen.domains.openmoji.scene import EmojiScene
 from fineimagen.domains.shapes.scene import Scene
 from fineimagen.errors import InputError
-from fineimagen.pipeline import TextToImagePipeline, model_domain
+from fineimagen.model_folder import model_domain
+from fineimagen.pipeline import TextToImagePipeline
 
 
 # ---------------------------------------------------------------- a domain in a few lines

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fineimagen.cli import main
-from fineimagen.pipeline import TextToImagePipeline, model_path
+from fineimagen.model_folder import model_path
+from fineimagen.pipeline import TextToImagePipeline
 
 
 @pytest.fixture(scope="module")

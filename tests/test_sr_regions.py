@@ -21,8 +21,9 @@ from fineimagen.domains.shapes.samples import (
     make_sample,
 )
 from fineimagen.errors import InputError
+from fineimagen.images import from_pil, to_pil
 from fineimagen.models.sr import RegionText, RegressionSR, pool_text, whole_image
-from fineimagen.pipeline import TextToImagePipeline, from_pil, to_pil
+from fineimagen.pipeline import TextToImagePipeline
 from fineimagen.train.trainer import TrainConfig, train
 
 

@@ -1,5 +1,6 @@
-"""Reading images users give (upscale, edit, eval): any mode Pillow reads, checked before
-it is decoded, each fault one clear InputError."""
+"""Images in and out: reading images users give (upscale, edit, eval; any mode Pillow reads,
+checked before it is decoded, each fault one clear InputError), and PIL images to and from
+the networks' tensors ([B, 3, H, W] in [-1, 1])."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
@@ -45,3 +47,24 @@ def _to_8bit(im: Image.Image) -> Image.Image:
             top = 65535.0 if im.mode.startswith("I;16") or array.max() > 255 else 255.0
         return Image.fromarray(np.clip(array / top * 255, 0, 255).round().astype(np.uint8))
     return im
+
+
+def from_pil(images: list[Image.Image], size: int,
+             resample: Image.Resampling = Image.BILINEAR) -> torch.Tensor:
+    """RGB PIL images -> [B, 3, size, size] in [-1, 1] (resized with antialias)."""
+    arrays = []
+    for i, image in enumerate(images):
+        if not isinstance(image, Image.Image):
+            raise InputError(f"image {i} is not a PIL image ({type(image).__name__})")
+        if image.mode != "RGB":
+            raise InputError(f"image {i} is not RGB (mode {image.mode})")
+        if image.size != (size, size):
+            image = image.resize((size, size), resample)
+        arrays.append(np.asarray(image))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def to_pil(x: torch.Tensor) -> list[Image.Image]:
+    """[B, 3, H, W] in [-1, 1] -> PIL images."""
+    array = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(a)) for a in array]

@@ -77,7 +77,7 @@ def bf16_choice(args) -> bool | None:
 
 
 def generate_to_folder(args) -> int:
-    from ..pipeline import model_domain
+    from ..model_folder import model_domain
 
     domain = model_domain(args.model)  # a spec naming no domain is read as the model's
     prompts = read_prompt_lines(args.prompts, domain) if args.prompts else [args.prompt]

@@ -37,7 +37,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 @torch.no_grad()
 def _features_and_scores(aligner, images: list[np.ndarray], prompts: list[str],
                          batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    from ..pipeline import from_pil
+    from ..images import from_pil
 
     feats, scores = [], []
     for i in range(0, len(images), batch):

@@ -245,7 +245,7 @@ def _mount_ui(app, pipe, cfg: ServeConfig, batcher: Batcher) -> None:
     except ImportError:
         raise InputError("the web UI needs the serve extra: pip install 'fineimagen[serve]' "
                          "(or serve with --no-ui)") from None
-    from ..pipeline import builtin_names
+    from ..model_folder import builtin_names
     from .ui import create_ui
 
     blocks, theme = create_ui(pipe, cfg.model_name, batcher, builtin_names())

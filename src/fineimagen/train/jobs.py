@@ -237,7 +237,7 @@ def write_stage_model(folder: Path, cascade: CascadeConfig, stage: StageConfig, 
                     frozen_text: bool, text_weights: dict | None = None) -> Path:
     """Write EMA weights (a StageModule state dict) as a pipeline folder (see pipeline.py);
     `text_weights` stand in for a text encoder the run did not train."""
-    from ..pipeline import save_stage_folder
+    from ..model_folder import save_stage_folder
 
     prefix = "model." if stage.kind == "regression" else "denoiser.unet."
     unet_weights = {k[len(prefix):]: v for k, v in shadow.items() if k.startswith(prefix)}

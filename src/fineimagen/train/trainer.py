@@ -532,7 +532,7 @@ def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) ->
     """Start `module` from the stage `cfg.stage` (or the aligner) of the pipeline folder
     `cfg.init`; its configs must equal the preset's (else the weights mean something else)."""
     from ..files import load_weights, read_json
-    from ..pipeline import WEIGHTS
+    from ..model_folder import WEIGHTS
 
     root = Path(cfg.init)
     if not root.is_dir():
