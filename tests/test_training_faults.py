@@ -11,7 +11,9 @@ import torch
 
 from fineimagen.diffusion.denoiser import Denoiser
 from fineimagen.errors import TrainingError
-from fineimagen.train.trainer import EMA, TrainConfig, _checkpoint, train
+from fineimagen.train.state import EMA
+from fineimagen.train.state import save_checkpoint as _checkpoint
+from fineimagen.train.trainer import TrainConfig, train
 
 
 def tiny(out, **kw):

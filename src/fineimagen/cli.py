@@ -1,6 +1,8 @@
 """The `fineimagen` command line: dataset, eval, train, generate, upscale, edit.
 
 Every user error prints one line `fineimagen: error: ...` to stderr and exits with code 2.
+This module only parses (the options of ten verbs make it long); each verb's work is in
+commands/.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """TextToImagePipeline: the object the CLI, the UI and Python users call. It loads and saves
 its folder through model_folder.py and runs the cascade (cascade.py) under the controls
-that stage_controls.py builds."""
+that stage_controls.py builds. Each task (generate, edit, edit_prompt, upscale, score) is
+one public method, which is why the module is long."""
 
 from __future__ import annotations
 

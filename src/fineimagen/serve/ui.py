@@ -4,7 +4,8 @@ edit (prompt-to-prompt and inpainting), and score images against prompts.
 Every model call goes through the server's queue (`Batcher`), so the UI and the API share
 one model and never compute at once. Regions live as JSON in a text box: the canvas writes
 boxes there, a user may edit it, load or save it. Analytics and web fonts are off, so the
-page loads nothing from outside the server.
+page loads nothing from outside the server. One Gradio layout and its handlers: long,
+but one screen's code in one place.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import CascadeConfig, StageConfig
+from ..config import AlignerConfig, CascadeConfig, StageConfig, TextEncoderConfig
 from ..diffusion.denoiser import Denoiser, TextCondition
 from ..domains.shapes import vocab
 from ..errors import InputError
@@ -265,3 +265,69 @@ def export_aligner(folder: Path, cfg, shadow: dict) -> Path:
     with atomic_folder(Path(folder), replace=True) as tmp:
         save_aligner_folder(tmp, cfg, saved_weights(shadow, cfg))
     return Path(folder)
+
+
+def init_weights(module: nn.Module, cascade: CascadeConfig, stage_name: str, init: str,
+                 preset: str) -> None:
+    """Start `module` from the stage `stage_name` (or the aligner, "align") of the pipeline
+    folder `init`; its configs must equal the preset's (else the weights mean something
+    else)."""
+    from ..files import load_weights, read_json
+    from ..model_folder import WEIGHTS
+
+    root = Path(init)
+    if not root.is_dir():
+        raise InputError(f"--init: no model folder at {root}")
+    if stage_name == "align":
+        _init_aligner(module, cascade, root)
+        return
+    stage = cascade.stage(stage_name)
+    saved = StageConfig.from_dict(
+        read_json(root / stage.name / "config.json", f"--init: {stage.name}/config.json"),
+        stage.name)
+    # a regression stage may learn to read region prompts on top of one that read none, and
+    # the prompt on top of one that read regions only (that changes its data, not weights)
+    adds_regions = stage.reads_regions and not saved.reads_regions
+    if stage.reads_regions:
+        saved.regression.region_dim = stage.regression.region_dim
+        saved.regression.reads_prompt = stage.regression.reads_prompt
+    if saved.to_dict() != stage.to_dict():
+        raise InputError(f"--init: {root / stage.name} was trained with another "
+                         f"{stage.name} config than the preset {preset}'s")
+    if stage.kind == "regression":
+        expected = None  # all of the stage's weights, unless it adds the region projection
+        if adds_regions:
+            expected = {k: v for k, v in module.model.state_dict().items()
+                        if not k.startswith("region_in.")}
+        load_weights(module.model, root / stage.name / WEIGHTS, f"--init {stage.name}",
+                     expected)
+        return
+    text = TextEncoderConfig.from_dict(
+        read_json(root / "text_encoder/config.json", "--init: text_encoder/config.json"),
+        "text_encoder")
+    if not text.same_encoder(cascade.text_encoder):
+        raise InputError(f"--init: {root} has another text encoder than the preset {preset}")
+    load_weights(module.denoiser.unet, root / stage.name / WEIGHTS, f"--init {stage.name}")
+    if module.text_encoder is not None:
+        load_weights(module.text_encoder, root / "text_encoder" / WEIGHTS,
+                     "--init text_encoder")
+
+
+def _init_aligner(module: nn.Module, cascade: CascadeConfig, root: Path) -> None:
+    """Start an Aligner from the aligner/ folder of the pipeline folder `root`."""
+    from ..files import load_weights, read_json
+    from ..models.alignment import WEIGHTS as ALIGNER_WEIGHTS
+
+    saved = AlignerConfig.from_dict(
+        read_json(root / "aligner/config.json", "--init: aligner/config.json"), "aligner")
+    if _without_pool(saved.to_dict()) != _without_pool(cascade.aligner.to_dict()):
+        raise InputError(f"--init: {root / 'aligner'} was trained with another aligner "
+                         f"config than the preset's")
+    load_weights(module, root / "aligner" / ALIGNER_WEIGHTS, "--init aligner",
+                 module.trained_state())
+
+
+def _without_pool(aligner: dict) -> dict:
+    """An aligner config without the ViT's pooling, which a fine-tune may change (the
+    weights are the same)."""
+    return {**aligner, "vit": {k: v for k, v in aligner["vit"].items() if k != "pool"}}

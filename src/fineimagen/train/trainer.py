@@ -6,14 +6,16 @@ EMA; gradient clipping and accumulation; atomic checkpoints and exact resume (mo
 optimizer, LR schedule, loss RNG and step; the data stream restarts at the next sample index);
 metrics as CSV and a loss-curve PNG. The EMA weights are exported as a pipeline folder at the
 end. With `init`, a stage starts from another pipeline folder's weights (fine-tuning).
+
+What a run trains is a job (jobs.py); what it keeps, its state (state.py). This module is
+TrainConfig (every option of a run, validated) and the loop, kept in one file so that one
+file shows what a run does; hence its length.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -27,11 +29,8 @@ from torch.utils.data import DataLoader
 
 from .. import precision
 from ..config import (
-    AlignerConfig,
     CascadeConfig,
     ConfigMixin,
-    StageConfig,
-    TextEncoderConfig,
     load_preset,
 )
 from ..domains.shapes.contrast import EDITABLE
@@ -40,8 +39,9 @@ from ..models.text_encoders import EmbeddingCache
 from .grounding import (
     GROUNDING_WEIGHTINGS,
 )
-from .jobs import Job, align_job, diffusion_job, export_aligner, write_stage_model
+from .jobs import Job, align_job, diffusion_job, export_aligner, init_weights, write_stage_model
 from .plots import plot_loss
+from .state import EMA, MetricsLog, resume, save_checkpoint, save_json
 
 
 @dataclass
@@ -223,39 +223,6 @@ def _batches(loader):
         epoch += 1
 
 
-class EMA:
-    """Exponential moving average of parameters, with the usual warm-up of the decay; `also`:
-    more decays averaged beside it (`others`, each an EMA of its own)."""
-
-    def __init__(self, module: nn.Module, decay: float, also: tuple[float, ...] = ()):
-        self.decay = decay
-        self.shadow = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
-        self.others = {d: EMA(module, d) for d in also if d != decay}
-
-    @torch.no_grad()
-    def update(self, module: nn.Module, step: int) -> None:
-        state = {k: v.float() if v.dtype.is_floating_point else v
-                 for k, v in module.state_dict().items()}  # read once for every decay
-        for ema in (self, *self.others.values()):
-            d = min(ema.decay, (1 + step) / (10 + step))
-            for k, v in state.items():
-                if v.dtype.is_floating_point:
-                    ema.shadow[k].lerp_(v, 1 - d)
-                else:
-                    ema.shadow[k].copy_(v)
-
-    def to(self, device: torch.device) -> EMA:
-        """Keep the averages where the model trains."""
-        self.shadow = {k: v.to(device) for k, v in self.shadow.items()}
-        for other in self.others.values():
-            other.to(device)
-        return self
-
-    def cpu_state(self) -> dict:
-        """The averaged weights on the CPU (checkpoints and exports are device-free)."""
-        return {k: v.cpu() for k, v in self.shadow.items()}
-
-
 @dataclass
 class TrainResult:
     folder: Path  # the exported pipeline folder (written by the main process)
@@ -303,7 +270,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         frozen_text = TextStore(cfg.text_store, cascade.text_encoder.to_dict())
     module = job.module
     if cfg.init and not cfg.resume:  # a resumed run's checkpoint already holds its weights
-        init_weights(module, cascade, cfg)
+        init_weights(module, cascade, cfg.stage, cfg.init, cfg.preset)
     if cfg.train_only:
         freeze_except(module, cfg.train_only)
     if cfg.channels_last:
@@ -313,7 +280,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, cfg))
     ema = EMA(module, cfg.ema_decay, cfg.ema_also)
     out = Path(cfg.out)
-    state = _resume(out, module, ema, optimizer, schedule) if cfg.resume else {"step": 0}
+    state = resume(out, module, ema, optimizer, schedule) if cfg.resume else {"step": 0}
     step = state["step"]
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + accelerator.process_index)
     if "generator" in state:
@@ -326,9 +293,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     batches = _batches(loader)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        _save_json(out / "train_config.json", cfg.to_dict())
-        _save_json(out / "cascade_config.json", cascade.to_dict())
-    log = _MetricsLog(out / "metrics.csv", append=cfg.resume, active=accelerator.is_main_process,
+        save_json(out / "train_config.json", cfg.to_dict())
+        save_json(out / "cascade_config.json", cascade.to_dict())
+    log = MetricsLog(out / "metrics.csv", append=cfg.resume, active=accelerator.is_main_process,
                       after_step=step, grounding=cfg.grounding > 0)
     from tqdm.auto import tqdm
 
@@ -493,7 +460,7 @@ def _save_state(accelerator, out, model, ema, optimizer, schedule, step, generat
                 skipped) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _checkpoint(out, accelerator.unwrap_model(model), ema, optimizer, schedule, step,
+        save_checkpoint(out, accelerator.unwrap_model(model), ema, optimizer, schedule, step,
                     generator, skipped)
 
 
@@ -528,142 +495,4 @@ def export_checkpoint(run: str | Path, folder: str | Path) -> Path:
     return write_stage_model(Path(folder), cascade, cascade.stage(cfg.stage), state["ema"], frozen)
 
 
-def init_weights(module: nn.Module, cascade: CascadeConfig, cfg: TrainConfig) -> None:
-    """Start `module` from the stage `cfg.stage` (or the aligner) of the pipeline folder
-    `cfg.init`; its configs must equal the preset's (else the weights mean something else)."""
-    from ..files import load_weights, read_json
-    from ..model_folder import WEIGHTS
-
-    root = Path(cfg.init)
-    if not root.is_dir():
-        raise InputError(f"--init: no model folder at {root}")
-    if cfg.stage == "align":
-        _init_aligner(module, cascade, root)
-        return
-    stage = cascade.stage(cfg.stage)
-    saved = StageConfig.from_dict(
-        read_json(root / stage.name / "config.json", f"--init: {stage.name}/config.json"),
-        stage.name)
-    # a regression stage may learn to read region prompts on top of one that read none, and
-    # the prompt on top of one that read regions only (that changes its data, not weights)
-    adds_regions = stage.reads_regions and not saved.reads_regions
-    if stage.reads_regions:
-        saved.regression.region_dim = stage.regression.region_dim
-        saved.regression.reads_prompt = stage.regression.reads_prompt
-    if saved.to_dict() != stage.to_dict():
-        raise InputError(f"--init: {root / stage.name} was trained with another "
-                         f"{stage.name} config than the preset {cfg.preset}'s")
-    if stage.kind == "regression":
-        expected = None  # all of the stage's weights, unless it adds the region projection
-        if adds_regions:
-            expected = {k: v for k, v in module.model.state_dict().items()
-                        if not k.startswith("region_in.")}
-        load_weights(module.model, root / stage.name / WEIGHTS, f"--init {stage.name}",
-                     expected)
-        return
-    text = TextEncoderConfig.from_dict(
-        read_json(root / "text_encoder/config.json", "--init: text_encoder/config.json"),
-        "text_encoder")
-    if not text.same_encoder(cascade.text_encoder):
-        raise InputError(f"--init: {root} has another text encoder than the preset {cfg.preset}")
-    load_weights(module.denoiser.unet, root / stage.name / WEIGHTS, f"--init {stage.name}")
-    if module.text_encoder is not None:
-        load_weights(module.text_encoder, root / "text_encoder" / WEIGHTS,
-                     "--init text_encoder")
-
-
-def _init_aligner(module: nn.Module, cascade: CascadeConfig, root: Path) -> None:
-    """Start an Aligner from the aligner/ folder of the pipeline folder `root`."""
-    from ..files import load_weights, read_json
-    from ..models.alignment import WEIGHTS as ALIGNER_WEIGHTS
-
-    saved = AlignerConfig.from_dict(
-        read_json(root / "aligner/config.json", "--init: aligner/config.json"), "aligner")
-    if _without_pool(saved.to_dict()) != _without_pool(cascade.aligner.to_dict()):
-        raise InputError(f"--init: {root / 'aligner'} was trained with another aligner "
-                         f"config than the preset's")
-    load_weights(module, root / "aligner" / ALIGNER_WEIGHTS, "--init aligner",
-                 module.trained_state())
-
-
-def _without_pool(aligner: dict) -> dict:
-    """An aligner config without the ViT's pooling, which a fine-tune may change (the
-    weights are the same)."""
-    return {**aligner, "vit": {k: v for k, v in aligner["vit"].items() if k != "pool"}}
-
-
 # ---------------------------------------------------------------------- checkpoints
-def _checkpoint(out: Path, module, ema, optimizer, schedule, step, generator,
-                skipped: int = 0) -> None:
-    state = {"step": step, "model": module.state_dict(), "ema": ema.cpu_state(),
-             "ema_also": {str(d): e.cpu_state() for d, e in ema.others.items()},
-             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-             "generator": generator.get_state(), "skipped": skipped}
-    tmp = out / "checkpoint.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / "checkpoint.pt")  # atomic: a crash never leaves half a checkpoint
-
-
-def _resume(out: Path, module, ema, optimizer, schedule) -> dict:
-    path = out / "checkpoint.pt"
-    if not path.is_file():
-        raise InputError(f"--resume: no checkpoint in {out}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    module.load_state_dict(state["model"])
-    ema.shadow = {k: v.float() for k, v in state["ema"].items()}
-    for decay, other in ema.others.items():
-        saved = state.get("ema_also", {}).get(str(decay))
-        if saved is None:
-            raise InputError(f"--resume: the checkpoint in {out} keeps no EMA of decay "
-                             f"{decay:g}")
-        other.shadow = {k: v.float() for k, v in saved.items()}
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    return state
-
-
-def _save_json(path: Path, payload: dict) -> None:
-    from ..files import atomic_write_text
-
-    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
-
-
-class _MetricsLog:
-    """metrics.csv: step, loss (the total), img/s, lr, and with `grounding` the grounding
-    term alone (unweighted)."""
-
-    def __init__(self, path: Path, append: bool, active: bool, after_step: int = 0,
-                 grounding: bool = False):
-        self.file = None
-        if active:
-            fresh = not (append and path.is_file())
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not fresh:
-                _drop_rows_after(path, after_step)
-            self.file = path.open("w" if fresh else "a", newline="")
-            self.writer = csv.writer(self.file)
-            if fresh:
-                self.writer.writerow(["step", "loss", "img_per_s", "lr"]
-                                     + (["grounding"] if grounding else []))
-
-    def write(self, step, loss, rate, lr, grounding=None):
-        if self.file:
-            self.writer.writerow([step, f"{loss:.6f}", f"{rate:.2f}", f"{lr:.3g}"]
-                                 + ([] if grounding is None else [f"{grounding:.6f}"]))
-            self.file.flush()
-
-    def close(self):
-        if self.file:
-            self.file.close()
-
-
-def _drop_rows_after(path: Path, step: int) -> None:
-    """Drop the rows a stopped run logged after its last checkpoint: the resumed run logs
-    those steps again."""
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    tmp.replace(path)
