@@ -114,7 +114,7 @@ def test_dataset_writers_and_specs(tmp_path):
     with pytest.raises(InputError, match="'object' must name"):
         parse_emoji_spec({"objects": [{"object": "unicorn face"}]}, OPENMOJI_100)
     with pytest.raises(InputError, match="unknown keys"):
-        parse_emoji_spec({"objects": [{"object": "dog", "color": "red"}]}, OPENMOJI_100)
+        parse_emoji_spec({"objects": [{"object": "dog", "texture": "striped"}]}, OPENMOJI_100)
     image = render_emoji([], "pale blue", 32, {})
     assert image.shape == (32, 32, 3) and (image == image[0, 0]).all()
 

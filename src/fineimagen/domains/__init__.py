@@ -52,7 +52,10 @@ def parse_scene(spec: dict | str, domain: str | Domain | None = None):
 
 
 def domain_of(scene) -> Domain:
-    """The registered domain whose scenes are of this scene's type."""
+    """The domain a scene was read in (a scene that says so), else the registered one
+    whose scenes are of its type."""
+    if isinstance(getattr(scene, "domain", None), str):
+        return get_domain(scene.domain)
     for domain in _DOMAINS.values():
         if isinstance(scene, domain.scene_type):
             return domain
@@ -69,3 +72,4 @@ def compile_scene(spec, size: int, seed: int = 0, prompt: str | None = None,
 
 register_domain(ShapesDomain())
 register_domain(OpenMojiDomain())
+register_domain(OpenMojiDomain("openmoji-coco"))

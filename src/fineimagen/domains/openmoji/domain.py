@@ -7,6 +7,7 @@ import numpy as np
 from ...control.regions import CompiledScene
 from ...errors import InputError
 from ..base import Domain
+from .colors import GENEVAL_COLORS
 from .parser import is_correct_emoji, parse_emoji_image
 from .regions import compile_emoji_scene
 from .render import render_emoji
@@ -22,18 +23,21 @@ from .vocab import vocabulary
 
 
 class OpenMojiDomain(Domain):
-    """Scenes of OpenMoji glyphs named from one vocabulary (`openmoji-100` by default)."""
+    """Scenes of OpenMoji glyphs named from one vocabulary: `openmoji` is `openmoji-100`;
+    `openmoji-coco` is GenEval's classes, whose glyphs are also recoloured and judged
+    whatever their colour."""
 
-    name = "openmoji"
     scene_type = EmojiScene
 
     def __init__(self, vocab: str = "openmoji-100"):
         self.vocab = vocab
+        self.name = "openmoji" if vocab == "openmoji-100" else vocab
         self.names = vocabulary(vocab)
         self.subject_nouns = self.names
+        self.colors = GENEVAL_COLORS if vocab == "openmoji-coco" else ()
 
     def parse_spec(self, spec: dict) -> EmojiScene:
-        return parse_emoji_spec(spec, self.names)
+        return parse_emoji_spec(spec, self.names, self.name)
 
     def caption(self, scene: EmojiScene, rng: np.random.Generator) -> str:
         return emoji_caption(scene, rng)
@@ -50,7 +54,7 @@ class OpenMojiDomain(Domain):
         return render_emoji(placed, filled.background, size, characters(filled))
 
     def judge(self, scene: EmojiScene, image: np.ndarray) -> bool:
-        return is_correct_emoji(scene, parse_emoji_image(image, self.names))
+        return is_correct_emoji(scene, parse_emoji_image(image, self.names, self.colors))
 
     def category(self, scene: EmojiScene) -> str:
         return emoji_category(scene)

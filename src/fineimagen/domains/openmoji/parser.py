@@ -31,6 +31,7 @@ from scipy import ndimage
 from skimage.color import deltaE_ciede2000, rgb2lab
 
 from ..shapes.judge import _deal  # the shapes' search: groups, counts, cells and relations
+from .colors import color_name, natural_color
 from .render import BACKGROUND_RGB, stamp
 from .scene import SIZE_FRACTION, EmojiScene
 from .vocab import character
@@ -58,6 +59,7 @@ class EmojiObject:
     y: float
     extent: float  # the box's longer side, fraction of the side
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels (exclusive ends)
+    color: str | None = None  # the colour its fills show (colors.color_name)
 
 
 @dataclass
@@ -66,8 +68,10 @@ class ParsedEmojiScene:
     objects: list[EmojiObject]
 
 
-def parse_emoji_image(image: np.ndarray, names: tuple[str, ...]) -> ParsedEmojiScene:
-    """Parse an RGB image (uint8 [H, W, 3], square) against the vocabulary `names`."""
+def parse_emoji_image(image: np.ndarray, names: tuple[str, ...],
+                      colors: tuple[str, ...] = ()) -> ParsedEmojiScene:
+    """Parse an RGB image (uint8 [H, W, 3], square) against the vocabulary `names`, each
+    glyph also recoloured to each of `colors` (identity whatever an object's colour)."""
     img = np.asarray(image, np.float32)[..., :3]
     side = img.shape[0]
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
@@ -86,10 +90,16 @@ def parse_emoji_image(image: np.ndarray, names: tuple[str, ...]) -> ParsedEmojiS
     for x0, y0, x1, y1 in boxes:
         if mask[y0:y1, x0:x1].sum() < min_area:
             continue
-        name, score, (x0, y0, x1, y1) = _identify_box(img, (x0, y0, x1, y1), bg_rgb, names)
+        name, score, (x0, y0, x1, y1) = _identify_box(img, (x0, y0, x1, y1), bg_rgb, names,
+                                                      colors)
         extent = max(x1 - x0, y1 - y0) / side
+        if colors and name != UNKNOWN:  # the recolouring of its glyph that fits it best
+            color = closest_color(img[y0:y1, x0:x1], bg_rgb, name, colors)
+        else:  # holes filled: white fills enclosed by outlines count
+            inside = mask[y0:y1, x0:x1]
+            color = color_name(img[y0:y1, x0:x1][inside]) if inside.any() else None
         objects.append(EmojiObject(name, score, _size_class(extent), (x0 + x1) / 2 / side,
-                                   (y0 + y1) / 2 / side, extent, (x0, y0, x1, y1)))
+                                   (y0 + y1) / 2 / side, extent, (x0, y0, x1, y1), color))
     clear = ~ndimage.binary_dilation(mask, iterations=2)
     return ParsedEmojiScene(_background(lab[clear]) if clear.any() else None, objects)
 
@@ -129,10 +139,11 @@ def _size_class(extent: float) -> str:
     return min(SIZE_FRACTION, key=lambda s: abs(SIZE_FRACTION[s] - extent))
 
 
-@functools.lru_cache(maxsize=8192)
-def _template(name: str, w: int, h: int) -> np.ndarray:
-    """The glyph's visible part scaled into a w x h box: premultiplied RGBA [h, w, 4]."""
-    rgba = stamp(character(name), max(w, h))
+@functools.lru_cache(maxsize=16384)
+def _template(name: str, w: int, h: int, color: str | None = None) -> np.ndarray:
+    """The glyph's visible part (recoloured to `color`) scaled into a w x h box:
+    premultiplied RGBA [h, w, 4]."""
+    rgba = stamp(character(name), max(w, h), color)
     ys, xs = np.nonzero(rgba[..., 3] > 0.05)
     crop = rgba[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
     if crop.shape[:2] != (h, w):
@@ -141,7 +152,7 @@ def _template(name: str, w: int, h: int) -> np.ndarray:
     return crop
 
 
-def _identify_box(img, box, bg_rgb, names):
+def _identify_box(img, box, bg_rgb, names, colors=()):
     """`identify` over the box and the box shrunk by 1..SHRINK_PX px on every side (blur and
     JPEG ringing grow a mask): the best (name, score, box)."""
     x0, y0, x1, y1 = box
@@ -150,15 +161,17 @@ def _identify_box(img, box, bg_rgb, names):
         if k and min(x1 - x0, y1 - y0) - 2 * k < 4:
             break
         shrunk = (x0 + k, y0 + k, x1 - k, y1 - k)
-        name, score = identify(img[shrunk[1]:shrunk[3], shrunk[0]:shrunk[2]], bg_rgb, names)
+        name, score = identify(img[shrunk[1]:shrunk[3], shrunk[0]:shrunk[2]], bg_rgb, names,
+                               colors)
         if best is None or score > best[1]:
             best = (name, score, shrunk)
     return best
 
 
-def identify(patch: np.ndarray, bg_rgb: np.ndarray, names: tuple[str, ...]
-             ) -> tuple[str, float]:
-    """(name, NCC) of the best-matching glyph for an object's box (RGB 0..255)."""
+def identify(patch: np.ndarray, bg_rgb: np.ndarray, names: tuple[str, ...],
+             colors: tuple[str, ...] = ()) -> tuple[str, float]:
+    """(name, NCC) of the best-matching glyph for an object's box (RGB 0..255), each glyph
+    as drawn and recoloured to each of `colors`."""
     h, w = patch.shape[:2]
     target = patch.ravel() - patch.mean()
     norm = np.linalg.norm(target)
@@ -167,13 +180,29 @@ def identify(patch: np.ndarray, bg_rgb: np.ndarray, names: tuple[str, ...]
     best, best_score = UNKNOWN, -1.0
     bg = bg_rgb.astype(np.float32) / 255
     for name in names:
-        t = _template(name, w, h)
-        rendered = (t[..., :3] + bg * (1 - t[..., 3:])) * 255
-        ref = rendered.ravel() - rendered.mean()
-        score = float(target @ ref / (norm * (np.linalg.norm(ref) or 1.0)))
-        if score > best_score:
-            best, best_score = name, score
+        for color in (None, *colors):
+            t = _template(name, w, h, color)
+            rendered = (t[..., :3] + bg * (1 - t[..., 3:])) * 255
+            ref = rendered.ravel() - rendered.mean()
+            score = float(target @ ref / (norm * (np.linalg.norm(ref) or 1.0)))
+            if score > best_score:
+                best, best_score = name, score
     return (best if best_score >= MIN_NCC else UNKNOWN), best_score
+
+
+def closest_color(patch: np.ndarray, bg_rgb: np.ndarray, name: str,
+                  colors: tuple[str, ...]) -> str:
+    """The colour of an identified object: of its glyph as drawn (its natural colour) and
+    recoloured to each of `colors`, the one nearest the patch (mean squared error)."""
+    h, w = patch.shape[:2]
+    bg = bg_rgb.astype(np.float32) / 255
+    best, best_error = natural_color(character(name)), np.inf
+    for color in (None, *colors):
+        t = _template(name, w, h, color)
+        error = float(np.mean(((t[..., :3] + bg * (1 - t[..., 3:])) * 255 - patch) ** 2))
+        if error < best_error:
+            best, best_error = color or natural_color(character(name)), error
+    return best
 
 
 # ----------------------------------------------------------------------------- judging
@@ -188,7 +217,8 @@ def is_correct_emoji(scene: EmojiScene, parsed: ParsedEmojiScene) -> bool:
     if len(objects) > MAX_OBJECTS or len(objects) < len(counts):
         return False
     fits = [[j for j, g in enumerate(scene.groups)
-             if o.name == g.object and g.size in (None, o.size)] for o in objects]
+             if o.name == g.object and g.size in (None, o.size) and g.color in (None, o.color)]
+            for o in objects]
     return _deal(scene, objects, fits, [[] for _ in scene.groups], 0)
 
 

@@ -61,11 +61,33 @@ def has_glyph(character: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=4096)
-def stamp(character: str, side: int) -> np.ndarray:
-    """The glyph fitted into a `side` x `side` square, centred: float RGBA [side, side, 4]
-    in [0, 1], alpha premultiplied into the colour."""
+RECOLOR_PX = 160  # recolouring works at this side: before smaller stamps blur outlines
+
+
+@functools.lru_cache(maxsize=2048)
+def colored_glyph(character: str, color: str) -> Image.Image:
+    """The glyph at RECOLOR_PX a side with its fills recoloured (colors.recolor), before
+    the resizing to a stamp blurs its outlines into its fills."""
+    from .colors import recolor
+
     big = glyph(character)
+    scale = RECOLOR_PX / max(big.size)
+    big = big.resize((max(1, round(big.width * scale)), max(1, round(big.height * scale))),
+                     Image.Resampling.LANCZOS, reducing_gap=2.0)
+    rgba = np.asarray(big, np.float32) / 255
+    rgba[..., :3] *= rgba[..., 3:]
+    out = recolor(rgba, color)
+    alpha = out[..., 3:]
+    straight = np.where(alpha > 0, out[..., :3] / np.maximum(alpha, 1e-6), 0)
+    return Image.fromarray(np.rint(np.concatenate([straight, alpha], -1) * 255)
+                           .astype(np.uint8), "RGBA")
+
+
+@functools.lru_cache(maxsize=4096)
+def stamp(character: str, side: int, color: str | None = None) -> np.ndarray:
+    """The glyph (recoloured to `color`, if given) fitted into a `side` x `side` square,
+    centred: float RGBA [side, side, 4] in [0, 1], alpha premultiplied into the colour."""
+    big = glyph(character) if color is None else colored_glyph(character, color)
     scale = side / max(big.size)
     w, h = max(1, round(big.width * scale)), max(1, round(big.height * scale))
     small = big.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=2.0)
@@ -79,13 +101,17 @@ def stamp(character: str, side: int) -> np.ndarray:
 def render_emoji(objects: list[PlacedObject], background: str, size: int,
                  characters: dict[str, str]) -> np.ndarray:
     """uint8 [size, size, 3]: each object's glyph (`characters` maps its `shape`, the
-    object's name, to its emoji) in its extent, over the background."""
+    object's name, to its emoji) in its extent, over the background; an object with a
+    `color` other than its glyph's natural one is recoloured (colors.py)."""
+    from .colors import natural_color
+
     image = np.empty((size, size, 3), dtype=np.float32)
     image[:] = np.asarray(BACKGROUND_RGB[background], dtype=np.float32) / 255
     for obj in objects:
         side = max(2, round(obj.size * size))
         x0, y0 = round(obj.x * size - side / 2), round(obj.y * size - side / 2)
-        rgba = stamp(characters[obj.shape], side)
+        recolored = obj.color and obj.color != natural_color(characters[obj.shape])
+        rgba = stamp(characters[obj.shape], side, obj.color if recolored else None)
         ys, xs = slice(max(0, y0), min(size, y0 + side)), slice(max(0, x0), min(size, x0 + side))
         if ys.start >= ys.stop or xs.start >= xs.stop:
             continue  # off the canvas

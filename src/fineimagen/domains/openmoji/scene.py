@@ -19,7 +19,7 @@ appear in training captions and make the `paraphrase` eval prompts.
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from ..shapes.scene import (
     relation_holds,
     relations_hold,
 )
+from .colors import GENEVAL_COLORS
 from .vocab import character, other_names
 
 DOMAIN = "openmoji"
@@ -64,6 +65,7 @@ class EmojiGroup:
     count: int | None = None
     position: str | None = None
     size: str | None = None
+    color: str | None = None  # one of colors.GENEVAL_COLORS: the glyph recoloured to it
 
     def fields(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -74,9 +76,10 @@ class EmojiScene:
     groups: tuple[EmojiGroup, ...]
     background: str | None = None
     relations: tuple[Relation, ...] = ()
+    domain: str = DOMAIN  # the registered domain (vocabulary) it was read in
 
     def to_spec(self) -> dict:
-        spec: dict = {"domain": DOMAIN}
+        spec: dict = {"domain": self.domain}
         if self.background is not None:
             spec["background"] = self.background
         spec["objects"] = [g.fields() for g in self.groups]
@@ -85,13 +88,9 @@ class EmojiScene:
         return spec
 
 
-def is_emoji_spec(spec) -> bool:
-    """Whether a scene spec (a dict) is of this domain: it says `"domain": "openmoji"`."""
-    return isinstance(spec, dict) and spec.get("domain") == DOMAIN
-
-
-def parse_emoji_spec(spec: dict, names: tuple[str, ...]) -> EmojiScene:
-    """An EmojiScene from a spec dict; InputError naming the first bad field."""
+def parse_emoji_spec(spec: dict, names: tuple[str, ...], domain: str = DOMAIN) -> EmojiScene:
+    """An EmojiScene from a spec dict, its objects named from `names` (the vocabulary of
+    `domain`); InputError naming the first bad field."""
     if not isinstance(spec, dict) or not isinstance(spec.get("objects"), list) \
             or not 1 <= len(spec["objects"]) <= 3:
         raise InputError("an openmoji spec needs 'objects': a list of 1-3 groups")
@@ -105,12 +104,12 @@ def parse_emoji_spec(spec: dict, names: tuple[str, ...]) -> EmojiScene:
         if not isinstance(obj, dict) or said not in names:
             raise InputError(f"object {i}: 'object' must name one of the vocabulary's "
                              f"objects, got {said!r}")
-        extra = set(obj) - {"object", "count", "position", "size"}
+        extra = set(obj) - {"object", "count", "position", "size", "color"}
         if extra:
             raise InputError(f"object {i}: unknown keys {sorted(extra)} (an openmoji object "
-                             "has object, count, position, size)")
+                             "has object, count, position, size, color)")
         for key, allowed in (("count", vocab.COUNTS), ("position", vocab.POSITIONS),
-                             ("size", vocab.SIZES)):
+                             ("size", vocab.SIZES), ("color", GENEVAL_COLORS)):
             if key in obj and obj[key] not in allowed:
                 raise InputError(f"object {i}: {key} {obj[key]!r} is not one of {allowed}")
         groups.append(EmojiGroup(**obj))
@@ -118,7 +117,7 @@ def parse_emoji_spec(spec: dict, names: tuple[str, ...]) -> EmojiScene:
     if background is not None and background not in BACKGROUNDS:
         raise InputError(f"background {background!r} is not one of {BACKGROUNDS}")
     relations = tuple(Relation(**r) for r in spec.get("relations", []))
-    return EmojiScene(tuple(groups), background, relations)
+    return EmojiScene(tuple(groups), background, relations, domain)
 
 
 def emoji_category(scene: EmojiScene) -> str:
@@ -147,7 +146,7 @@ def alias_heldout(name: str) -> bool:
 
 def emoji_layout(scene: EmojiScene, rng: np.random.Generator) -> list[PlacedObject] | None:
     """Objects placed by the shapes' layout at the emoji sizes; `shape` holds the name."""
-    proxy = Scene(tuple(Group(shape=g.object, color="", texture="", size=g.size,
+    proxy = Scene(tuple(Group(shape=g.object, color=g.color or "", texture="", size=g.size,
                               position=g.position, count=g.count) for g in scene.groups))
     return layout(proxy, rng, sizes=SIZE_FRACTION)
 
@@ -184,10 +183,10 @@ def complete_emoji(scene: EmojiScene, rng: np.random.Generator):
         cells = [c for c in vocab.POSITIONS if c not in {g.position for g in scene.groups}]
         order = [str(c) for c in rng.permutation(cells)]
         groups = tuple(EmojiGroup(g.object, g.count or 1, g.position or order[k],
-                                  g.size or str(rng.choice(vocab.SIZES)))
+                                  g.size or str(rng.choice(vocab.SIZES)), g.color)
                        for k, g in enumerate(scene.groups))
         full = EmojiScene(groups, scene.background or str(rng.choice(BACKGROUNDS)),
-                          scene.relations)
+                          scene.relations, scene.domain)
         placed = emoji_layout(full, rng)
         if placed is not None and relations_hold(full, placed):
             return full, placed
@@ -247,12 +246,14 @@ def group_words(g: EmojiGroup, rng: np.random.Generator, style: str = "canonical
     count = g.count or 1
     said = name_for(g.object, rng, style)
     text = object_words(g.object, count, said)
-    if g.size:  # "two small red apples": the size after the count word
+    adjectives = ([_choose(rng, SIZE_WORDS[g.size])] if g.size else []) + \
+        ([g.color] if g.color else [])
+    if adjectives:  # "two small blue bananas": size and colour after the count word
         first, rest = text.split(" ", 1)
-        size = _choose(rng, SIZE_WORDS[g.size])
+        said = " ".join(adjectives)
         if first in ("a", "an"):
-            first = "an" if size[0] in "aeiou" else "a"
-        text = f"{first} {size} {rest}"
+            first = "an" if said[0] in "aeiou" else "a"
+        text = f"{first} {said} {rest}"
     if g.position:
         text += " " + _choose(rng, POSITION_PHRASES[g.position])
     return text
@@ -289,7 +290,8 @@ def training_statement(scene: EmojiScene, placed: list[PlacedObject],
     keep = 1.0 if rng.random() < 0.25 else rng.uniform(0.0, 1.0)
     groups = [EmojiGroup(g.object, g.count,
                          g.position if rng.random() < keep else None,
-                         g.size if rng.random() < keep else None) for g in scene.groups]
+                         g.size if rng.random() < keep else None,
+                         g.color if rng.random() < keep else None) for g in scene.groups]
     background = scene.background if rng.random() < keep * 0.6 else None
     relations: tuple[Relation, ...] = ()
     if len(groups) >= 2 and rng.random() < RELATION_SHARE:
@@ -299,8 +301,8 @@ def training_statement(scene: EmojiScene, placed: list[PlacedObject],
         if holding:
             relations = (Relation(i, _choose(rng, holding), j),)
             for k in (i, j):
-                groups[k] = EmojiGroup(groups[k].object, groups[k].count, None, groups[k].size)
-    return EmojiScene(tuple(groups), background, relations)
+                groups[k] = replace(groups[k], position=None)
+    return EmojiScene(tuple(groups), background, relations, scene.domain)
 
 
 # ----------------------------------------------------------------------------- samples

@@ -5,10 +5,11 @@ other names are the `emoji` package's short name and aliases ("apple"), the para
 captions. `openmoji-100` (version 1) is a fixed list of object emoji that stay distinct at
 16 px (each pair's normalised cross-correlation below 0.8 on light gray, `tests/
 test_openmoji.py`), taken in turn from animals, plants, food, vehicles, buildings, tools,
-instruments, sports and household things. `openmoji-all` is every emoji of one code point
-(an optional U+FE0F aside) that OpenMoji draws and whose name says it is no person, face,
-body part, flag, keycap, letter, sign, zodiac sign or symbol (`_IS_NOT_AN_OBJECT`, rules on
-the name: a few non-objects may pass them).
+instruments, sports and household things. `openmoji-coco` (coco.py) is GenEval's COCO
+classes that have a faithful glyph, named as GenEval names them. `openmoji-all` is every
+emoji of one code point (an optional U+FE0F aside) that OpenMoji draws and whose name says
+it is no person, face, body part, flag, keycap, letter, sign, zodiac sign or symbol
+(`_IS_NOT_AN_OBJECT`, rules on the name: a few non-objects may pass them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import unicodedata
 
 from ...errors import InputError
+from .coco import COCO_GLYPHS, OPENMOJI_COCO
 
 VOCAB_VERSION = 1
 OPENMOJI_100 = (
@@ -37,7 +39,7 @@ OPENMOJI_100 = (
     "camera", "octopus", "avocado", "police car", "eyeglasses", "crab", "aubergine",
     "ambulance", "t-shirt", "fish", "slice of pizza",
 )
-VOCABULARIES = ("openmoji-100", "openmoji-all")
+VOCABULARIES = ("openmoji-100", "openmoji-all", "openmoji-coco")
 _IS_NOT_AN_OBJECT = re.compile(
     r"\b(face|person|people|man|woman|men|women|boy|girl|child|baby|family|couple|hand|"
     r"hands|finger|fingers|fist|thumbs|ear(?! of)|nose|eye|eyes|mouth|tongue|leg|foot|arm|"
@@ -55,17 +57,24 @@ _IS_NOT_AN_OBJECT = re.compile(
 
 
 def character(name: str) -> str:
-    """The emoji of a canonical name ("red apple" -> U+1F34E)."""
+    """The emoji of a canonical name ("red apple" -> U+1F34E; openmoji-coco's class names
+    by their glyphs: "car" -> U+1F697)."""
+    glyph_name = COCO_GLYPHS.get(name, name)
+    if glyph_name.startswith("U+"):  # an OpenMoji extra: a private-use code point
+        return chr(int(glyph_name[2:], 16))
     try:
-        return unicodedata.lookup(name.upper())
+        return unicodedata.lookup(glyph_name.upper())
     except KeyError:
         raise InputError(f"no emoji is named {name!r}") from None
 
 
 def vocabulary(name: str) -> tuple[str, ...]:
-    """The canonical object names of a vocabulary (`openmoji-100` or `openmoji-all`)."""
+    """The canonical object names of a vocabulary (`openmoji-100`, `openmoji-all`, or
+    `openmoji-coco`: GenEval's classes that have a glyph, coco.py)."""
     if name == "openmoji-100":
         return OPENMOJI_100
+    if name == "openmoji-coco":
+        return OPENMOJI_COCO
     if name == "openmoji-all":
         return _all_objects()
     raise InputError(f"unknown vocabulary {name!r} (choose from {', '.join(VOCABULARIES)})")
@@ -97,7 +106,9 @@ def other_names(name: str) -> tuple[str, ...]:
 
     ch = character(name)
     data = emoji.EMOJI_DATA.get(ch) or emoji.EMOJI_DATA.get(ch + "\ufe0f") or {}
-    found = [data.get("en", "")] + list(data.get("alias", []))
+    glyph_name = COCO_GLYPHS.get(name, name)  # a class's glyph's Unicode name is an alias
+    found = [glyph_name] * (not glyph_name.startswith("U+")) + [data.get("en", "")] + \
+        list(data.get("alias", []))
     words = []
     for alias in found:
         said = alias.strip(":").replace("_", " ").lower()
