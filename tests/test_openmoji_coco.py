@@ -15,11 +15,10 @@ from fineimagen.domains.openmoji.colors import (  # noqa: E402
     COLOR_RGB,
     GENEVAL_COLORS,
     color_name,
-    natural_color,
     outline_mask,
     recolor,
 )
-from fineimagen.domains.openmoji.render import has_glyph, stamp  # noqa: E402
+from fineimagen.domains.openmoji.render import has_glyph, natural_color, stamp  # noqa: E402
 from fineimagen.domains.openmoji.vocab import character, other_names, vocabulary  # noqa: E402
 from fineimagen.errors import InputError  # noqa: E402
 

@@ -78,15 +78,3 @@ def color_name(pixels: np.ndarray, weights: np.ndarray | None = None) -> str | N
     distance = deltaE_ciede2000(lab[:, None, :], _anchors_lab()[None, :, :])  # [n, 10]
     votes = np.bincount(distance.argmin(1), weights=w, minlength=len(GENEVAL_COLORS))
     return GENEVAL_COLORS[int(votes.argmax())]
-
-
-@functools.cache
-def natural_color(character: str) -> str:
-    """The colour a glyph's own fills show."""
-    from .render import stamp
-
-    rgba = stamp(character, 96)
-    alpha = rgba[..., 3]
-    seen = alpha > 0.5
-    rgb = rgba[..., :3][seen] / alpha[seen, None] * 255
-    return color_name(rgb)

@@ -31,8 +31,8 @@ from scipy import ndimage
 from skimage.color import deltaE_ciede2000, rgb2lab
 
 from ..shapes.judge import _deal  # the shapes' search: groups, counts, cells and relations
-from .colors import color_name, natural_color
-from .render import BACKGROUND_RGB, stamp
+from .colors import color_name
+from .render import BACKGROUND_RGB, natural_color, stamp
 from .scene import SIZE_FRACTION, EmojiScene
 from .vocab import character
 

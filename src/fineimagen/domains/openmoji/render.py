@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from ...errors import InputError
 from ..shapes.scene import PlacedObject
+from .colors import color_name, recolor
 
 # light backgrounds that OpenMoji's black outlines, white parts and light grays (#D0CFCE)
 # stay distinct from
@@ -68,8 +69,6 @@ RECOLOR_PX = 160  # recolouring works at this side: before smaller stamps blur o
 def colored_glyph(character: str, color: str) -> Image.Image:
     """The glyph at RECOLOR_PX a side with its fills recoloured (colors.recolor), before
     the resizing to a stamp blurs its outlines into its fills."""
-    from .colors import recolor
-
     big = glyph(character)
     scale = RECOLOR_PX / max(big.size)
     big = big.resize((max(1, round(big.width * scale)), max(1, round(big.height * scale))),
@@ -103,7 +102,6 @@ def render_emoji(objects: list[PlacedObject], background: str, size: int,
     """uint8 [size, size, 3]: each object's glyph (`characters` maps its `shape`, the
     object's name, to its emoji) in its extent, over the background; an object with a
     `color` other than its glyph's natural one is recoloured (colors.py)."""
-    from .colors import natural_color
 
     image = np.empty((size, size, 3), dtype=np.float32)
     image[:] = np.asarray(BACKGROUND_RGB[background], dtype=np.float32) / 255
@@ -118,3 +116,13 @@ def render_emoji(objects: list[PlacedObject], background: str, size: int,
         part = rgba[ys.start - y0: ys.stop - y0, xs.start - x0: xs.stop - x0]
         image[ys, xs] = part[..., :3] + image[ys, xs] * (1 - part[..., 3:])
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+
+
+@functools.cache
+def natural_color(character: str) -> str:
+    """The colour a glyph's own fills show (colors.color_name of its fills)."""
+    rgba = stamp(character, 96)
+    alpha = rgba[..., 3]
+    seen = alpha > 0.5
+    rgb = rgba[..., :3][seen] / alpha[seen, None] * 255
+    return color_name(rgb)
