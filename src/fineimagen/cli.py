@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="changed truth renders that must fail or pass (with --prompts, of "
                          "those prompts; else of a fresh held-out set of 400)")
     ev.add_argument("--prompts", help="prompts JSONL ({'prompt', 'scene'} a line)")
+    ev.add_argument("--geneval", metavar="METADATA",
+                    help="GenEval's evaluation_metadata.jsonl: score --images (GenEval's "
+                         "layout) or --render-truth by GenEval's rules, the exact OpenMoji "
+                         "evaluator in place of its detector (openmoji-coco)")
     ev.add_argument("--images", help="folder of {index:05d}_{k}.png")
     ev.add_argument("--render-truth", action="store_true",
                     help="score ground-truth renders of the specs instead of --images")
@@ -217,6 +221,9 @@ def _add_generate(commands) -> None:
     gen = commands.add_parser("generate", help="draw images from text")
     gen.add_argument("prompt", nargs="?", help="the prompt (or use --prompts)")
     gen.add_argument("--prompts", help="a prompts JSONL: one image set per line")
+    gen.add_argument("--geneval", metavar="METADATA",
+                     help="GenEval's evaluation_metadata.jsonl: draw every prompt into "
+                          "GenEval's layout (OUT/<index:05d>/samples/<k:05d>.png)")
     gen.add_argument("--model", help="a built-in model (default shapes) or a folder")
     gen.add_argument("--sampler", help="ddpm | ddim | dpm++ | unipc")
     gen.add_argument("--steps", type=int)
@@ -330,8 +337,14 @@ def _attribute_weight(text: str) -> tuple[str, float]:
 
 
 def _generate(args) -> None:
-    from .commands.generate import generate_to_folder
+    from .commands.generate import generate_geneval, generate_to_folder
 
+    if args.geneval:
+        if args.prompt is not None or args.prompts is not None:
+            raise InputError("--geneval draws GenEval's prompts: give no prompt or --prompts")
+        written = generate_geneval(args)
+        print(f"wrote {written} images to {args.out} (GenEval's layout)")
+        return
     if (args.prompt is None) == (args.prompts is None):
         raise InputError("give one prompt or --prompts FILE")
     written = generate_to_folder(args)

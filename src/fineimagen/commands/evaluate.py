@@ -9,6 +9,9 @@ from ..errors import InputError
 
 
 def evaluate(args) -> None:
+    if args.geneval:
+        write_json(args.json, evaluate_geneval(args))
+        return
     if args.domain == "openmoji":
         write_json(args.json, evaluate_openmoji(args))
         return
@@ -157,6 +160,44 @@ def evaluate_openmoji(args) -> dict:
         scores["fid"] = emoji_bench.emoji_fid(pipe.aligner, items, images, args.seed)
         print(f"in-domain FID {scores['fid']['fid']:.2f} ({scores['fid']['n_generated']} "
               f"generated vs {scores['fid']['n_truth']} truth renders)")
+    return scores
+
+
+def evaluate_geneval(args) -> dict:
+    """GenEval's prompts scored by its rules with the exact OpenMoji evaluator: images in
+    its layout, or truth renders of the covered prompts' specs (`--render-truth`)."""
+    import numpy as np
+
+    from ..domains import get_domain, parse_scene
+    from ..domains.openmoji.parser import parse_emoji_image
+    from ..eval import geneval
+
+    prompts = geneval.read_metadata(args.geneval)
+    domain = get_domain(geneval.DOMAIN)
+    if not (args.images or args.render_truth):
+        raise InputError("--geneval needs --images DIR (GenEval's layout) or --render-truth")
+    correct: dict[int, list[bool]] = {}
+    for p in prompts:
+        correct[p.index] = []
+        if p.spec is None:
+            continue
+        if args.render_truth:
+            scene = parse_scene(p.spec)
+            images = [domain.render(scene, args.size,
+                                    np.random.default_rng([args.seed, p.index, k]))
+                      for k in range(args.samples)]
+            if args.save_images:
+                from PIL import Image
+
+                geneval.write_prompt_folder(args.save_images, p,
+                                            [Image.fromarray(im) for im in images])
+        else:
+            images = geneval.read_prompt_images(args.images, p)
+        for image in images:
+            parsed = parse_emoji_image(image, domain.names, domain.colors)
+            correct[p.index].append(geneval.is_correct(p.record, parsed, image.shape[0]))
+    scores = geneval.summarize(prompts, correct)
+    print(geneval.format_table(scores))
     return scores
 
 

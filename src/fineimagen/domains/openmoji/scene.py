@@ -43,6 +43,7 @@ from ..shapes.scene import (
     relations_hold,
 )
 from .colors import GENEVAL_COLORS
+from .render import glyph
 from .vocab import character, other_names
 
 DOMAIN = "openmoji"
@@ -176,9 +177,47 @@ def sample_emoji_scene(rng: np.random.Generator, names: tuple[str, ...],
     raise InputError("no openmoji scene could be laid out in 200 draws")
 
 
+POSITION_MARGIN = 0.1  # GenEval's: a share of the two boxes' sizes along each axis
+GENEVAL_RELATIONS = {"left_of": "left of", "right_of": "right of", "above": "above",
+                     "below": "below"}
+
+
+def box_relations(a: tuple[float, float, float, float], b: tuple[float, float, float, float]
+                  ) -> set[str]:
+    """GenEval's relations of box a to box b ((x0, y0, x1, y1), y down): the centres'
+    offset, shrunk along each axis by POSITION_MARGIN of the boxes' summed sizes, points
+    mostly left, right, up or down ("left of", "right of", "above", "below")."""
+    boxes = np.array([a, b], np.float64).reshape(2, 2, 2)  # [box, corner, xy]
+    center_a, center_b = boxes.mean(axis=1)
+    dim_a, dim_b = np.abs(boxes[:, 1] - boxes[:, 0])
+    offset = center_a - center_b
+    revised = np.maximum(np.abs(offset) - POSITION_MARGIN * (dim_a + dim_b), 0) * np.sign(offset)
+    if np.all(np.abs(revised) < 1e-3):
+        return set()
+    dx, dy = revised / np.linalg.norm(offset)
+    return {name for name, holds in (("left of", dx < -0.5), ("right of", dx > 0.5),
+                                     ("above", dy < -0.5), ("below", dy > 0.5)) if holds}
+
+
+def _extent_box(obj: PlacedObject) -> tuple[float, float, float, float]:
+    """The glyph's visible box in its square extent (fractions of the side)."""
+    w, h = glyph(character(obj.shape)).size
+    half_w, half_h = obj.size * w / max(w, h) / 2, obj.size * h / max(w, h) / 2
+    return (obj.x - half_w, obj.y - half_h, obj.x + half_w, obj.y + half_h)
+
+
+def geneval_relations_hold(scene: EmojiScene, placed: list[PlacedObject]) -> bool:
+    """Every relation of the scene holds by GenEval's box test between every object of its
+    subject group and every object of its object group."""
+    return all(GENEVAL_RELATIONS[r.relation] in box_relations(_extent_box(a), _extent_box(b))
+               for r in scene.relations for a in placed if a.group == r.subject
+               for b in placed if b.group == r.object)
+
+
 def complete_emoji(scene: EmojiScene, rng: np.random.Generator):
     """The scene with every open attribute drawn (count 1, free cells, any size and
-    background) and laid out, relations holding; InputError when no layout is found."""
+    background) and laid out, relations holding (in openmoji-coco, whose prompts are
+    GenEval's, by GenEval's box test too); InputError when no layout is found."""
     for _ in range(200):
         cells = [c for c in vocab.POSITIONS if c not in {g.position for g in scene.groups}]
         order = [str(c) for c in rng.permutation(cells)]
@@ -188,7 +227,8 @@ def complete_emoji(scene: EmojiScene, rng: np.random.Generator):
         full = EmojiScene(groups, scene.background or str(rng.choice(BACKGROUNDS)),
                           scene.relations, scene.domain)
         placed = emoji_layout(full, rng)
-        if placed is not None and relations_hold(full, placed):
+        if placed is not None and relations_hold(full, placed) and (
+                scene.domain != "openmoji-coco" or geneval_relations_hold(full, placed)):
             return full, placed
     raise InputError(f"no layout of {scene.to_spec()} found in 200 draws")
 
