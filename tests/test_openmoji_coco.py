@@ -80,3 +80,26 @@ def test_coco_specs_caption_colours_and_are_judged_whatever_the_colour():
         domain.parse_spec({"objects": [{"object": "car", "color": "teal"}]})
     with pytest.raises(InputError, match="'object' must name"):
         domain.parse_spec({"objects": [{"object": "fire hydrant"}]})  # not covered
+
+
+def test_the_coco_dataset_states_recolourings_and_is_judged_true(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from fineimagen.cli import main
+
+    out = tmp_path / "coco"
+    assert main(["dataset", "openmoji", "--vocab", "openmoji-coco", "--n", "10",
+                 "--size", "64", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    domain = get_domain("openmoji-coco")
+    colored = right = 0
+    for row in rows:
+        scene = parse_scene(row["scene"])
+        assert row["scene"]["domain"] == "openmoji-coco"
+        for group in scene.groups:
+            colored += group.color is not None
+        image = np.asarray(Image.open(out / row["file_name"]).convert("RGB"))
+        right += domain.judge(scene, image)
+    assert colored >= 3 and right >= 9

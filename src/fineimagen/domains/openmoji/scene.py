@@ -153,9 +153,11 @@ def emoji_layout(scene: EmojiScene, rng: np.random.Generator) -> list[PlacedObje
 
 
 def sample_emoji_scene(rng: np.random.Generator, names: tuple[str, ...],
-                       split: str = "train") -> tuple[EmojiScene, list[PlacedObject]]:
+                       split: str = "train", colors: tuple[str, ...] = (),
+                       domain: str = DOMAIN) -> tuple[EmojiScene, list[PlacedObject]]:
     """A random complete scene: `train` avoids every held-out combination, `heldout` gives
-    its first group one."""
+    its first group one. With `colors`, each group is one of them with RECOLOR_SHARE, else
+    its glyph as drawn (its colour then unstated: a many-coloured glyph has no one name)."""
     if split not in ("train", "heldout"):
         raise InputError(f"unknown split {split!r} (choose from train, heldout)")
     for _ in range(200):
@@ -165,18 +167,22 @@ def sample_emoji_scene(rng: np.random.Generator, names: tuple[str, ...],
         groups = []
         for k, (name, cell) in enumerate(zip(objects, cells, strict=True)):
             count = int(rng.choice(vocab.COUNTS, p=COUNT_WEIGHTS))
-            groups.append(EmojiGroup(name, count, cell, str(rng.choice(vocab.SIZES))))
+            color = str(rng.choice(colors)) if colors and rng.random() < RECOLOR_SHARE \
+                else None
+            groups.append(EmojiGroup(name, count, cell, str(rng.choice(vocab.SIZES)), color))
             held = is_heldout(name, cell, count)
             if held != (split == "heldout" and k == 0):
                 break
         else:
-            scene = EmojiScene(tuple(groups), str(rng.choice(BACKGROUNDS)))
+            scene = EmojiScene(tuple(groups), str(rng.choice(BACKGROUNDS)), domain=domain)
             placed = emoji_layout(scene, rng)
             if placed is not None:
                 return scene, placed
     raise InputError("no openmoji scene could be laid out in 200 draws")
 
 
+RECOLOR_SHARE = 0.5  # of training groups with colours: recoloured (else natural)
+GENEVAL_PHRASING_SHARE = 0.3  # of their captions: in GenEval's phrasing
 POSITION_MARGIN = 0.1  # GenEval's: a share of the two boxes' sizes along each axis
 GENEVAL_RELATIONS = {"left_of": "left of", "right_of": "right of", "above": "above",
                      "below": "below"}
@@ -299,10 +305,12 @@ def group_words(g: EmojiGroup, rng: np.random.Generator, style: str = "canonical
     return text
 
 
-def emoji_caption(scene: EmojiScene, rng: np.random.Generator, style: str = "canonical") -> str:
+def emoji_caption(scene: EmojiScene, rng: np.random.Generator, style: str = "canonical",
+                  geneval: bool = False) -> str:
     """A caption stating exactly what `scene` states, e.g. 'two apples at the top left and a
     cat in the center on a light gray background'. `style`: canonical (canonical names),
-    train (aliases of the training half), paraphrase (held-out aliases)."""
+    train (aliases of the training half), paraphrase (held-out aliases). `geneval`: in
+    GenEval's phrasing ("a photo of a zebra right of a bed")."""
     units, related = [], set()
     for r in scene.relations:
         first, words, second = r.subject, r.relation, r.object
@@ -310,8 +318,8 @@ def emoji_caption(scene: EmojiScene, rng: np.random.Generator, style: str = "can
             first, words, second = second, INVERSE[words], first
         table = PLURAL_RELATION_PHRASES if (scene.groups[first].count or 1) > 1 else \
             RELATION_PHRASES
-        units.append(f"{group_words(scene.groups[first], rng, style)} "
-                     f"{_choose(rng, table[words])} "
+        said = GENEVAL_RELATIONS[words] if geneval else _choose(rng, table[words])
+        units.append(f"{group_words(scene.groups[first], rng, style)} {said} "
                      f"{group_words(scene.groups[second], rng, style)}")
         related |= {r.subject, r.object}
     units += [group_words(g, rng, style) for i, g in enumerate(scene.groups) if i not in related]
@@ -319,7 +327,7 @@ def emoji_caption(scene: EmojiScene, rng: np.random.Generator, style: str = "can
     text = units[0] if len(units) == 1 else ", ".join(units[:-1]) + " and " + units[-1]
     if scene.background:
         text += f" on a {scene.background} background"
-    return text
+    return "a photo of " + text if geneval else text
 
 
 def training_statement(scene: EmojiScene, placed: list[PlacedObject],
@@ -355,16 +363,19 @@ class EmojiSample:
 
 
 def make_emoji_sample(index: int, size: int, names: tuple[str, ...], split: str = "train",
-                      seed: int = 0) -> EmojiSample:
+                      seed: int = 0, colors: tuple[str, ...] = (),
+                      domain: str = DOMAIN) -> EmojiSample:
     """Sample `index` of the stream (seed, split): a random scene, its render and a training
-    caption (a random share of its attributes, names and aliases of the training half)."""
+    caption (a random share of its attributes, names and aliases of the training half;
+    with `colors`, glyphs recoloured and, in a share of captions, GenEval's phrasing)."""
     from ..shapes.samples import check_side
     from .render import render_emoji
 
     check_side(size)
     rng = np.random.default_rng([seed, index, 10 if split == "train" else 11])
-    scene, placed = sample_emoji_scene(rng, names, split)
+    scene, placed = sample_emoji_scene(rng, names, split, colors, domain)
     said = training_statement(scene, placed, rng)
-    caption = emoji_caption(said, rng, "train")
+    caption = emoji_caption(said, rng, "train", geneval=bool(colors) and
+                            rng.random() < GENEVAL_PHRASING_SHARE)
     return EmojiSample(render_emoji(placed, scene.background, size, characters(scene)),
                        caption, scene, placed)
