@@ -29,7 +29,7 @@ from torch import nn
 from ..config import CascadeConfig
 from ..diffusion.denoiser import Denoiser, TextCondition, _draw
 from ..errors import InputError
-from .jobs import Job, write_stage_model
+from .jobs import Job, shapes_data, write_stage_model
 
 
 class GuidanceDistill(nn.Module):
@@ -173,7 +173,7 @@ def distill_job(cfg):
     job = Job(module, encoder, student_cfg.resolution,
                lambda folder, shadow: write_stage_model(folder, cascade, student_cfg, shadow,
                                                       True, kept),
-               _shapes_data(student_cfg, cfg))
+               shapes_data(student_cfg, cfg.seed, varied=cfg.varied_captions))
     return job, cascade
 
 
@@ -202,13 +202,3 @@ def _student(cfg, root: Path, stage, teacher: Denoiser):
         module = ProgressiveDistill(student, teacher, cfg.distill_steps,
                                     tuple(cfg.distill_guidance))
     return module, student_cfg
-
-
-def _shapes_data(stage_cfg, cfg):
-    from ..domains.shapes.samples import ShapesDataset
-
-    def data(rank, world, start):
-        return ShapesDataset(stage_cfg.resolution, "train", cfg.seed, rank=rank,
-                             world_size=world, start=start, varied=cfg.varied_captions)
-
-    return data

@@ -160,10 +160,25 @@ class Job:
     shapes_data: object  # (rank, world, start) -> IterableDataset
 
 
+def shapes_data(stage: StageConfig, seed: int, low: int | None = None,
+                grounding: bool = False, varied: bool = False):
+    """(rank, world, start) -> the shapes stream a stage trains on: its side, the low-res
+    input of an SR stage, region prompts or the whole caption where the stage reads them
+    (the data path of every job on shapes, distillation's too)."""
+    from ..domains.shapes.samples import ShapesDataset
+
+    def data(rank, world, start):
+        return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
+                             start=start, low_size=low, regions=stage.reads_regions,
+                             whole_caption=stage.reads_prompt, grounding=grounding,
+                             varied=varied)
+
+    return data
+
+
 def diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: int,
                    grounding: float = 0.0, grounding_weighting: str = "uniform",
                    varied: bool = False) -> Job:
-    from ..domains.shapes.samples import ShapesDataset
 
     if grounding and (stage.kind == "regression" or stage.input_resolution):
         raise InputError("grounding applies to a base (diffusion, not super-resolution) stage")
@@ -174,11 +189,7 @@ def diffusion_job(cascade: CascadeConfig, stage: StageConfig, seed: int, crop: i
                    if stage.kind == "regression" else ())  # a regression stage's setting
     sr = SRInput(low, crop, *degradation) if low else None
 
-    def data(rank, world, start):
-        return ShapesDataset(stage.resolution, "train", seed, rank=rank, world_size=world,
-                             start=start, low_size=low, regions=stage.reads_regions,
-                             whole_caption=stage.reads_prompt, grounding=grounding > 0,
-                             varied=varied)
+    data = shapes_data(stage, seed, low, grounding > 0, varied)
 
     if stage.kind == "regression":
         text_weights = untrained_text(cascade)  # once, not at every export
