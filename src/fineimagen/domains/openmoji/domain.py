@@ -9,6 +9,7 @@ from ...errors import InputError
 from ..base import Domain
 from .colors import GENEVAL_COLORS
 from .parser import is_correct_emoji, parse_emoji_image
+from .reading import read_prompt
 from .regions import compile_emoji_scene
 from .render import render_emoji
 from .scene import (
@@ -58,3 +59,6 @@ class OpenMojiDomain(Domain):
 
     def category(self, scene: EmojiScene) -> str:
         return emoji_category(scene)
+
+    def read(self, prompt: str) -> EmojiScene:
+        return read_prompt(prompt, self.names, self.name)

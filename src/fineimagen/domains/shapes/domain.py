@@ -9,6 +9,7 @@ from ..base import Domain
 from . import judge, regions
 from .captions import SHAPE_WORDS, caption
 from .parser import parse_image
+from .plan import plan_with_report
 from .render import render
 from .scene import Scene, complete, parse_spec
 
@@ -41,6 +42,6 @@ class ShapesDomain(Domain):
         return judge.category_of(scene)
 
     def read(self, prompt: str) -> Scene:
-        from .plan import plan_scene
-
-        return plan_scene(prompt)
+        """The planner's reading: the grammar, else ordinary language through reading.py
+        (words it cannot place are left unread)."""
+        return plan_with_report(prompt)[0]
