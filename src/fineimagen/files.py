@@ -79,6 +79,14 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     return records
 
 
+def loads(text: str):
+    """JSON text -> its value; InputError 'malformed JSON: ... at column N'."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
+
+
 def read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise InputError(f"not a fineimagen model folder: {what} is missing ({path})")

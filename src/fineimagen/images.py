@@ -4,6 +4,7 @@ the networks' tensors ([B, 3, H, W] in [-1, 1])."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -68,3 +69,11 @@ def to_pil(x: torch.Tensor) -> list[Image.Image]:
     """[B, 3, H, W] in [-1, 1] -> PIL images."""
     array = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
+
+
+def save_png(image: Image.Image, path: str | Path) -> None:
+    """Write a PNG whole: to a temporary name beside it, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)

@@ -51,15 +51,13 @@ def openmoji_dataset(args) -> None:
     from ..domains.openmoji.render import attribution
     from ..domains.openmoji.scene import make_emoji_sample
 
-    domain = get_domain("openmoji" if args.vocab == "openmoji-100" else args.vocab) \
-        if args.vocab in ("openmoji-100", "openmoji-coco") else None
+    domain = get_domain("openmoji-coco" if args.vocab == "openmoji-coco" else "openmoji")
     names = vocabulary(args.vocab)
-    colors, domain_name = (domain.colors, domain.name) if domain else ((), "openmoji")
 
     def samples():
         for i in tqdm(range(args.n), desc="rendering", unit="scene"):
-            s = make_emoji_sample(i, args.size, names, args.split, args.seed, colors,
-                                  domain_name)
+            s = make_emoji_sample(i, args.size, names, args.split, args.seed, domain.colors,
+                                  domain.name)
             yield s.image, s.caption, {"scene": s.scene.to_spec()}
 
     card = (f"# OpenMoji scenes ({args.vocab}, {args.n} scenes, {args.size} px, split "

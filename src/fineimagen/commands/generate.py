@@ -4,7 +4,6 @@ the layout `fineimagen eval --images` reads. Each file is written whole (temp + 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..data.prompt_file import parse_scene_spec, read_prompt_file
 from ..errors import InputError
+from ..images import save_png
 
 
 def read_prompt_lines(path: str | Path, domain: str | None = None) -> list[str]:
@@ -113,7 +113,7 @@ def generate_to_folder(args) -> int:
                       bf16=bf16_choice(args), **options)
         for j, image in enumerate(images):
             index, k = start + j // args.n, j % args.n
-            _save_png(image, out / f"{index:05d}_{k}.png")
+            save_png(image, out / f"{index:05d}_{k}.png")
             written += 1
     return written
 
@@ -241,7 +241,7 @@ def _generate_controlled(args, pipe, prompts, control, options, last, out: Path)
                       progress=len(prompts) == 1, stages=last, bf16=bf16_choice(args),
                       **options, **extra)
         for k, image in enumerate(images):
-            _save_png(image, out / f"{index:05d}_{k}.png")
+            save_png(image, out / f"{index:05d}_{k}.png")
             written += 1
     return written
 
@@ -283,7 +283,7 @@ def edit_files(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k, im in enumerate(images):
-        _save_png(im, out / f"{k:02d}.png")
+        save_png(im, out / f"{k:02d}.png")
     return len(images)
 
 
@@ -308,8 +308,8 @@ def _edit_prompt(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k, (a, b) in enumerate(zip(sources, targets, strict=True)):
-        _save_png(a, out / f"{k:02d}_source.png")
-        _save_png(b, out / f"{k:02d}.png")
+        save_png(a, out / f"{k:02d}_source.png")
+        save_png(b, out / f"{k:02d}.png")
     return 2 * len(targets)
 
 
@@ -334,13 +334,5 @@ def upscale_files(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, image in zip(args.images, outputs, strict=True):
-        _save_png(image, out / (Path(name).stem + ".png"))
+        save_png(image, out / (Path(name).stem + ".png"))
     return len(outputs)
-
-
-def _save_png(image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-

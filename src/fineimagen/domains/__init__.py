@@ -7,10 +7,9 @@ shapes where it does not). Adding a domain: its folder and one `register_domain`
 
 from __future__ import annotations
 
-import json
-
 from ..control.regions import CompiledScene
 from ..errors import InputError
+from ..files import loads
 from .base import Domain
 from .openmoji.domain import OpenMojiDomain
 from .shapes.domain import ShapesDomain
@@ -42,10 +41,7 @@ def domain_names() -> list[str]:
 def parse_scene(spec: dict | str, domain: str | Domain | None = None):
     """The scene of a spec (a dict or JSON text) in the domain it names, else in `domain`."""
     if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as err:
-            raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
+        spec = loads(spec)
     if not isinstance(spec, dict):
         raise InputError(f"a scene spec is a JSON object, got {type(spec).__name__}")
     return get_domain(spec.get("domain", domain)).parse_spec(spec)

@@ -1,15 +1,9 @@
 """GenEval-style compositional scoring of images against scene specs.
 
 A prompt file is JSONL, one `{"prompt": str, "scene": <scene spec>}` a line (other keys are
-ignored); images are `{index:05d}_{k}.png`, the k-th sample of line `index`. An image is
-correct when its detected objects can be dealt out to the spec's groups, every object to
-one group, so that each group gets exactly its count (at least one object where the count
-is not set), each object has its group's shape, colour, size and texture where the spec
-sets them, and each group's centroid lies in its position cell where set. Attributes the
-spec leaves open are free per object, as in GenEval: "two circles" is right with one red
-and one blue circle. Unasked-for objects make an image wrong. Texture is not judged below
-64 px: there the texture constraints are dropped and texture-category prompts are left
-out of the table.
+ignored); images are `{index:05d}_{k}.png`, the k-th sample of line `index`. Each image is
+judged by the shapes domain's rule (domains/shapes/judge.py); texture-category prompts are
+left out of the table below 64 px, where texture is not judged.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from ..domains.openmoji.colors import GENEVAL_COLORS
 from ..domains.openmoji.parser import UNKNOWN, EmojiObject, ParsedEmojiScene
 from ..domains.openmoji.scene import box_relations
 from ..errors import InputError
+from ..files import read_jsonl
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 RELATIONS = {"left of": "left_of", "right of": "right_of", "above": "above",
@@ -44,30 +45,16 @@ class GenEvalPrompt:
 
 def read_metadata(path: str | Path) -> list[GenEvalPrompt]:
     """GenEval's `evaluation_metadata.jsonl`, every line checked (errors name the line)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise InputError(f"cannot read GenEval metadata {path}: {err.strerror}") from None
     prompts = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, record in read_jsonl(path):
         try:
-            record = json.loads(line)
             prompts.append(_prompt(len(prompts), record))
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}, line {number}: malformed JSON ({err.msg})") from None
         except InputError as err:
             raise InputError(f"{path}, line {number}: {err}") from None
-    if not prompts:
-        raise InputError(f"{path}: no prompts")
     return prompts
 
 
-def _prompt(index: int, record) -> GenEvalPrompt:
-    if not isinstance(record, dict):
-        raise InputError("a line must be a JSON object")
+def _prompt(index: int, record: dict) -> GenEvalPrompt:
     tag, prompt = record.get("tag"), record.get("prompt")
     if tag not in TAGS:
         raise InputError(f"tag {tag!r} is not one of {', '.join(TAGS)}")
@@ -197,14 +184,13 @@ def sample_folder(out: Path, index: int) -> Path:
 def write_prompt_folder(out: Path, prompt: GenEvalPrompt, images) -> None:
     """One prompt's folder: its metadata line and its images `samples/<k:05d>.png`."""
     from ..files import atomic_write_text
+    from ..images import save_png
 
     samples = sample_folder(out, prompt.index)
     samples.mkdir(parents=True, exist_ok=True)
     atomic_write_text(samples.parent / "metadata.jsonl", json.dumps(prompt.record) + "\n")
     for k, image in enumerate(images):
-        tmp = samples / f".{k:05d}.png.tmp"
-        image.save(tmp, format="PNG")
-        tmp.replace(samples / f"{k:05d}.png")
+        save_png(image, samples / f"{k:05d}.png")
 
 
 def read_prompt_images(folder: str | Path, prompt: GenEvalPrompt) -> list[np.ndarray]:

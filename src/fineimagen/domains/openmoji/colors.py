@@ -4,8 +4,8 @@ colour an object shows, named in CIELAB.
 A glyph is black outlines around coloured fills. Recolouring keeps the outlines (dark,
 achromatic pixels) and moves every fill to the asked colour's hue and chroma, keeping the
 fills' shading as lightness differences around the colour's own lightness. An object's
-colour is the anchor nearest (CIEDE2000) to most of its fill pixels, weighted by how much
-of each pixel the object covers; a glyph's natural colour is that of its unchanged fills.
+colour is the anchor nearest (CIEDE2000) to most of its fill pixels; a glyph's natural
+colour is that of its unchanged fills.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def recolor(rgba: np.ndarray, color: str) -> np.ndarray:
     return np.concatenate([new_rgb * alpha, alpha], axis=-1).astype(np.float32)
 
 
-def color_name(pixels: np.ndarray, weights: np.ndarray | None = None) -> str | None:
+def color_name(pixels: np.ndarray) -> str | None:
     """The colour (of GENEVAL_COLORS) most of an object's fill pixels (sRGB uint8 or float
     0..255, [n, 3]) are nearest to; black when dark pixels (outline or fill) are more than
     DARK_SHARE of them; None when there are none."""
@@ -74,7 +74,6 @@ def color_name(pixels: np.ndarray, weights: np.ndarray | None = None) -> str | N
         return "black"
     keep = ~dark
     lab = lab[keep]
-    w = np.ones(len(lab)) if weights is None else np.asarray(weights, np.float64)[keep]
     distance = deltaE_ciede2000(lab[:, None, :], _anchors_lab()[None, :, :])  # [n, 10]
-    votes = np.bincount(distance.argmin(1), weights=w, minlength=len(GENEVAL_COLORS))
+    votes = np.bincount(distance.argmin(1), minlength=len(GENEVAL_COLORS))
     return GENEVAL_COLORS[int(votes.argmax())]

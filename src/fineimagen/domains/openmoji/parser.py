@@ -30,7 +30,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from ..shapes.judge import _deal  # the shapes' search: groups, counts, cells and relations
+from ..shapes.judge import _deal, could_match  # the shapes' checks and search
 from .colors import color_name
 from .render import BACKGROUND_RGB, natural_color, stamp
 from .scene import SIZE_FRACTION, EmojiScene
@@ -44,7 +44,6 @@ MIN_AREA = 0.15  # of a small object's square
 MIN_NCC = 0.5
 SHRINK_PX = 2  # identity also tries the box shrunk by up to this many pixels a side
 UNKNOWN = "unknown"
-MAX_OBJECTS = 12
 _BACKGROUND_NAMES = tuple(BACKGROUND_RGB)
 _BACKGROUNDS_LAB = rgb2lab(np.array([BACKGROUND_RGB[b] for b in _BACKGROUND_NAMES],
                                     np.float32)[None] / 255)[0]
@@ -196,26 +195,20 @@ def closest_color(patch: np.ndarray, bg_rgb: np.ndarray, name: str,
     recoloured to each of `colors`, the one nearest the patch (mean squared error)."""
     h, w = patch.shape[:2]
     bg = bg_rgb.astype(np.float32) / 255
-    best, best_error = natural_color(character(name)), np.inf
-    for color in (None, *colors):
+    def error(color):
         t = _template(name, w, h, color)
-        error = float(np.mean(((t[..., :3] + bg * (1 - t[..., 3:])) * 255 - patch) ** 2))
-        if error < best_error:
-            best, best_error = color or natural_color(character(name)), error
-    return best
+        return float(np.mean(((t[..., :3] + bg * (1 - t[..., 3:])) * 255 - patch) ** 2))
+
+    best = min((None, *colors), key=error)
+    return best or natural_color(character(name))
 
 
 # ----------------------------------------------------------------------------- judging
 def is_correct_emoji(scene: EmojiScene, parsed: ParsedEmojiScene) -> bool:
     """Whether a parsed image obeys a spec (every group, relation; nothing left over)."""
-    if parsed.background is None or scene.background not in (None, parsed.background):
+    if not could_match(scene, parsed):
         return False
     objects = parsed.objects
-    counts = [g.count for g in scene.groups]
-    if None not in counts and sum(counts) != len(objects):
-        return False
-    if len(objects) > MAX_OBJECTS or len(objects) < len(counts):
-        return False
     fits = [[j for j, g in enumerate(scene.groups)
              if o.name == g.object and g.size in (None, o.size) and g.color in (None, o.color)]
             for o in objects]

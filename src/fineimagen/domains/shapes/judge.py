@@ -37,16 +37,22 @@ def is_unseen(scene: Scene) -> bool:
     return any(vocab.heldout_combinations(g.fields()) for g in scene.groups)
 
 
-def is_correct(scene: Scene, parsed: ParsedScene, side: int) -> bool:
-    """Whether a parsed image obeys a spec (the matching rule of the module docstring)."""
+def could_match(scene, parsed) -> bool:
+    """The checks before the search, in every domain: the stated background drawn, and as
+    many objects as the counts ask (at least one a group, at most MAX_OBJECTS)."""
     if parsed.background is None or scene.background not in (None, parsed.background):
         return False
+    n, counts = len(parsed.objects), [g.count for g in scene.groups]
+    if None not in counts and sum(counts) != n:
+        return False
+    return len(counts) <= n <= MAX_OBJECTS
+
+
+def is_correct(scene: Scene, parsed: ParsedScene, side: int) -> bool:
+    """Whether a parsed image obeys a spec (the matching rule of the module docstring)."""
+    if not could_match(scene, parsed):
+        return False
     objects = parsed.objects
-    counts = [g.count for g in scene.groups]
-    if None not in counts and sum(counts) != len(objects):
-        return False
-    if len(objects) > MAX_OBJECTS or len(objects) < len(counts):
-        return False
     ignored = ("position", "count") + (("texture",) if side < MIN_TEXTURE_SIDE else ())
     wanted = [{k: v for k, v in g.fields().items() if k not in ignored} for g in scene.groups]
     fits = [[j for j, w in enumerate(wanted) if all(getattr(o, k) == v for k, v in w.items())]

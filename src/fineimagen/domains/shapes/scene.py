@@ -6,7 +6,6 @@ and `layout` places every object. Coordinates are fractions of the image side, y
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from itertools import permutations
@@ -14,6 +13,7 @@ from itertools import permutations
 import numpy as np
 
 from ...errors import InputError
+from ...files import loads
 from . import vocab
 
 MAX_GROUPS = 3
@@ -115,10 +115,7 @@ class PlacedObject:
 def parse_spec(spec: dict | str) -> Scene:
     """Validate a scene spec (a dict or JSON text) and return it as a `Scene`."""
     if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as err:
-            raise InputError(f"malformed JSON: {err.msg} at column {err.colno}") from None
+        spec = loads(spec)
     if not isinstance(spec, dict):
         raise InputError("a scene spec must be a JSON object with an 'objects' list")
     unknown = set(spec) - {"domain", "objects", "background", "relations"}
